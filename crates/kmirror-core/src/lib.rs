@@ -1,0 +1,23 @@
+//! The pure logic of kmirror: everything that can be decided without I/O.
+//!
+//! # Layout
+//! - [`types`]: domain newtypes (`ClusterAlias`, `TopicPartition`, `Offset`).
+//! - [`config`]: the configuration as written (Strimzi `KafkaMirrorMaker2` shape) and its
+//!   validation into typed settings, with one [`config::Problem`] per mistake.
+//! - [`policy`]: MM2's replication policies (topic renaming, internal topics, cycles).
+//! - [`filter`]: MM2's topic and group include/exclude lists.
+//! - [`progress`]: replication progress records in MM2's Connect offsets format, and Kafka's
+//!   murmur2 partitioner.
+//! - [`topic_config`]: which source topic configs are copied (MM2's property filter).
+//! - [`tracker`]: per-partition bookkeeping of produced and acknowledged records, which decides
+//!   what may be recorded as done.
+
+pub mod config;
+pub mod filter;
+pub mod policy;
+pub mod progress;
+pub mod topic_config;
+pub mod tracker;
+pub mod types;
+
+pub use types::{ClusterAlias, Offset, StartFrom, TopicPartition};

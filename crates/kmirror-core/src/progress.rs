@@ -1,0 +1,194 @@
+//! Replication progress records, in the format of MM2's Connect offsets topic (MM2-COMPAT §1.4).
+//!
+//! kmirror stores "where replication of a source partition has got to" in a compacted topic on
+//! the target cluster, `mm2-offsets.<source>.internal` by default, using exactly the records the
+//! Kafka Connect worker writes for MirrorSourceConnector:
+//!
+//! - key `["MirrorSourceConnector",{"cluster":"<S>","partition":<p>,"topic":"<t>"}]`
+//! - value `{"offset":<last replicated source offset>}`, or a tombstone
+//! - partition `murmur2(key) % partitions`, as Kafka's default partitioner chooses it.
+//!
+//! Because the records are the same, an operator can switch from Java MM2 to kmirror (or back)
+//! without copying anything twice.
+
+use serde::Deserialize;
+
+use crate::types::{Offset, TopicPartition};
+
+/// The connector name MM2 uses in dedicated mode for source offsets.
+pub const SOURCE_CONNECTOR: &str = "MirrorSourceConnector";
+
+/// Where replication of one source partition has got to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceProgress {
+    /// The source cluster alias (`cluster` in the key).
+    pub cluster: String,
+    /// The source topic and partition.
+    pub partition: TopicPartition,
+    /// The next source offset to copy; everything before it is acknowledged on the target.
+    pub next: Offset,
+}
+
+/// Encodes the record key. Field order matches Java's HashMap iteration order for this key set.
+pub fn encode_key(cluster: &str, tp: &TopicPartition) -> Vec<u8> {
+    let key = serde_json::json!([
+        SOURCE_CONNECTOR,
+        {"cluster": cluster, "partition": tp.partition, "topic": &*tp.topic}
+    ]);
+    // serde_json's map keeps keys sorted, which is the Java order here: cluster, partition, topic.
+    key.to_string().into_bytes()
+}
+
+/// Encodes the record value for progress `next` (MM2 stores the last copied offset, `next - 1`).
+pub fn encode_value(next: Offset) -> Vec<u8> {
+    format!("{{\"offset\":{}}}", next.0 - 1).into_bytes()
+}
+
+/// Why a record of the progress topic was not understood.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    /// Not the JSON shape Connect writes.
+    #[error("not a Connect source-offset record: {0}")]
+    Shape(String),
+}
+
+#[derive(Deserialize)]
+struct KeyMap {
+    cluster: String,
+    partition: i32,
+    topic: String,
+}
+
+#[derive(Deserialize)]
+struct ValueMap {
+    offset: i64,
+}
+
+/// Decodes a record of the progress topic. Returns `Ok(None)` for records that belong to other
+/// connectors (checkpoint and heartbeat connectors share the topic in MM2), and for tombstones
+/// (`value == None`), which mean "no progress stored".
+pub fn decode(key: &[u8], value: Option<&[u8]>) -> Result<Option<SourceProgress>, DecodeError> {
+    let (connector, map): (String, serde_json::Value) =
+        serde_json::from_slice(key).map_err(|e| DecodeError::Shape(e.to_string()))?;
+    if connector != SOURCE_CONNECTOR {
+        return Ok(None);
+    }
+    let map: KeyMap = serde_json::from_value(map).map_err(|e| DecodeError::Shape(e.to_string()))?;
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    let value: ValueMap =
+        serde_json::from_slice(value).map_err(|e| DecodeError::Shape(e.to_string()))?;
+    if value.offset < -1 || map.partition < 0 {
+        return Err(DecodeError::Shape(format!(
+            "negative offset {} or partition {}",
+            value.offset, map.partition
+        )));
+    }
+    Ok(Some(SourceProgress {
+        cluster: map.cluster,
+        partition: TopicPartition::new(map.topic, map.partition),
+        next: Offset(value.offset + 1),
+    }))
+}
+
+/// Kafka's murmur2 hash (`org.apache.kafka.common.utils.Utils.murmur2`).
+pub fn murmur2(data: &[u8]) -> i32 {
+    const SEED: u32 = 0x9747_b28c;
+    const M: u32 = 0x5bd1_e995;
+    const R: u32 = 24;
+    // Kafka truncates the length to an int; keys here are far smaller than 2 GiB.
+    let length = u32::try_from(data.len()).unwrap_or(u32::MAX);
+    let mut h: u32 = SEED ^ length;
+    let mut chunks = data.chunks_exact(4);
+    for chunk in &mut chunks {
+        let mut k = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        k = k.wrapping_mul(M);
+        k ^= k >> R;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M);
+        h ^= k;
+    }
+    let rest = chunks.remainder();
+    if rest.len() >= 3 {
+        h ^= u32::from(rest[2]) << 16;
+    }
+    if rest.len() >= 2 {
+        h ^= u32::from(rest[1]) << 8;
+    }
+    if !rest.is_empty() {
+        h ^= u32::from(rest[0]);
+        h = h.wrapping_mul(M);
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^= h >> 15;
+    h.cast_signed()
+}
+
+/// The partition Kafka's default partitioner picks for a non-null key.
+pub fn partition_for_key(key: &[u8], partitions: i32) -> i32 {
+    if partitions <= 0 {
+        return 0;
+    }
+    (murmur2(key) & 0x7fff_ffff) % partitions
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_and_value_match_connect_bytes() {
+        let tp = TopicPartition::new("orders", 3);
+        assert_eq!(
+            String::from_utf8(encode_key("primary", &tp)).expect("utf8"),
+            r#"["MirrorSourceConnector",{"cluster":"primary","partition":3,"topic":"orders"}]"#
+        );
+        assert_eq!(encode_value(Offset(42)), br#"{"offset":41}"#.to_vec());
+    }
+
+    #[test]
+    fn decode_round_trips_and_skips_other_connectors() {
+        let tp = TopicPartition::new("orders", 3);
+        let key = encode_key("primary", &tp);
+        let got = decode(&key, Some(&encode_value(Offset(42)))).expect("decodes");
+        assert_eq!(
+            got,
+            Some(SourceProgress {
+                cluster: "primary".into(),
+                partition: tp,
+                next: Offset(42)
+            })
+        );
+        assert_eq!(decode(&key, None), Ok(None));
+        let other = br#"["MirrorCheckpointConnector",{"partition":3,"topic":"primary.orders","group":"g1"}]"#;
+        assert_eq!(decode(other, Some(br#"{"offset":0}"#)), Ok(None));
+        assert!(decode(b"not json", Some(b"{}")).is_err());
+        assert!(decode(&key, Some(br#"{"offset":-5}"#)).is_err());
+    }
+
+    #[test]
+    fn murmur2_matches_kafka() {
+        // Values from Kafka's UtilsTest.testMurmur2.
+        let cases: [(&[u8], i32); 5] = [
+            (b"21", -973_932_308),
+            (b"foobar", -790_332_482),
+            (b"a-little-bit-long-string", -985_981_536),
+            (b"a-little-bit-longer-string", -1_486_304_829),
+            (
+                b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8",
+                -58_897_971,
+            ),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(
+                murmur2(input),
+                expected,
+                "{}",
+                String::from_utf8_lossy(input)
+            );
+        }
+        assert!((0..25).contains(&partition_for_key(b"x", 25)));
+    }
+}

@@ -1,0 +1,249 @@
+//! Per-partition bookkeeping of the replication pipeline.
+//!
+//! A [`PartitionTracker`] follows one source partition: records handed to the producer, the
+//! target's acknowledgements, and failures. Its [`PartitionTracker::progress`] is the next source
+//! offset such that every record before it was acknowledged by the target: the only position
+//! that may be recorded as done. The idempotent producer reports deliveries of one partition in
+//! order; the tracker still never moves progress backwards and freezes it at the first failure,
+//! so a record can be copied twice but never skipped.
+
+use crate::types::Offset;
+
+/// The life of a partition pipeline.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PipelineState {
+    /// Copying.
+    Running,
+    /// No longer fetching; waiting for in-flight records to be acknowledged before release.
+    Draining,
+    /// Stopped by an error that retrying cannot fix; progress is frozen at `at`.
+    Failed {
+        /// The first source offset that could not be copied.
+        at: Offset,
+        /// The cause, for logs and health checks.
+        reason: String,
+    },
+}
+
+/// What a delivery report did to the partition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AckOutcome {
+    /// Progress moved.
+    Advanced,
+    /// Nothing changed (a report after a failure, or a stale report).
+    Ignored,
+}
+
+/// Bookkeeping for one source partition.
+#[derive(Clone, Debug)]
+pub struct PartitionTracker {
+    state: PipelineState,
+    acked_next: Offset,
+    fetch_next: Offset,
+    in_flight: u64,
+    persisted: Option<Offset>,
+    copied: u64,
+}
+
+impl PartitionTracker {
+    /// Starts tracking at `next`, the first source offset to copy. `persisted` is the progress
+    /// already stored (so an unchanged position is not written again).
+    pub fn new(next: Offset, persisted: Option<Offset>) -> Self {
+        Self {
+            state: PipelineState::Running,
+            acked_next: next,
+            fetch_next: next,
+            in_flight: 0,
+            persisted,
+            copied: 0,
+        }
+    }
+
+    /// The pipeline state.
+    pub fn state(&self) -> &PipelineState {
+        &self.state
+    }
+
+    /// Whether records of this partition should still be fetched and produced.
+    pub fn is_running(&self) -> bool {
+        self.state == PipelineState::Running
+    }
+
+    /// The next source offset expected from the consumer.
+    pub fn fetch_next(&self) -> Offset {
+        self.fetch_next
+    }
+
+    /// A record at `offset` was handed to the producer.
+    pub fn on_produced(&mut self, offset: Offset) {
+        self.in_flight += 1;
+        self.fetch_next = offset.next();
+    }
+
+    /// The record at `offset` could not even be queued (the producer refused it locally).
+    /// Nothing is in flight for it; the partition fails at `offset`.
+    pub fn on_rejected(&mut self, offset: Offset, reason: String) {
+        self.fail(offset, reason);
+    }
+
+    /// The target acknowledged the record at `offset`.
+    pub fn on_acked(&mut self, offset: Offset) -> AckOutcome {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        if matches!(self.state, PipelineState::Failed { .. }) || offset < self.acked_next {
+            return AckOutcome::Ignored;
+        }
+        self.acked_next = offset.next();
+        self.copied += 1;
+        AckOutcome::Advanced
+    }
+
+    /// Delivery of the record at `offset` failed for good. Returns `true` if this is the
+    /// partition's first failure (the caller logs it once).
+    pub fn on_failed(&mut self, offset: Offset, reason: String) -> bool {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        self.fail(offset, reason)
+    }
+
+    fn fail(&mut self, offset: Offset, reason: String) -> bool {
+        if matches!(self.state, PipelineState::Failed { .. }) {
+            return false;
+        }
+        // Reports come in order, so `offset >= acked_next`; the min is a guard, not a path.
+        let at = offset.min(self.acked_next).max(Offset(0));
+        self.acked_next = at;
+        self.state = PipelineState::Failed { at, reason };
+        true
+    }
+
+    /// Stop fetching: the partition is being released or kmirror is shutting down.
+    pub fn start_draining(&mut self) {
+        if self.state == PipelineState::Running {
+            self.state = PipelineState::Draining;
+        }
+    }
+
+    /// Whether no record is waiting for an acknowledgement.
+    pub fn is_drained(&self) -> bool {
+        self.in_flight == 0
+    }
+
+    /// Records waiting for an acknowledgement.
+    pub fn in_flight(&self) -> u64 {
+        self.in_flight
+    }
+
+    /// Records acknowledged since tracking started.
+    pub fn copied(&self) -> u64 {
+        self.copied
+    }
+
+    /// Next source offset whose predecessors are all acknowledged on the target.
+    pub fn progress(&self) -> Offset {
+        self.acked_next
+    }
+
+    /// The progress to store now, if it changed since the last stored value.
+    pub fn progress_to_store(&self) -> Option<Offset> {
+        (self.persisted != Some(self.acked_next)).then_some(self.acked_next)
+    }
+
+    /// Record that `offset` was durably stored.
+    pub fn mark_stored(&mut self, offset: Offset) {
+        if self.persisted.is_none_or(|p| offset > p) {
+            self.persisted = Some(offset);
+        }
+    }
+
+    /// The last durably stored progress.
+    pub fn stored(&self) -> Option<Offset> {
+        self.persisted
+    }
+
+    /// The consumer reset the position (the stored offset was no longer on the source).
+    pub fn on_position_reset(&mut self, to: Offset) {
+        if self.in_flight == 0 {
+            self.acked_next = to;
+        }
+        self.fetch_next = to;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_follows_acks_in_order() {
+        let mut t = PartitionTracker::new(Offset(10), None);
+        for o in 10..15 {
+            t.on_produced(Offset(o));
+        }
+        assert_eq!(t.in_flight(), 5);
+        assert_eq!(t.progress(), Offset(10));
+        t.on_acked(Offset(10));
+        t.on_acked(Offset(11));
+        assert_eq!(t.progress(), Offset(12));
+        assert_eq!(t.progress_to_store(), Some(Offset(12)));
+        t.mark_stored(Offset(12));
+        assert_eq!(t.progress_to_store(), None);
+        t.on_acked(Offset(12));
+        t.on_acked(Offset(13));
+        t.on_acked(Offset(14));
+        assert!(t.is_drained());
+        assert_eq!(t.progress(), Offset(15));
+        assert_eq!(t.copied(), 5);
+    }
+
+    #[test]
+    fn gaps_in_source_offsets_are_fine() {
+        // Compaction and transaction markers leave gaps; progress jumps past them.
+        let mut t = PartitionTracker::new(Offset(0), None);
+        t.on_produced(Offset(0));
+        t.on_produced(Offset(7));
+        t.on_acked(Offset(0));
+        t.on_acked(Offset(7));
+        assert_eq!(t.progress(), Offset(8));
+    }
+
+    #[test]
+    fn failure_freezes_progress_at_the_failed_record() {
+        let mut t = PartitionTracker::new(Offset(0), Some(Offset(0)));
+        for o in 0..5 {
+            t.on_produced(Offset(o));
+        }
+        t.on_acked(Offset(0));
+        assert!(t.on_failed(Offset(1), "record too large".into()));
+        // Later records acknowledged after the failure do not move progress past it.
+        assert_eq!(t.on_acked(Offset(2)), AckOutcome::Ignored);
+        assert!(!t.on_failed(Offset(3), "again".into()));
+        t.on_acked(Offset(4));
+        assert_eq!(t.progress(), Offset(1));
+        assert!(t.is_drained());
+        assert!(matches!(
+            t.state(),
+            PipelineState::Failed { at: Offset(1), .. }
+        ));
+        assert!(!t.is_running());
+    }
+
+    #[test]
+    fn draining_waits_for_in_flight() {
+        let mut t = PartitionTracker::new(Offset(0), None);
+        t.on_produced(Offset(0));
+        t.start_draining();
+        assert!(!t.is_drained());
+        assert!(!t.is_running());
+        t.on_acked(Offset(0));
+        assert!(t.is_drained());
+        assert_eq!(t.progress(), Offset(1));
+    }
+
+    #[test]
+    fn stale_acks_never_move_progress_back() {
+        let mut t = PartitionTracker::new(Offset(5), None);
+        t.on_produced(Offset(5));
+        t.on_acked(Offset(5));
+        t.on_acked(Offset(3));
+        assert_eq!(t.progress(), Offset(6));
+    }
+}

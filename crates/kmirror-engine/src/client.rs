@@ -1,0 +1,257 @@
+//! Building librdkafka clients for a cluster: security, kmirror's defaults, user overrides.
+//!
+//! Precedence, low to high: kmirror's defaults for the role, the cluster's `config:` (common,
+//! then `producer.`/`consumer.`/`admin.`), the mirror's connector overrides, then the settings
+//! kmirror cannot work without (idempotence, manual progress). Security comes first so that
+//! `config:` may still tune it (e.g. `ssl.endpoint.identification.algorithm`).
+
+use std::sync::Mutex;
+
+use kmirror_core::config::{ClientProps, Cluster};
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::error::KafkaError;
+use rdkafka::ClientConfig;
+
+use crate::security::ClusterSecurity;
+
+/// What a client is for; decides defaults and forced settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Reads the records to copy.
+    ReplicationConsumer,
+    /// Writes copied records and progress to the target.
+    ReplicationProducer,
+    /// Reads stored progress.
+    ProgressReader,
+    /// Admin requests and metadata.
+    Admin,
+}
+
+impl Role {
+    fn name(self) -> &'static str {
+        match self {
+            Role::ReplicationConsumer => "replication-consumer",
+            Role::ReplicationProducer => "replication-producer",
+            Role::ProgressReader => "progress-reader",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// kmirror's defaults, chosen to keep memory bounded (under 128 MB for the whole process with
+/// the defaults) and throughput high.
+fn defaults(role: Role) -> &'static [(&'static str, &'static str)] {
+    match role {
+        Role::ReplicationConsumer => &[
+            ("queued.max.messages.kbytes", "16384"),
+            ("fetch.max.bytes", "16777216"),
+            ("fetch.wait.max.ms", "100"),
+            ("isolation.level", "read_committed"),
+        ],
+        Role::ReplicationProducer => &[
+            ("acks", "all"),
+            ("linger.ms", "5"),
+            ("queue.buffering.max.kbytes", "32768"),
+            ("queue.buffering.max.messages", "200000"),
+            ("batch.size", "1000000"),
+            ("max.in.flight.requests.per.connection", "5"),
+            // Retriable errors are retried forever: a record is never dropped by a timeout.
+            ("message.timeout.ms", "0"),
+        ],
+        Role::ProgressReader => &[
+            ("isolation.level", "read_committed"),
+            ("fetch.wait.max.ms", "10"),
+        ],
+        Role::Admin => &[],
+    }
+}
+
+fn forced(role: Role) -> &'static [(&'static str, &'static str)] {
+    match role {
+        Role::ReplicationConsumer => &[
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            // An out-of-range position is reported and handled, never silently reset.
+            ("auto.offset.reset", "error"),
+            ("enable.partition.eof", "false"),
+        ],
+        Role::ReplicationProducer => &[("enable.idempotence", "true")],
+        Role::ProgressReader => &[
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            ("auto.offset.reset", "earliest"),
+            ("enable.partition.eof", "true"),
+        ],
+        Role::Admin => &[],
+    }
+}
+
+/// Builds client configs for one cluster.
+#[derive(Clone)]
+pub struct ClientFactory {
+    cluster: Cluster,
+    security: ClusterSecurity,
+    client_id: String,
+}
+
+impl ClientFactory {
+    /// A factory for `cluster` with checked `security`; `client_id` prefixes every client id.
+    pub fn new(cluster: Cluster, security: ClusterSecurity, client_id: impl Into<String>) -> Self {
+        Self {
+            cluster,
+            security,
+            client_id: client_id.into(),
+        }
+    }
+
+    /// The cluster.
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+
+    /// The checked security material.
+    pub fn security(&self) -> &ClusterSecurity {
+        &self.security
+    }
+
+    /// The config for a client of `role`, with `overrides` applied in order.
+    pub fn config(&self, role: Role, overrides: &[&ClientProps]) -> ClientConfig {
+        let mut cfg = ClientConfig::new();
+        cfg.set_log_level(RDKafkaLogLevel::Warning);
+        cfg.set("bootstrap.servers", &self.cluster.bootstrap_servers);
+        cfg.set("client.id", format!("{}|{}", self.client_id, role.name()));
+        let tls = self.cluster.tls.is_some();
+        let protocol = match (tls, self.security.sasl.is_some()) {
+            (true, true) => "SASL_SSL",
+            (true, false) => "SSL",
+            (false, true) => "SASL_PLAINTEXT",
+            (false, false) => "PLAINTEXT",
+        };
+        cfg.set("security.protocol", protocol);
+        if let Some(ca) = &self.security.ca_pem {
+            cfg.set("ssl.ca.pem", ca);
+        }
+        if let Some((cert, key)) = &self.security.client_cert {
+            cfg.set("ssl.certificate.location", cert.display().to_string());
+            cfg.set("ssl.key.location", key.display().to_string());
+        }
+        if let Some(sasl) = &self.security.sasl {
+            cfg.set("sasl.mechanism", sasl.mechanism);
+            cfg.set("sasl.username", &sasl.username);
+            cfg.set("sasl.password", &sasl.password);
+        }
+        for (k, v) in defaults(role) {
+            cfg.set(*k, *v);
+        }
+        let role_props = match role {
+            Role::ReplicationConsumer | Role::ProgressReader => &self.cluster.consumer,
+            Role::ReplicationProducer => &self.cluster.producer,
+            Role::Admin => &self.cluster.admin,
+        };
+        for props in [&self.cluster.common, role_props]
+            .into_iter()
+            .chain(overrides.iter().copied())
+        {
+            for (k, v) in props {
+                cfg.set(k, v);
+            }
+        }
+        for (k, v) in forced(role) {
+            cfg.set(*k, *v);
+        }
+        if matches!(role, Role::ReplicationConsumer | Role::ProgressReader) {
+            // librdkafka needs a group id to assign partitions; kmirror never commits with it.
+            cfg.set("group.id", format!("{}|{}", self.client_id, role.name()));
+        }
+        cfg
+    }
+}
+
+/// Checks that librdkafka knows every property (no network). Returns the offending key's
+/// error text.
+pub fn check_properties(cfg: &ClientConfig) -> Result<(), String> {
+    cfg.create_native_config()
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// Client context shared by kmirror's clients: turns librdkafka's error callbacks into log
+/// lines that name the cluster, and remembers the last TLS or authentication failure so that
+/// start-up can report it with the files involved.
+pub struct ClusterContext {
+    alias: String,
+    ca_files: Vec<String>,
+    client_cert: Option<String>,
+    last_fatal: Mutex<Option<String>>,
+}
+
+impl ClusterContext {
+    /// A context for clients of `factory`'s cluster.
+    pub fn new(factory: &ClientFactory) -> Self {
+        Self {
+            alias: factory.cluster.alias.to_string(),
+            ca_files: factory
+                .security
+                .ca_files
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect(),
+            client_cert: factory
+                .security
+                .client_cert
+                .as_ref()
+                .map(|(c, _)| c.display().to_string()),
+            last_fatal: Mutex::new(None),
+        }
+    }
+
+    /// The last TLS/authentication failure seen, explained.
+    pub fn diagnosis(&self) -> Option<String> {
+        self.last_fatal.lock().ok().and_then(|g| g.clone())
+    }
+
+    fn explain(&self, reason: &str) -> Option<String> {
+        let r = reason.to_ascii_lowercase();
+        if r.contains("certificate verify failed") || r.contains("unable to get local issuer") {
+            let cas = if self.ca_files.is_empty() {
+                "the system trust store".to_owned()
+            } else {
+                self.ca_files.join(", ")
+            };
+            return Some(format!(
+                "cluster {}: the broker's TLS certificate is not signed by a CA in {cas} ({reason})",
+                self.alias
+            ));
+        }
+        if r.contains("ssl") && (r.contains("alert") || r.contains("handshake")) {
+            let who = self.client_cert.as_deref().map_or_else(String::new, |c| {
+                format!("; check that the broker trusts the client certificate {c}")
+            });
+            return Some(format!(
+                "cluster {}: TLS handshake failed ({reason}){who}",
+                self.alias
+            ));
+        }
+        if r.contains("sasl") && r.contains("authentication") {
+            return Some(format!(
+                "cluster {}: SASL authentication failed ({reason})",
+                self.alias
+            ));
+        }
+        None
+    }
+}
+
+impl ClientContext for ClusterContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if let Some(explained) = self.explain(reason) {
+            tracing::error!(cluster = %self.alias, "{explained}");
+            if let Ok(mut g) = self.last_fatal.lock() {
+                *g = Some(explained);
+            }
+        } else {
+            tracing::warn!(cluster = %self.alias, error = %error, "{reason}");
+        }
+    }
+}

@@ -1,0 +1,311 @@
+//! One mirror end to end: start-up checks, the progress topic, the topic refresh loop and the
+//! supervision of the replicator thread.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use kmirror_core::config::{Config, Mirror};
+use kmirror_core::{ClusterAlias, StartFrom, TopicPartition};
+use rdkafka::admin::AdminClient;
+use tokio_util::sync::CancellationToken;
+
+use crate::client::{check_properties, ClientFactory, ClusterContext, Role};
+use crate::error::{Error, Result};
+use crate::replicator::{Assignment, Command, Replicator, ReplicatorSettings, Start};
+use crate::security::ClusterSecurity;
+use crate::status::StatusBoard;
+use crate::topics::{ensure_compacted_topic, list_topics, Admin, TopicSync};
+
+/// How long start-up waits for a cluster's metadata before it reports and retries.
+const PREFLIGHT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Back-off between restarts of a failed replicator or unreachable clusters.
+const RESTART_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Settings that come from the command line.
+#[derive(Clone, Debug)]
+pub struct FlowOptions {
+    /// Time allowed to drain and store progress at shutdown.
+    pub shutdown_timeout: Duration,
+}
+
+/// A ready-to-run mirror.
+pub struct Flow {
+    mirror: Arc<Mirror>,
+    source: ClientFactory,
+    target: ClientFactory,
+    status: Arc<StatusBoard>,
+    options: FlowOptions,
+}
+
+impl Flow {
+    /// Builds the flow and checks every client property with librdkafka (no network).
+    pub fn build(
+        config: &Config,
+        mirror: &Mirror,
+        security: &BTreeMap<ClusterAlias, ClusterSecurity>,
+        status: Arc<StatusBoard>,
+        options: FlowOptions,
+    ) -> Result<Self> {
+        let factory = |alias: &ClusterAlias| -> Result<ClientFactory> {
+            let cluster = config
+                .cluster(alias)
+                .ok_or_else(|| Error::Config(format!("unknown cluster alias {alias}")))?;
+            let sec = security.get(alias).cloned().unwrap_or_default();
+            Ok(ClientFactory::new(
+                cluster.clone(),
+                sec,
+                format!("kmirror|{}", mirror.name()),
+            ))
+        };
+        let flow = Self {
+            mirror: Arc::new(mirror.clone()),
+            source: factory(&mirror.source)?,
+            target: factory(&mirror.target)?,
+            status,
+            options,
+        };
+        for (role, cfg) in flow.client_configs() {
+            check_properties(&cfg)
+                .map_err(|e| Error::Config(format!("flow {}: {role}: {e}", mirror.name())))?;
+        }
+        Ok(flow)
+    }
+
+    fn client_configs(&self) -> Vec<(&'static str, rdkafka::ClientConfig)> {
+        let c = &self.mirror.clients;
+        vec![
+            (
+                "source consumer",
+                self.source.config(
+                    Role::ReplicationConsumer,
+                    &[&c.source_all, &c.source_consumer],
+                ),
+            ),
+            (
+                "target producer",
+                self.target.config(
+                    Role::ReplicationProducer,
+                    &[&c.target_all, &c.target_producer],
+                ),
+            ),
+            (
+                "source admin",
+                self.source
+                    .config(Role::Admin, &[&c.source_all, &c.source_admin]),
+            ),
+            (
+                "target admin",
+                self.target
+                    .config(Role::Admin, &[&c.target_all, &c.target_admin]),
+            ),
+            (
+                "progress reader",
+                self.target.config(Role::ProgressReader, &[&c.target_all]),
+            ),
+        ]
+    }
+
+    fn admin(
+        &self,
+        factory: &ClientFactory,
+        overrides: &[&kmirror_core::config::ClientProps],
+    ) -> Result<Admin> {
+        let cfg = factory.config(Role::Admin, overrides);
+        let admin: AdminClient<ClusterContext> = cfg
+            .create_with_context(ClusterContext::new(factory))
+            .map_err(|e| Error::client("admin client", &e))?;
+        Ok(Arc::new(admin))
+    }
+
+    /// Runs until `shutdown` is cancelled. Returns an error only for problems the operator
+    /// must fix; cluster trouble is retried.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
+        let c = &self.mirror.clients;
+        let source_admin = self.admin(&self.source, &[&c.source_all, &c.source_admin])?;
+        let target_admin = self.admin(&self.target, &[&c.target_all, &c.target_admin])?;
+        if !self
+            .preflight(
+                &[(&self.source, &source_admin), (&self.target, &target_admin)],
+                &shutdown,
+            )
+            .await?
+        {
+            return Ok(());
+        }
+        let progress = &self.mirror.progress;
+        loop {
+            match ensure_compacted_topic(
+                &target_admin,
+                &progress.topic,
+                progress.partitions,
+                progress.replication_factor,
+                self.mirror.admin_timeout,
+            )
+            .await
+            {
+                Ok(()) => break,
+                Err(e) if e.is_user_error() => return Err(e),
+                Err(e) => {
+                    tracing::error!(
+                        "cannot prepare the progress topic {}: {e}; retrying",
+                        progress.topic
+                    );
+                    if sleep_or_cancel(RESTART_BACKOFF, &shutdown).await {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        let sync = TopicSync::new(Arc::clone(&self.mirror), source_admin, target_admin);
+        loop {
+            match self.run_replicator(&sync, &shutdown).await {
+                Ok(()) => return Ok(()),
+                Err(e) if e.is_user_error() => return Err(e),
+                Err(e) => {
+                    tracing::error!(
+                        "replication stopped: {e}; restarting from the stored progress in {}s",
+                        RESTART_BACKOFF.as_secs()
+                    );
+                    if sleep_or_cancel(RESTART_BACKOFF, &shutdown).await {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits until both clusters answer. TLS and authentication failures are the operator's
+    /// to fix and end the run; unreachable clusters are retried. Returns `false` on shutdown.
+    async fn preflight(
+        &self,
+        clusters: &[(&ClientFactory, &Admin)],
+        shutdown: &CancellationToken,
+    ) -> Result<bool> {
+        for (factory, admin) in clusters {
+            let alias = &factory.cluster().alias;
+            loop {
+                match list_topics(admin, PREFLIGHT_TIMEOUT).await {
+                    Ok(_) => {
+                        tracing::info!(cluster = %alias, "connected");
+                        break;
+                    }
+                    Err(e) => {
+                        if let Some(diagnosis) = admin.inner().context().diagnosis() {
+                            return Err(Error::Config(diagnosis));
+                        }
+                        tracing::error!(cluster = %alias, bootstrap = %factory.cluster().bootstrap_servers,
+                            "cannot reach the cluster ({e}); retrying in {}s", RESTART_BACKOFF.as_secs());
+                        if sleep_or_cancel(RESTART_BACKOFF, shutdown).await {
+                            return Ok(false);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    async fn run_replicator(&self, sync: &TopicSync, shutdown: &CancellationToken) -> Result<()> {
+        let c = &self.mirror.clients;
+        let progress = &self.mirror.progress;
+        let reader = self.target.config(Role::ProgressReader, &[&c.target_all]);
+        let (topic, source_alias, timeout) = (
+            progress.topic.clone(),
+            self.mirror.source.to_string(),
+            self.mirror.admin_timeout,
+        );
+        let stored = tokio::task::spawn_blocking(move || {
+            crate::progress_store::read(&reader, &topic, &source_alias, timeout)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("progress reader: {e}")))??;
+        tracing::info!(partitions = stored.len(), topic = %progress.topic, "read stored progress");
+
+        let settings = ReplicatorSettings {
+            source: self.mirror.source.clone(),
+            flow: self.mirror.name(),
+            progress_topic: progress.topic.clone(),
+            progress_partitions: progress.partitions,
+            flush_interval: progress.flush_interval,
+            shutdown_timeout: self.options.shutdown_timeout,
+        };
+        let replicator = Replicator::build(
+            settings,
+            &self.source.config(
+                Role::ReplicationConsumer,
+                &[&c.source_all, &c.source_consumer],
+            ),
+            &self.target.config(
+                Role::ReplicationProducer,
+                &[&c.target_all, &c.target_producer],
+            ),
+            ClusterContext::new(&self.target),
+            Arc::clone(&self.status),
+        )?;
+        let (tx, rx) = mpsc::channel();
+        let token = shutdown.clone();
+        let mut handle = tokio::task::spawn_blocking(move || replicator.run(&rx, &token));
+
+        let mut assigned: HashSet<TopicPartition> = HashSet::new();
+        let refresh = self.mirror.refresh_topics.unwrap_or(Duration::MAX);
+        let mut first = true;
+        loop {
+            let wait = if first { Duration::ZERO } else { refresh };
+            first = false;
+            tokio::select! {
+                joined = &mut handle => {
+                    return match joined {
+                        Ok(Ok(report)) => {
+                            tracing::info!(copied = report.copied, clean = report.clean, "replicator stopped");
+                            Ok(())
+                        }
+                        Ok(Err(e)) => Err(e),
+                        Err(e) => Err(Error::Internal(format!("replicator thread: {e}"))),
+                    };
+                }
+                () = tokio::time::sleep(wait), if wait != Duration::MAX => {
+                    match sync.sync().await {
+                        Ok(partitions) => {
+                            let new: Vec<Assignment> = partitions
+                                .into_iter()
+                                .filter(|r| !assigned.contains(&r.source))
+                                .map(|r| {
+                                    let start = match stored.get(&r.source) {
+                                        Some(next) => Start::At(*next),
+                                        None => match self.mirror.start_from {
+                                            StartFrom::Earliest => Start::Earliest,
+                                            StartFrom::Latest => Start::Latest,
+                                        },
+                                    };
+                                    Assignment { source: r.source, target_topic: r.target_topic, start }
+                                })
+                                .collect();
+                            if !new.is_empty() {
+                                assigned.extend(new.iter().map(|a| a.source.clone()));
+                                // A send error means the replicator ended; the next loop turn reports why.
+                                let _ = tx.send(Command::Assign(new));
+                            }
+                        }
+                        Err(e) => tracing::warn!("topic refresh failed: {e}; retrying in {}s", refresh.as_secs()),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Sleeps, or returns `true` early if `shutdown` is cancelled.
+async fn sleep_or_cancel(d: Duration, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(d) => false,
+        () = shutdown.cancelled() => true,
+    }
+}
+
+impl Flow {
+    /// `S->T`.
+    pub fn name(&self) -> String {
+        self.mirror.name()
+    }
+}

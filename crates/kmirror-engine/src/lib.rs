@@ -1,0 +1,25 @@
+//! kmirror's runtime: Kafka clients, certificate checks, topic sync and the replication data
+//! plane.
+//!
+//! # Layout
+//! - [`load`]: reading a config file with environment overrides.
+//! - [`security`]: reading and checking certificates, keys and passwords.
+//! - [`client`]: librdkafka client configs per cluster and role, and the client context.
+//! - [`topics`]: discovering source topics and creating or growing them on the target.
+//! - [`progress_store`]: reading stored replication progress.
+//! - [`replicator`]: the per-flow data plane (consumer → producer, per-partition pipelines).
+//! - [`flow`]: one mirror end to end: start-up checks, topic sync loop, replicator supervision.
+//! - [`status`]: partition states shared with health checks.
+//! - [`error`]: errors classified by who can fix them.
+
+pub mod client;
+pub mod error;
+pub mod flow;
+pub mod load;
+pub mod progress_store;
+pub mod replicator;
+pub mod security;
+pub mod status;
+pub mod topics;
+
+pub use error::{Error, Result};

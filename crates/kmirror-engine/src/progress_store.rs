@@ -1,0 +1,113 @@
+//! Reading stored replication progress from the target's progress topic.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use kmirror_core::progress::decode;
+use kmirror_core::{Offset, TopicPartition};
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::{ClientConfig, TopicPartitionList};
+
+use crate::error::{Error, Result};
+
+/// Reads the whole progress topic (it is compacted, so small) and returns the stored next
+/// offset of every partition of `source_alias`. Blocking: call from a blocking thread.
+/// Reads until every partition reported end-of-partition (the Fetch high watermark), so a
+/// broker whose ListOffsets answer is approximate still yields everything.
+pub fn read(
+    config: &ClientConfig,
+    topic: &str,
+    source_alias: &str,
+    timeout: Duration,
+) -> Result<BTreeMap<TopicPartition, Offset>> {
+    let consumer: BaseConsumer<ReaderContext> = config
+        .create_with_context(ReaderContext)
+        .map_err(|e| Error::client("progress reader", &e))?;
+    let metadata = consumer.fetch_metadata(Some(topic), timeout).map_err(|e| {
+        Error::Retriable(format!(
+            "reading metadata of the progress topic {topic}: {e}"
+        ))
+    })?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic)
+        .flat_map(|t| {
+            t.partitions()
+                .iter()
+                .map(rdkafka::metadata::MetadataPartition::id)
+        })
+        .collect();
+    let mut out = BTreeMap::new();
+    if partitions.is_empty() {
+        return Ok(out);
+    }
+    let mut tpl = TopicPartitionList::new();
+    for p in &partitions {
+        tpl.add_partition_offset(topic, *p, rdkafka::Offset::Beginning)
+            .map_err(|e| Error::Internal(e.to_string()))?;
+    }
+    consumer
+        .assign(&tpl)
+        .map_err(|e| Error::Retriable(format!("reading the progress topic {topic}: {e}")))?;
+    let mut eof: HashMap<i32, bool> = partitions.iter().map(|p| (*p, false)).collect();
+    let deadline = Instant::now() + timeout;
+    while eof.values().any(|done| !done) {
+        if Instant::now() > deadline {
+            return Err(Error::Retriable(format!(
+                "timed out reading the progress topic {topic} to its end"
+            )));
+        }
+        match consumer.poll(Duration::from_millis(200)) {
+            None => {}
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                eof.insert(p, true);
+            }
+            Some(Err(e)) => tracing::warn!(topic, "reading progress: {e}"),
+            Some(Ok(msg)) => match decode(msg.key().unwrap_or_default(), msg.payload()) {
+                Ok(Some(progress)) if progress.cluster == source_alias => {
+                    out.insert(progress.partition, progress.next);
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    // A tombstone clears stored progress for the key.
+                    if msg.payload().is_none() {
+                        if let Some(tp) = tombstone_partition(msg.key(), source_alias) {
+                            out.remove(&tp);
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(
+                    topic,
+                    offset = msg.offset(),
+                    "skipping a record kmirror does not understand: {e}"
+                ),
+            },
+        }
+    }
+    Ok(out)
+}
+
+/// The progress reader asks for end-of-partition events; they are not errors.
+struct ReaderContext;
+
+impl ClientContext for ReaderContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(error, KafkaError::PartitionEOF(_))
+            && error.rdkafka_error_code() != Some(RDKafkaErrorCode::PartitionEOF)
+        {
+            tracing::warn!(error = %error, "progress reader: {reason}");
+        }
+    }
+}
+
+impl ConsumerContext for ReaderContext {}
+
+fn tombstone_partition(key: Option<&[u8]>, source_alias: &str) -> Option<TopicPartition> {
+    let key = key?;
+    let probe = decode(key, Some(b"{\"offset\":0}")).ok()??;
+    (probe.cluster == source_alias).then_some(probe.partition)
+}

@@ -1,0 +1,794 @@
+//! The replication data plane of one flow: source partitions copied to the target.
+//!
+//! A [`Replicator`] runs on a dedicated thread (librdkafka calls block) and owns one consumer on
+//! the source and one idempotent producer on the target. Each assigned source partition is a
+//! pipeline slot with a [`PartitionTracker`]; records go to the same partition number of the
+//! target topic with key, value, headers and timestamp unchanged. Delivery reports are applied
+//! on the same thread, so the hot path takes no contended lock, spawns no task and allocates
+//! nothing beyond what librdkafka copies.
+//!
+//! Progress (the next source offset whose predecessors are all acknowledged) is written to the
+//! progress topic every flush interval through the same producer, so it can never get ahead of
+//! the data it describes. A partition whose records the target refuses for good (too large,
+//! not authorized) stops with an error naming topic, partition and offset; the others go on.
+//! Ownership changes come as [`Command`]s: a released partition drains its in-flight records and
+//! stores its final progress before it is dropped.
+
+use std::collections::HashMap;
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kmirror_core::progress::{encode_key, encode_value, partition_for_key};
+use kmirror_core::tracker::{PartitionTracker, PipelineState};
+use kmirror_core::{ClusterAlias, Offset, TopicPartition};
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, DefaultConsumerContext};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Message, Timestamp};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::{ClientConfig, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+use crate::client::ClusterContext;
+use crate::error::{Error, Result};
+use crate::status::{PartitionReport, StatusBoard};
+
+/// Opaque bit marking delivery reports of progress records (data records carry their source
+/// offset, which is never negative, so bit 63 is free).
+const PROGRESS_BIT: usize = 1 << 63;
+/// How long one consumer poll may wait when idle.
+const IDLE_POLL: Duration = Duration::from_millis(50);
+/// Records forwarded between two producer polls.
+const BATCH: usize = 2048;
+/// Back-off before a partition stopped by a retriable error is tried again.
+const RETRY_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Where a newly assigned partition starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// Stored progress: the next offset to copy.
+    At(Offset),
+    /// The oldest record on the source.
+    Earliest,
+    /// The end of the source partition.
+    Latest,
+}
+
+/// A source partition to copy.
+#[derive(Clone, Debug)]
+pub struct Assignment {
+    /// Source topic and partition.
+    pub source: TopicPartition,
+    /// Topic on the target (same partition number).
+    pub target_topic: Arc<str>,
+    /// Where to start.
+    pub start: Start,
+}
+
+/// Ownership changes for the replicator.
+#[derive(Debug)]
+pub enum Command {
+    /// Start copying these partitions.
+    Assign(Vec<Assignment>),
+    /// Stop copying these partitions: drain, store progress, release.
+    Release(Vec<TopicPartition>),
+}
+
+/// How the replicator ended.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Records acknowledged by the target during this run.
+    pub copied: u64,
+    /// Whether every partition drained and its progress was stored before the deadline.
+    pub clean: bool,
+}
+
+/// Settings of a replicator.
+pub struct ReplicatorSettings {
+    /// Source alias (the `cluster` of progress records).
+    pub source: ClusterAlias,
+    /// Flow name for logs (`S->T`).
+    pub flow: String,
+    /// Progress topic on the target.
+    pub progress_topic: String,
+    /// Its partition count.
+    pub progress_partitions: i32,
+    /// How often progress is written.
+    pub flush_interval: Duration,
+    /// Time allowed for draining at shutdown.
+    pub shutdown_timeout: Duration,
+}
+
+struct Delivery {
+    slot: u32,
+    opaque: usize,
+    error: Option<KafkaError>,
+    progress_value: Option<Offset>,
+}
+
+#[derive(Default)]
+struct DeliveryBuf {
+    /// Target topic → slot index per partition (`u32::MAX`: none).
+    topics: HashMap<Arc<str>, Vec<u32>>,
+    /// Slot index per progress record, by opaque.
+    events: Vec<Delivery>,
+}
+
+/// Producer context: buffers delivery reports for the replicator thread.
+pub struct DeliveryContext {
+    cluster: ClusterContext,
+    buf: Mutex<DeliveryBuf>,
+}
+
+impl ClientContext for DeliveryContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.cluster.error(error, reason);
+    }
+}
+
+impl ProducerContext for DeliveryContext {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
+        let (msg, error) = match result {
+            Ok(m) => (m, None),
+            Err((e, m)) => (m, Some(e.clone())),
+        };
+        let Ok(mut buf) = self.buf.lock() else { return };
+        let (slot, progress_value) = if opaque & PROGRESS_BIT != 0 {
+            let value = msg.payload().and_then(parse_progress_value);
+            (
+                u32::try_from(opaque & !PROGRESS_BIT).unwrap_or(u32::MAX),
+                value,
+            )
+        } else {
+            let slot = buf
+                .topics
+                .get(msg.topic())
+                .and_then(|parts| {
+                    usize::try_from(msg.partition())
+                        .ok()
+                        .and_then(|p| parts.get(p))
+                })
+                .copied()
+                .unwrap_or(u32::MAX);
+            (slot, None)
+        };
+        buf.events.push(Delivery {
+            slot,
+            opaque,
+            error,
+            progress_value,
+        });
+    }
+}
+
+fn parse_progress_value(payload: &[u8]) -> Option<Offset> {
+    let text = std::str::from_utf8(payload).ok()?;
+    let n: i64 = text
+        .trim()
+        .strip_prefix("{\"offset\":")?
+        .strip_suffix('}')?
+        .parse()
+        .ok()?;
+    Some(Offset(n + 1))
+}
+
+struct Slot {
+    source: TopicPartition,
+    target_topic: Arc<str>,
+    tracker: PartitionTracker,
+    releasing: bool,
+    retry_at: Option<Instant>,
+    final_progress_sent: Option<Offset>,
+}
+
+/// The replication worker of one flow.
+pub struct Replicator {
+    consumer: BaseConsumer<DefaultConsumerContext>,
+    core: Core,
+}
+
+/// Everything but the consumer, so that a fetched record (which borrows the consumer) can be
+/// forwarded while the state is mutated.
+struct Core {
+    settings: ReplicatorSettings,
+    producer: BaseProducer<DeliveryContext>,
+    slots: Vec<Option<Slot>>,
+    /// Source topic → slot index per partition.
+    by_source: HashMap<Arc<str>, Vec<u32>>,
+    status: Arc<StatusBoard>,
+    copied: u64,
+}
+
+impl Replicator {
+    /// Creates the clients. `producer_cluster` is the target's context (for error messages).
+    pub fn build(
+        settings: ReplicatorSettings,
+        consumer: &ClientConfig,
+        producer: &ClientConfig,
+        producer_cluster: ClusterContext,
+        status: Arc<StatusBoard>,
+    ) -> Result<Self> {
+        let consumer: BaseConsumer<DefaultConsumerContext> = consumer
+            .create()
+            .map_err(|e| Error::client("replication consumer", &e))?;
+        let context = DeliveryContext {
+            cluster: producer_cluster,
+            buf: Mutex::new(DeliveryBuf::default()),
+        };
+        let producer: BaseProducer<DeliveryContext> = producer
+            .create_with_context(context)
+            .map_err(|e| Error::client("replication producer", &e))?;
+        Ok(Self {
+            consumer,
+            core: Core {
+                settings,
+                producer,
+                slots: Vec::new(),
+                by_source: HashMap::new(),
+                status,
+                copied: 0,
+            },
+        })
+    }
+
+    /// Runs until `shutdown` is cancelled (then drains and stores progress) or a fatal error.
+    /// Blocking: call from a dedicated thread.
+    pub fn run(
+        mut self,
+        commands: &mpsc::Receiver<Command>,
+        shutdown: &CancellationToken,
+    ) -> Result<Report> {
+        let span = tracing::info_span!("replicator", flow = %self.core.settings.flow);
+        let _guard = span.enter();
+        let mut last_flush = Instant::now();
+        loop {
+            loop {
+                match commands.try_recv() {
+                    Ok(Command::Assign(list)) => self.assign(list)?,
+                    Ok(Command::Release(list)) => self.release(&list),
+                    Err(mpsc::TryRecvError::Empty | mpsc::TryRecvError::Disconnected) => break,
+                }
+            }
+            if shutdown.is_cancelled() {
+                return self.shutdown();
+            }
+            self.pump()?;
+            self.retry_failed()?;
+            if last_flush.elapsed() >= self.core.settings.flush_interval {
+                self.core.store_progress(false)?;
+                self.core.finish_releases();
+                self.core.publish_status();
+                last_flush = Instant::now();
+            }
+        }
+    }
+
+    /// Consume a batch, forward it, apply delivery reports.
+    fn pump(&mut self) -> Result<()> {
+        let mut timeout = IDLE_POLL;
+        let mut to_pause = Vec::new();
+        for _ in 0..BATCH {
+            match self.consumer.poll(timeout) {
+                None => break,
+                Some(Ok(msg)) => {
+                    self.core.forward(&msg, &mut to_pause)?;
+                    timeout = Duration::ZERO;
+                }
+                Some(Err(e)) => {
+                    self.consumer_error(&e);
+                    break;
+                }
+            }
+        }
+        self.core.producer.poll(Duration::ZERO);
+        self.core.apply_deliveries(&mut to_pause)?;
+        for tp in &to_pause {
+            self.pause(tp);
+        }
+        Ok(())
+    }
+
+    fn pause(&self, tp: &TopicPartition) {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&tp.topic, tp.partition);
+        if let Err(e) = self.consumer.pause(&tpl) {
+            tracing::warn!(topic = %tp.topic, partition = tp.partition, "could not pause: {e}");
+        }
+    }
+
+    /// Restart partitions stopped by a retriable error once their back-off passed and nothing
+    /// of theirs is in flight: seek back to the progress and fetch again.
+    fn retry_failed(&mut self) -> Result<()> {
+        let now = Instant::now();
+        for slot in self.core.slots.iter_mut().flatten() {
+            let due = slot.retry_at.is_some_and(|t| t <= now)
+                && slot.tracker.is_drained()
+                && !slot.releasing;
+            if !due {
+                continue;
+            }
+            slot.retry_at = None;
+            let from = slot.tracker.progress();
+            slot.tracker = PartitionTracker::new(from, slot.tracker.stored());
+            let tp = &slot.source;
+            self.consumer
+                .seek(
+                    &tp.topic,
+                    tp.partition,
+                    rdkafka::Offset::Offset(from.0),
+                    Duration::from_secs(10),
+                )
+                .map_err(|e| Error::Retriable(format!("seek {tp} to {from}: {e}")))?;
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition(&tp.topic, tp.partition);
+            self.consumer
+                .resume(&tpl)
+                .map_err(|e| Error::Retriable(format!("resume {tp}: {e}")))?;
+            tracing::info!(topic = %tp.topic, partition = tp.partition, offset = from.0, "partition restarted");
+        }
+        Ok(())
+    }
+
+    fn consumer_error(&mut self, e: &KafkaError) {
+        if let KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset) = e {
+            self.handle_out_of_range();
+        } else {
+            tracing::warn!(error = %e, "source consumer error; retrying");
+        }
+    }
+
+    /// A stored position is no longer on the source: records were deleted (retention) before
+    /// they were copied. This cannot be undone; say so loudly, then continue from the log start.
+    fn handle_out_of_range(&mut self) {
+        for slot in self.core.slots.iter_mut().flatten() {
+            if !slot.tracker.is_running() {
+                continue;
+            }
+            let tp = &slot.source;
+            let Ok((low, _high)) =
+                self.consumer
+                    .fetch_watermarks(&tp.topic, tp.partition, Duration::from_secs(10))
+            else {
+                continue;
+            };
+            let next = slot.tracker.fetch_next();
+            if next.0 < low {
+                tracing::error!(
+                    topic = %tp.topic, partition = tp.partition, offset = next.0, log_start = low,
+                    lost = low - next.0,
+                    "records {}..{} were deleted from the source before kmirror copied them (retention); continuing from {}",
+                    next.0, low - 1, low
+                );
+                slot.tracker.on_position_reset(Offset(low));
+                if let Err(err) = self.consumer.seek(
+                    &tp.topic,
+                    tp.partition,
+                    rdkafka::Offset::Offset(low),
+                    Duration::from_secs(10),
+                ) {
+                    tracing::warn!(topic = %tp.topic, partition = tp.partition, "seek to log start failed: {err}");
+                }
+            }
+        }
+    }
+
+    fn assign(&mut self, list: Vec<Assignment>) -> Result<()> {
+        let mut tpl = TopicPartitionList::new();
+        for a in list {
+            if self
+                .core
+                .slot_index(&a.source.topic, a.source.partition)
+                .is_some()
+            {
+                continue;
+            }
+            let (offset, next, stored) = match a.start {
+                Start::At(o) => (rdkafka::Offset::Offset(o.0), o, Some(o)),
+                Start::Earliest => (rdkafka::Offset::Beginning, Offset(0), None),
+                Start::Latest => (rdkafka::Offset::End, Offset(0), None),
+            };
+            tpl.add_partition_offset(&a.source.topic, a.source.partition, offset)
+                .map_err(|e| Error::Internal(format!("partition list: {e}")))?;
+            self.core.add_slot(a, next, stored)?;
+        }
+        if tpl.count() > 0 {
+            self.consumer
+                .incremental_assign(&tpl)
+                .map_err(|e| Error::Retriable(format!("assigning source partitions: {e}")))?;
+        }
+        Ok(())
+    }
+
+    fn release(&mut self, list: &[TopicPartition]) {
+        let mut tpl = TopicPartitionList::new();
+        for tp in list {
+            if let Some(idx) = self.core.slot_index(&tp.topic, tp.partition) {
+                if let Some(slot) = self.core.slots[idx].as_mut() {
+                    slot.tracker.start_draining();
+                    slot.releasing = true;
+                    tpl.add_partition(&tp.topic, tp.partition);
+                }
+            }
+        }
+        if tpl.count() > 0 {
+            if let Err(e) = self.consumer.incremental_unassign(&tpl) {
+                tracing::warn!("unassigning released partitions: {e}");
+            }
+        }
+    }
+
+    fn shutdown(mut self) -> Result<Report> {
+        let core = &mut self.core;
+        let deadline = Instant::now() + core.settings.shutdown_timeout;
+        tracing::info!("stopping: draining in-flight records");
+        let mut tpl = TopicPartitionList::new();
+        for slot in core.slots.iter_mut().flatten() {
+            slot.tracker.start_draining();
+            tpl.add_partition(&slot.source.topic, slot.source.partition);
+        }
+        if tpl.count() > 0 {
+            if let Err(e) = self.consumer.pause(&tpl) {
+                tracing::debug!("pausing at shutdown: {e}");
+            }
+        }
+        let mut ignored = Vec::new();
+        while Instant::now() < deadline
+            && !core.slots.iter().flatten().all(|s| s.tracker.is_drained())
+        {
+            core.producer.poll(Duration::from_millis(20));
+            core.apply_deliveries(&mut ignored)?;
+        }
+        core.store_progress(true)?;
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let flushed = core.producer.flush(remaining).is_ok();
+        core.apply_deliveries(&mut ignored)?;
+        core.publish_status();
+        let clean = flushed
+            && core
+                .slots
+                .iter()
+                .flatten()
+                .all(|s| s.tracker.is_drained() && s.tracker.progress_to_store().is_none());
+        if clean {
+            tracing::info!(
+                copied = core.copied,
+                "stopped cleanly: all acknowledged progress is stored"
+            );
+        } else {
+            tracing::warn!(copied = core.copied, "shutdown timeout reached: records after the stored progress will be copied again at the next start");
+        }
+        Ok(Report {
+            copied: core.copied,
+            clean,
+        })
+    }
+}
+
+impl Core {
+    fn slot_index(&self, topic: &str, partition: i32) -> Option<usize> {
+        let parts = self.by_source.get(topic)?;
+        let idx = *parts.get(usize::try_from(partition).ok()?)?;
+        (idx != u32::MAX).then_some(idx as usize)
+    }
+
+    fn add_slot(&mut self, a: Assignment, next: Offset, stored: Option<Offset>) -> Result<()> {
+        let idx = match self.slots.iter().position(Option::is_none) {
+            Some(i) => i,
+            None => {
+                self.slots.push(None);
+                self.slots.len() - 1
+            }
+        };
+        let idx32 =
+            u32::try_from(idx).map_err(|_| Error::Internal("too many partitions".into()))?;
+        set_index(
+            &mut self.by_source,
+            &a.source.topic,
+            a.source.partition,
+            idx32,
+        );
+        if let Ok(mut buf) = self.producer.context().buf.lock() {
+            set_index(&mut buf.topics, &a.target_topic, a.source.partition, idx32);
+        }
+        tracing::info!(topic = %a.source.topic, partition = a.source.partition, start = ?a.start, target = %a.target_topic, "partition assigned");
+        self.slots[idx] = Some(Slot {
+            source: a.source,
+            target_topic: a.target_topic,
+            tracker: PartitionTracker::new(next, stored),
+            releasing: false,
+            retry_at: None,
+            final_progress_sent: None,
+        });
+        Ok(())
+    }
+
+    /// Hands one fetched record to the producer. A partition that must stop is pushed to
+    /// `to_pause`.
+    fn forward(
+        &mut self,
+        msg: &BorrowedMessage<'_>,
+        to_pause: &mut Vec<TopicPartition>,
+    ) -> Result<()> {
+        let Some(idx) = self.slot_index(msg.topic(), msg.partition()) else {
+            return Ok(());
+        };
+        let Some(slot) = self.slots[idx].as_ref() else {
+            return Ok(());
+        };
+        let offset = Offset(msg.offset());
+        if !slot.tracker.is_running() || offset < slot.tracker.fetch_next() {
+            // Stopped or draining (it is fetched again after a restart), or already forwarded.
+            return Ok(());
+        }
+        let Ok(opaque) = usize::try_from(offset.0) else {
+            return Ok(());
+        };
+        let target_topic = Arc::clone(&slot.target_topic);
+        let mut record = BaseRecord::<[u8], [u8], usize>::with_opaque_to(&target_topic, opaque)
+            .partition(msg.partition());
+        if let Some(key) = msg.key() {
+            record = record.key(key);
+        }
+        if let Some(payload) = msg.payload() {
+            record = record.payload(payload);
+        }
+        if let Some(headers) = msg.headers() {
+            record = record.headers(headers.detach());
+        }
+        match msg.timestamp() {
+            Timestamp::CreateTime(ts) | Timestamp::LogAppendTime(ts) => {
+                record = record.timestamp(ts)
+            }
+            Timestamp::NotAvailable => {}
+        }
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => {
+                    if let Some(slot) = self.slots[idx].as_mut() {
+                        slot.tracker.on_produced(offset);
+                    }
+                    return Ok(());
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    // Back-pressure: the target is slower than the source. Wait for acks.
+                    record = back;
+                    self.producer.poll(Duration::from_millis(10));
+                    self.apply_deliveries(to_pause)?;
+                }
+                Err((e, _)) => {
+                    let reason = describe(&e);
+                    if let Some(slot) = self.slots[idx].as_mut() {
+                        slot.tracker.on_rejected(offset, reason.clone());
+                        tracing::error!(
+                            topic = %slot.source.topic, partition = slot.source.partition, offset = offset.0,
+                            "partition stopped: the producer refused the record: {reason}; nothing after it is copied until this is fixed and kmirror restarted"
+                        );
+                        to_pause.push(slot.source.clone());
+                    }
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Applies buffered delivery reports. Partitions that failed are pushed to `to_pause`.
+    fn apply_deliveries(&mut self, to_pause: &mut Vec<TopicPartition>) -> Result<()> {
+        let events = match self.producer.context().buf.lock() {
+            Ok(mut buf) => std::mem::take(&mut buf.events),
+            Err(_) => return Err(Error::Internal("delivery buffer poisoned".into())),
+        };
+        let mut fatal = None;
+        for d in &events {
+            let Some(slot) = self.slots.get_mut(d.slot as usize).and_then(Option::as_mut) else {
+                continue;
+            };
+            if d.opaque & PROGRESS_BIT != 0 {
+                match (&d.error, d.progress_value) {
+                    (None, Some(v)) => slot.tracker.mark_stored(v),
+                    (Some(e), _) => tracing::warn!(
+                        topic = %slot.source.topic, partition = slot.source.partition,
+                        "progress record not stored ({}); it is written again at the next flush", describe(e)
+                    ),
+                    _ => {}
+                }
+                continue;
+            }
+            #[allow(clippy::cast_possible_wrap)]
+            let offset = Offset(d.opaque as i64);
+            let Some(e) = &d.error else {
+                slot.tracker.on_acked(offset);
+                self.copied += 1;
+                continue;
+            };
+            let reason = describe(e);
+            if is_fatal(e) {
+                fatal = Some(reason.clone());
+            }
+            if slot.tracker.on_failed(offset, reason.clone()) {
+                let tp = &slot.source;
+                if is_retriable(e) {
+                    slot.retry_at = Some(Instant::now() + RETRY_BACKOFF);
+                    tracing::warn!(
+                        topic = %tp.topic, partition = tp.partition, offset = offset.0,
+                        "delivery failed ({reason}); the partition restarts from offset {} in {}s",
+                        slot.tracker.progress().0, RETRY_BACKOFF.as_secs()
+                    );
+                } else {
+                    tracing::error!(
+                        topic = %tp.topic, partition = tp.partition, offset = offset.0,
+                        "partition stopped: the target refused the record: {reason}; nothing after it is copied until this is fixed and kmirror restarted"
+                    );
+                }
+                to_pause.push(tp.clone());
+            }
+        }
+        if let Some(reason) = fatal.or_else(|| self.producer.client().fatal_error().map(|(_, s)| s))
+        {
+            return Err(Error::Fatal(format!(
+                "the target producer failed: {reason}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Drop released slots whose final progress is stored.
+    fn finish_releases(&mut self) {
+        for idx in 0..self.slots.len() {
+            let done = self.slots[idx].as_ref().is_some_and(|s| {
+                s.releasing && s.tracker.is_drained() && s.tracker.progress_to_store().is_none()
+            });
+            if !done {
+                continue;
+            }
+            if let Some(slot) = self.slots[idx].take() {
+                set_index(
+                    &mut self.by_source,
+                    &slot.source.topic,
+                    slot.source.partition,
+                    u32::MAX,
+                );
+                if let Ok(mut buf) = self.producer.context().buf.lock() {
+                    set_index(
+                        &mut buf.topics,
+                        &slot.target_topic,
+                        slot.source.partition,
+                        u32::MAX,
+                    );
+                }
+                self.status.remove(&slot.source);
+                tracing::info!(topic = %slot.source.topic, partition = slot.source.partition, "partition released");
+            }
+        }
+    }
+
+    /// Produce a progress record for every partition whose progress changed. With `all`, also
+    /// for partitions whose earlier record is not acknowledged yet.
+    fn store_progress(&mut self, all: bool) -> Result<()> {
+        for idx in 0..self.slots.len() {
+            let Some(slot) = self.slots[idx].as_mut() else {
+                continue;
+            };
+            let Some(next) = slot.tracker.progress_to_store() else {
+                continue;
+            };
+            if !all && slot.final_progress_sent == Some(next) {
+                // Already sent and waiting for its acknowledgement.
+                continue;
+            }
+            slot.final_progress_sent = Some(next);
+            let key = encode_key(self.settings.source.as_str(), &slot.source);
+            let value = encode_value(next);
+            let partition = partition_for_key(&key, self.settings.progress_partitions);
+            let mut record = BaseRecord::<[u8], [u8], usize>::with_opaque_to(
+                &self.settings.progress_topic,
+                PROGRESS_BIT | idx,
+            )
+            .partition(partition)
+            .key(&key)
+            .payload(&value);
+            loop {
+                match self.producer.send(record) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        record = back;
+                        self.producer.poll(Duration::from_millis(10));
+                    }
+                    Err((e, _)) => {
+                        return Err(Error::Retriable(format!(
+                            "cannot write progress to {}: {}",
+                            self.settings.progress_topic,
+                            describe(&e)
+                        )))
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn publish_status(&self) {
+        let reports = self.slots.iter().flatten().map(|s| {
+            let (state, error) = match s.tracker.state() {
+                PipelineState::Running => ("running", None),
+                PipelineState::Draining => ("draining", None),
+                PipelineState::Failed { reason, .. } => (
+                    if s.retry_at.is_some() {
+                        "retrying"
+                    } else {
+                        "failed"
+                    },
+                    Some(reason.clone()),
+                ),
+            };
+            PartitionReport {
+                source: s.source.clone(),
+                state,
+                next_offset: s.tracker.progress().0,
+                in_flight: s.tracker.in_flight(),
+                copied: s.tracker.copied(),
+                error,
+            }
+        });
+        self.status.update(reports);
+    }
+}
+
+fn set_index(map: &mut HashMap<Arc<str>, Vec<u32>>, topic: &Arc<str>, partition: i32, idx: u32) {
+    let Ok(p) = usize::try_from(partition) else {
+        return;
+    };
+    let parts = map.entry(Arc::clone(topic)).or_default();
+    if parts.len() <= p {
+        parts.resize(p + 1, u32::MAX);
+    }
+    parts[p] = idx;
+}
+
+fn describe(e: &KafkaError) -> String {
+    match e.rdkafka_error_code() {
+        Some(code) => format!("{code} ({e})"),
+        None => e.to_string(),
+    }
+}
+
+fn is_fatal(e: &KafkaError) -> bool {
+    e.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal)
+}
+
+/// Errors after which copying the same record again can succeed without operator action.
+fn is_retriable(e: &KafkaError) -> bool {
+    use RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            C::MessageTimedOut
+                | C::RequestTimedOut
+                | C::NotEnoughReplicas
+                | C::NotEnoughReplicasAfterAppend
+                | C::LeaderNotAvailable
+                | C::NotLeaderForPartition
+                | C::NetworkException
+                | C::AllBrokersDown
+                | C::BrokerTransportFailure
+                | C::UnknownTopicOrPartition
+                | C::UnknownTopic
+                | C::UnknownPartition
+                | C::PurgeQueue
+                | C::PurgeInflight
+        )
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_values_parse() {
+        assert_eq!(parse_progress_value(br#"{"offset":41}"#), Some(Offset(42)));
+        assert_eq!(parse_progress_value(br#"{"offset":-1}"#), Some(Offset(0)));
+        assert_eq!(parse_progress_value(b"junk"), None);
+    }
+}

@@ -1,0 +1,339 @@
+//! The `kmirror` command: flags, logging, signals and exit codes. Everything else lives in
+//! `kmirror-core` (logic) and `kmirror-engine` (runtime).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use kmirror_core::config::{Config, Problem, Severity};
+use kmirror_engine::flow::{Flow, FlowOptions};
+use kmirror_engine::security::{check_cluster, ClusterSecurity};
+use kmirror_engine::status::StatusBoard;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+/// Exit code for configuration problems.
+const EXIT_CONFIG: u8 = 2;
+
+#[derive(Parser)]
+#[command(
+    name = "kmirror",
+    version,
+    about = "Mirror Kafka clusters: a native replacement for MirrorMaker 2.",
+    long_about = "kmirror copies topics from a source Kafka cluster to a target cluster for disaster \
+recovery: every record with its key, value, headers and timestamp, to the same partition, in \
+order, with progress recorded only after the target acknowledged. It reads the Strimzi \
+KafkaMirrorMaker2 resource as it is, keeps MirrorMaker 2's topic names and internal record \
+formats, and creates missing topics on the target within seconds.\n\n\
+Exit codes: 0 success, 1 runtime failure, 2 configuration problem (one line per problem)."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Replicate until stopped with SIGTERM or SIGINT.
+    ///
+    /// The configuration is validated first (as `kmirror validate` does). On the first signal
+    /// kmirror stops fetching, waits for in-flight records to be acknowledged, stores progress
+    /// and exits 0; a second signal exits at once (nothing is lost: unstored progress is copied
+    /// again at the next start).
+    Run {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Serve Prometheus metrics on this address (e.g. 0.0.0.0:9404).
+        #[arg(long, value_name = "HOST:PORT")]
+        metrics_addr: Option<std::net::SocketAddr>,
+        /// How long a graceful stop may take (e.g. 30s, 1500ms).
+        #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+        shutdown_timeout: Duration,
+        /// Log line format.
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
+    },
+    /// Check the configuration without connecting to any cluster, then exit.
+    ///
+    /// Checks cluster aliases, mirrors, regular expressions, replication policies, every MM2
+    /// key, client properties (against librdkafka), and certificate files: readable, valid
+    /// PEM, not expired, keys matching their certificates. Prints one line per problem and
+    /// exits 2 if there is any.
+    Validate {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+}
+
+#[derive(clap::Args)]
+struct ConfigArgs {
+    /// The configuration: a Strimzi KafkaMirrorMaker2 resource, or a file shaped like its
+    /// `spec` (YAML, JSON or TOML). Environment variables KMIRROR_<PATH> override values, with
+    /// `__` between path segments (e.g. KMIRROR_SPEC__CONNECTCLUSTER=dest).
+    #[arg(long, short, value_name = "FILE")]
+    config: PathBuf,
+    /// Where Kubernetes Secrets are mounted: a Secret `secretName` key `k` is read from
+    /// DIR/secretName/k.
+    #[arg(long, value_name = "DIR")]
+    secrets_dir: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((s, "s"), |i| s.split_at(i));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration like 30s or 1500ms"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        _ => Err(format!("`{s}`: use ms, s or m")),
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,librdkafka=warn,rdkafka=warn")
+    });
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Validate { config } => match check(&config.config, config.secrets_dir.as_deref()) {
+            Ok((cfg, _)) => {
+                print_notices(&cfg);
+                let flows: Vec<String> = cfg
+                    .mirrors
+                    .iter()
+                    .map(kmirror_core::config::Mirror::name)
+                    .collect();
+                println!(
+                    "configuration OK: {} flow(s): {}",
+                    flows.len(),
+                    flows.join(", ")
+                );
+                ExitCode::SUCCESS
+            }
+            Err(problems) => report(&problems),
+        },
+        Cmd::Run {
+            config,
+            metrics_addr,
+            shutdown_timeout,
+            log_format,
+        } => {
+            init_logging(log_format);
+            let (cfg, security) = match check(&config.config, config.secrets_dir.as_deref()) {
+                Ok(ok) => ok,
+                Err(problems) => return report(&problems),
+            };
+            for n in &cfg.notices {
+                match n.severity {
+                    Severity::Warning => tracing::warn!(field = %n.field, "{}", n.message),
+                    Severity::Info => tracing::info!(field = %n.field, "{}", n.message),
+                }
+            }
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            runtime.block_on(run(cfg, security, metrics_addr, shutdown_timeout))
+        }
+    }
+}
+
+fn print_notices(cfg: &Config) {
+    for n in &cfg.notices {
+        let level = match n.severity {
+            Severity::Warning => "warning",
+            Severity::Info => "note",
+        };
+        eprintln!("{level}: {n}");
+    }
+}
+
+fn report(problems: &[Problem]) -> ExitCode {
+    for p in problems {
+        eprintln!("error: {p}");
+    }
+    ExitCode::from(EXIT_CONFIG)
+}
+
+type Checked = (
+    Config,
+    BTreeMap<kmirror_core::ClusterAlias, ClusterSecurity>,
+);
+
+/// Everything `validate` checks; `run` does the same first.
+fn check(path: &Path, secrets_dir: Option<&Path>) -> Result<Checked, Vec<Problem>> {
+    let cfg = kmirror_engine::load::load(path, secrets_dir)?;
+    let mut problems = Vec::new();
+    let mut security = BTreeMap::new();
+    let now = SystemTime::now();
+    let used: std::collections::BTreeSet<_> = cfg
+        .mirrors
+        .iter()
+        .flat_map(|m| [m.source.clone(), m.target.clone()])
+        .collect();
+    for alias in &used {
+        if let Some(cluster) = cfg.cluster(alias) {
+            match check_cluster(cluster, now) {
+                Ok(sec) => {
+                    security.insert(alias.clone(), sec);
+                }
+                Err(mut p) => problems.append(&mut p),
+            }
+        }
+    }
+    if problems.is_empty() {
+        let status = Arc::new(StatusBoard::default());
+        let options = FlowOptions {
+            shutdown_timeout: Duration::from_secs(30),
+        };
+        for mirror in &cfg.mirrors {
+            if let Err(e) = Flow::build(
+                &cfg,
+                mirror,
+                &security,
+                Arc::clone(&status),
+                options.clone(),
+            ) {
+                problems.push(Problem::new(
+                    format!("flow {}", mirror.name()),
+                    e.to_string(),
+                ));
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok((cfg, security))
+    } else {
+        Err(problems)
+    }
+}
+
+async fn run(
+    cfg: Config,
+    security: BTreeMap<kmirror_core::ClusterAlias, ClusterSecurity>,
+    metrics_addr: Option<std::net::SocketAddr>,
+    shutdown_timeout: Duration,
+) -> ExitCode {
+    let shutdown = CancellationToken::new();
+    let status = Arc::new(StatusBoard::default());
+    let mut tasks: JoinSet<(String, kmirror_engine::Result<()>)> = JoinSet::new();
+    if let Some(addr) = metrics_addr {
+        tracing::info!(%addr, "metrics are served by a later kmirror version; the flag is accepted");
+    }
+    let options = FlowOptions { shutdown_timeout };
+    for mirror in &cfg.mirrors {
+        let flow = match Flow::build(
+            &cfg,
+            mirror,
+            &security,
+            Arc::clone(&status),
+            options.clone(),
+        ) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("error: flow {}: {e}", mirror.name());
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        };
+        let name = flow.name();
+        let token = shutdown.clone();
+        let span = tracing::info_span!("flow", flow = %name);
+        tasks.spawn(async move { (name, flow.run(token).await) }.instrument(span));
+    }
+    tracing::info!(flows = cfg.mirrors.len(), "kmirror started");
+
+    let mut signals = match Signals::new() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut exit = ExitCode::SUCCESS;
+    loop {
+        tokio::select! {
+            () = signals.recv() => {
+                if shutdown.is_cancelled() {
+                    tracing::warn!("second signal: exiting now; unstored progress is copied again at the next start");
+                    std::process::exit(130);
+                }
+                tracing::info!("signal received: stopping (send it again to exit at once)");
+                shutdown.cancel();
+            }
+            joined = tasks.join_next() => {
+                match joined {
+                    None => break,
+                    Some(Ok((name, Ok(())))) => tracing::info!(flow = %name, "flow stopped"),
+                    Some(Ok((name, Err(e)))) => {
+                        tracing::error!(flow = %name, "flow failed: {e}");
+                        exit = if e.is_user_error() { ExitCode::from(EXIT_CONFIG) } else { ExitCode::FAILURE };
+                        shutdown.cancel();
+                    }
+                    Some(Err(e)) => {
+                        tracing::error!("flow task panicked: {e}");
+                        exit = ExitCode::FAILURE;
+                        shutdown.cancel();
+                    }
+                }
+            }
+        }
+    }
+    exit
+}
+
+/// SIGTERM and SIGINT as one stream.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
+}

@@ -1,0 +1,435 @@
+//! Test harness: real brokers on random loopback ports, the real kmirror binary, and helpers
+//! that write records and read them back for record-by-record comparison.
+//!
+//! Brokers: tansu, found through `KMIRROR_TANSU_BIN`. To run the same suite against existing
+//! clusters (e.g. real Apache Kafka), set `KMIRROR_TEST_SOURCE_BOOTSTRAP` and
+//! `KMIRROR_TEST_TARGET_BOOTSTRAP`; every test uses random topic names.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::missing_panics_doc)]
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+/// A broker process (or an external cluster) for one test.
+pub struct Broker {
+    pub bootstrap: String,
+    child: Option<Child>,
+    name: String,
+}
+
+impl Broker {
+    /// Starts a tansu broker on a free loopback port, or uses the external cluster named by
+    /// `env_bootstrap` if that variable is set.
+    pub fn start(name: &str, env_bootstrap: &str) -> Broker {
+        if let Ok(bootstrap) = std::env::var(env_bootstrap) {
+            return Broker {
+                bootstrap,
+                child: None,
+                name: name.into(),
+            };
+        }
+        let port = free_port();
+        let child = spawn_tansu(name, port, port);
+        let bootstrap = format!("127.0.0.1:{port}");
+        wait_for_port(port);
+        Broker {
+            bootstrap,
+            child: Some(child),
+            name: name.into(),
+        }
+    }
+
+    /// Starts tansu on `listen` advertising `advertised` (for a TLS proxy in front of it).
+    pub fn start_advertising(name: &str, listen: u16, advertised: u16) -> Broker {
+        let child = spawn_tansu(name, listen, advertised);
+        wait_for_port(listen);
+        Broker {
+            bootstrap: format!("127.0.0.1:{listen}"),
+            child: Some(child),
+            name: name.into(),
+        }
+    }
+
+    /// Stops the broker (its data is gone: memory storage).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+pub fn tansu_bin() -> PathBuf {
+    match std::env::var_os("KMIRROR_TANSU_BIN") {
+        Some(p) => PathBuf::from(p),
+        None => panic!(
+            "KMIRROR_TANSU_BIN is not set: point it at a tansu binary (see TESTING in README.md), \
+             or set KMIRROR_TEST_SOURCE_BOOTSTRAP and KMIRROR_TEST_TARGET_BOOTSTRAP to use existing clusters"
+        ),
+    }
+}
+
+fn spawn_tansu(name: &str, listen: u16, advertised: u16) -> Child {
+    let id = format!("{name}-{}", rand_suffix());
+    Command::new(tansu_bin())
+        .args([
+            "broker",
+            "--listener-url",
+            &format!("tcp://127.0.0.1:{listen}"),
+            "--advertised-listener-url",
+            &format!("tcp://127.0.0.1:{advertised}"),
+            "--storage-engine",
+            &format!("memory://{id}/"),
+            "--cluster-id",
+            &id,
+            "--silent",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start tansu")
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on port {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn rand_suffix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{:x}{:x}", std::process::id(), nanos)
+}
+
+/// A record as written and as read back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TestRecord {
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+    pub timestamp: i64,
+}
+
+pub fn client(bootstrap: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap);
+    c
+}
+
+pub fn create_topic(bootstrap: &str, name: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = client(bootstrap).create().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let res = rt
+        .block_on(admin.create_topics(
+            &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        ))
+        .unwrap();
+    for r in res {
+        r.unwrap();
+    }
+}
+
+/// Writes records to one partition each, in order; waits for every acknowledgement.
+pub fn produce(bootstrap: &str, topic: &str, records: &[(i32, TestRecord)]) {
+    let producer: BaseProducer = client(bootstrap)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "20")
+        .set("message.max.bytes", "2000000")
+        .create()
+        .unwrap();
+    for (partition, r) in records {
+        let mut headers = OwnedHeaders::new();
+        for (k, v) in &r.headers {
+            headers = headers.insert(Header {
+                key: k,
+                value: v.as_deref(),
+            });
+        }
+        let mut rec = BaseRecord::<[u8], [u8]>::to(topic)
+            .partition(*partition)
+            .timestamp(r.timestamp);
+        if let Some(k) = &r.key {
+            rec = rec.key(k);
+        }
+        if let Some(v) = &r.value {
+            rec = rec.payload(v);
+        }
+        if !r.headers.is_empty() {
+            rec = rec.headers(headers);
+        }
+        let mut rec = rec;
+        loop {
+            match producer.send(rec) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    rec = back;
+                    producer.poll(Duration::from_millis(5));
+                }
+            }
+        }
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(Duration::from_secs(60)).unwrap();
+}
+
+/// Reads every partition of `topic` from the beginning until `expected` records arrived in
+/// total (or the timeout passes), returning them per partition in offset order.
+pub fn consume(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    expected: usize,
+    timeout: Duration,
+) -> BTreeMap<i32, Vec<TestRecord>> {
+    let consumer: BaseConsumer = client(bootstrap)
+        .set("group.id", format!("verify-{}", rand_suffix()))
+        .set("enable.auto.commit", "false")
+        .set("fetch.message.max.bytes", "2000000")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut out: BTreeMap<i32, Vec<TestRecord>> =
+        (0..partitions).map(|p| (p, Vec::new())).collect();
+    let mut total = 0;
+    let deadline = Instant::now() + timeout;
+    while total < expected && Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                let headers = m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                out.entry(m.partition()).or_default().push(TestRecord {
+                    key: m.key().map(<[u8]>::to_vec),
+                    value: m.payload().map(<[u8]>::to_vec),
+                    headers,
+                    timestamp: m.timestamp().to_millis().unwrap_or(-1),
+                });
+                total += 1;
+            }
+            Some(Err(e)) => eprintln!("verify consumer: {e}"),
+            None => {}
+        }
+    }
+    out
+}
+
+/// Reads what is there now (until `quiet` passes with no new record).
+pub fn consume_until_quiet(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    quiet: Duration,
+) -> BTreeMap<i32, Vec<TestRecord>> {
+    let consumer: BaseConsumer = client(bootstrap)
+        .set("group.id", format!("verify-{}", rand_suffix()))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut out: BTreeMap<i32, Vec<TestRecord>> =
+        (0..partitions).map(|p| (p, Vec::new())).collect();
+    let mut last = Instant::now();
+    while last.elapsed() < quiet {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            out.entry(m.partition()).or_default().push(TestRecord {
+                key: m.key().map(<[u8]>::to_vec),
+                value: m.payload().map(<[u8]>::to_vec),
+                headers: Vec::new(),
+                timestamp: m.timestamp().to_millis().unwrap_or(-1),
+            });
+            last = Instant::now();
+        }
+    }
+    out
+}
+
+/// Lists topics on a cluster (full listing: per-topic requests may auto-create on tansu).
+pub fn topics(bootstrap: &str) -> BTreeMap<String, usize> {
+    let consumer: BaseConsumer = client(bootstrap).create().unwrap();
+    let md = consumer
+        .fetch_metadata(None, Duration::from_secs(10))
+        .unwrap();
+    md.topics()
+        .iter()
+        .map(|t| (t.name().to_owned(), t.partitions().len()))
+        .collect()
+}
+
+/// A running kmirror process.
+pub struct Kmirror {
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Kmirror {
+    pub fn start(config: &Path, extra: &[&str]) -> Kmirror {
+        let log = config.with_extension(format!("log.{}", rand_suffix()));
+        let file = fs::File::create(&log).unwrap();
+        let mut args = vec!["run", "--config", config.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let child = Command::new(env!("CARGO_BIN_EXE_kmirror"))
+            .args(&args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        Kmirror {
+            child: Some(child),
+            log,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// Sends SIGTERM and waits for the exit code.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<i32> {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + timeout;
+        let child = self.child.as_mut().unwrap();
+        loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                self.child = None;
+                return st.code();
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Kmirror {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!(
+                "---- kmirror log ({}) ----\n{}",
+                self.log.display(),
+                self.logs()
+            );
+        }
+    }
+}
+
+/// A plain kmirror config for a source → target flow with identity naming.
+pub fn write_config(
+    dir: &Path,
+    source: &str,
+    target: &str,
+    topics: &str,
+    extra_connector: &str,
+) -> PathBuf {
+    let path = dir.join(format!("kmirror-{}.yaml", rand_suffix()));
+    let text = format!(
+        r#"clusters:
+  - alias: source
+    bootstrapServers: {source}
+  - alias: target
+    bootstrapServers: {target}
+    config:
+      offset.storage.partitions: 3
+      offset.flush.interval.ms: 500
+mirrors:
+  - sourceCluster: source
+    targetCluster: target
+    topicsPattern: "{topics}"
+    sourceConnector:
+      config:
+        replication.policy.class: org.apache.kafka.connect.mirror.IdentityReplicationPolicy
+        replication.factor: -1
+        refresh.topics.interval.seconds: 1
+{extra_connector}"#
+    );
+    fs::write(&path, text).unwrap();
+    path
+}
+
+/// Compares per partition; panics with the first difference.
+pub fn assert_same(
+    expected: &BTreeMap<i32, Vec<TestRecord>>,
+    got: &BTreeMap<i32, Vec<TestRecord>>,
+    what: &str,
+) {
+    for (p, want) in expected {
+        let have = got.get(p).map(Vec::as_slice).unwrap_or_default();
+        assert_eq!(
+            have.len(),
+            want.len(),
+            "{what}: partition {p}: {} records on the target, {} on the source",
+            have.len(),
+            want.len()
+        );
+        for (i, (a, b)) in want.iter().zip(have).enumerate() {
+            assert_eq!(a, b, "{what}: partition {p}: record {i} differs");
+        }
+    }
+}
