@@ -4,3 +4,5 @@
 mod support;
 
 mod replication;
+mod discovery;
+mod restart;

@@ -132,7 +132,7 @@ pub fn rand_suffix() -> String {
 }
 
 /// A record as written and as read back.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct TestRecord {
     pub key: Option<Vec<u8>>,
     pub value: Option<Vec<u8>>,
