@@ -1,5 +1,7 @@
 //! End-to-end tests: two real clusters, the real kmirror binary, records compared one by one.
 
+#![allow(clippy::unwrap_used)]
+
 #[path = "../support/mod.rs"]
 mod support;
 

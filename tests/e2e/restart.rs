@@ -69,6 +69,7 @@ fn sigkill_loses_nothing_and_sigterm_copies_nothing_twice() {
     let config = write_config(dir.path(), &source.bootstrap, &target.bootstrap, &topic, "");
     let mut first = Kmirror::start(&config, &[]);
     thread::sleep(Duration::from_millis(1_800));
+    assert!(!writer.is_finished(), "the stream ended before the kill; the test must kill mid-stream");
     first.kill();
     let mut second = Kmirror::start(&config, &[]);
     writer.join().unwrap();
