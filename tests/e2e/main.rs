@@ -5,6 +5,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
-mod replication;
 mod discovery;
+mod replication;
 mod restart;
+mod validate;

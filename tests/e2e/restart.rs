@@ -22,14 +22,24 @@ fn check_no_loss_in_order(want: &[TestRecord], got: &[TestRecord], partition: i3
     let mut high: Option<usize> = None;
     let mut prev: Option<usize> = None;
     for (i, r) in got.iter().enumerate() {
-        let pos = *index.get(r).unwrap_or_else(|| panic!("partition {partition}: record {i} on the target was never written to the source"));
+        let pos = *index.get(r).unwrap_or_else(|| {
+            panic!(
+                "partition {partition}: record {i} on the target was never written to the source"
+            )
+        });
         match (prev, high) {
-            (None, _) => assert_eq!(pos, 0, "partition {partition}: the target starts at source record {pos}"),
+            (None, _) => assert_eq!(
+                pos, 0,
+                "partition {partition}: the target starts at source record {pos}"
+            ),
             (Some(p), Some(h)) => {
                 // Either the next record, or a replay that starts at or before the furthest copied one.
                 assert!(pos == p + 1 || pos <= h, "partition {partition}: record {i} jumps from source record {p} to {pos}: records were skipped");
                 if pos <= p {
-                    assert!(pos <= h, "partition {partition}: replay starts after the copied data");
+                    assert!(
+                        pos <= h,
+                        "partition {partition}: replay starts after the copied data"
+                    );
                 }
             }
             (Some(_), None) => unreachable!(),
@@ -37,7 +47,13 @@ fn check_no_loss_in_order(want: &[TestRecord], got: &[TestRecord], partition: i3
         prev = Some(pos);
         high = Some(high.map_or(pos, |h| h.max(pos)));
     }
-    assert_eq!(high.map_or(0, |h| h + 1), want.len(), "partition {partition}: only {} of {} records arrived", high.map_or(0, |h| h + 1), want.len());
+    assert_eq!(
+        high.map_or(0, |h| h + 1),
+        want.len(),
+        "partition {partition}: only {} of {} records arrived",
+        high.map_or(0, |h| h + 1),
+        want.len()
+    );
     got.len() - want.len()
 }
 
@@ -50,7 +66,9 @@ fn sigkill_loses_nothing_and_sigterm_copies_nothing_twice() {
     let partitions = 4;
     create_topic(&source.bootstrap, &topic, partitions);
     let total = 100_000;
-    let all: Vec<(i32, TestRecord)> = (0..total).map(|i| (i32::try_from(i % 4).unwrap(), record(i))).collect();
+    let all: Vec<(i32, TestRecord)> = (0..total)
+        .map(|i| (i32::try_from(i % 4).unwrap(), record(i)))
+        .collect();
     let mut want: BTreeMap<i32, Vec<TestRecord>> = BTreeMap::new();
     for (p, r) in &all {
         want.entry(*p).or_default().push(r.clone());
@@ -69,34 +87,79 @@ fn sigkill_loses_nothing_and_sigterm_copies_nothing_twice() {
     let config = write_config(dir.path(), &source.bootstrap, &target.bootstrap, &topic, "");
     let mut first = Kmirror::start(&config, &[]);
     thread::sleep(Duration::from_millis(1_800));
-    assert!(!writer.is_finished(), "the stream ended before the kill; the test must kill mid-stream");
+    assert!(
+        !writer.is_finished(),
+        "the stream ended before the kill; the test must kill mid-stream"
+    );
     first.kill();
     let mut second = Kmirror::start(&config, &[]);
     writer.join().unwrap();
 
-    let got = consume(&target.bootstrap, &topic, partitions, total, Duration::from_secs(60));
+    let got = consume(
+        &target.bootstrap,
+        &topic,
+        partitions,
+        total,
+        Duration::from_secs(60),
+    );
     let mut duplicates = 0;
     for (p, records) in &want {
         duplicates += check_no_loss_in_order(records, &got[p], *p);
     }
-    eprintln!("after SIGKILL: all {total} records arrived in order; {duplicates} were copied twice");
+    eprintln!(
+        "after SIGKILL: all {total} records arrived in order; {duplicates} were copied twice"
+    );
 
-    assert_eq!(second.terminate(Duration::from_secs(30)), Some(0), "SIGTERM exits 0\n{}", second.logs());
-    let before = consume_until_quiet(&target.bootstrap, &topic, partitions, Duration::from_secs(2));
+    assert_eq!(
+        second.terminate(Duration::from_secs(30)),
+        Some(0),
+        "SIGTERM exits 0\n{}",
+        second.logs()
+    );
+    let before = consume_until_quiet(
+        &target.bootstrap,
+        &topic,
+        partitions,
+        Duration::from_secs(2),
+    );
     let before_count: usize = before.values().map(Vec::len).sum();
 
     // After a clean stop, a restart copies only the new records.
     let mut third = Kmirror::start(&config, &[]);
-    let more: Vec<(i32, TestRecord)> = (total..total + 1_000).map(|i| (i32::try_from(i % 4).unwrap(), record(i))).collect();
+    let more: Vec<(i32, TestRecord)> = (total..total + 1_000)
+        .map(|i| (i32::try_from(i % 4).unwrap(), record(i)))
+        .collect();
     produce(&source.bootstrap, &topic, &more);
-    let after = consume(&target.bootstrap, &topic, partitions, before_count + 1_000, Duration::from_secs(30));
+    let after = consume(
+        &target.bootstrap,
+        &topic,
+        partitions,
+        before_count + 1_000,
+        Duration::from_secs(30),
+    );
     assert_eq!(third.terminate(Duration::from_secs(30)), Some(0));
-    let after_quiet = consume_until_quiet(&target.bootstrap, &topic, partitions, Duration::from_secs(2));
+    let after_quiet = consume_until_quiet(
+        &target.bootstrap,
+        &topic,
+        partitions,
+        Duration::from_secs(2),
+    );
     let after_count: usize = after_quiet.values().map(Vec::len).sum();
-    assert_eq!(after_count, before_count + 1_000, "a restart after SIGTERM copied records twice");
+    assert_eq!(
+        after_count,
+        before_count + 1_000,
+        "a restart after SIGTERM copied records twice"
+    );
     for (p, records) in &after {
         let new: Vec<&TestRecord> = records.iter().skip(before[p].len()).collect();
-        let expected: Vec<&TestRecord> = more.iter().filter(|(mp, _)| mp == p).map(|(_, r)| r).collect();
-        assert_eq!(new, expected, "partition {p}: new records after the clean restart");
+        let expected: Vec<&TestRecord> = more
+            .iter()
+            .filter(|(mp, _)| mp == p)
+            .map(|(_, r)| r)
+            .collect();
+        assert_eq!(
+            new, expected,
+            "partition {p}: new records after the clean restart"
+        );
     }
 }

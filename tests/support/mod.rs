@@ -433,3 +433,6 @@ pub fn assert_same(
         }
     }
 }
+
+#[path = "certs.rs"]
+pub mod certs;

@@ -1,0 +1,201 @@
+//! `kmirror validate`: the Strimzi example passes; every bad input is one clear line, exit 2.
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use crate::support::certs::{write_secret, Pki};
+
+fn validate(config: &Path, secrets: &Path) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_kmirror"))
+        .args([
+            "validate",
+            "--config",
+            config.to_str().unwrap(),
+            "--secrets-dir",
+            secrets.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Lays out the Secrets the Strimzi example names, as Kubernetes mounts them.
+fn strimzi_secrets(dir: &Path) {
+    for cluster in ["source", "dest"] {
+        let ca = Pki::new(&format!("{cluster} cluster CA"));
+        let users = Pki::new(&format!("{cluster} clients CA"));
+        let user = users.leaf(&format!("{cluster}-user"), &[], false);
+        write_secret(
+            dir,
+            &format!("{cluster}-cluster-cluster-ca-cert"),
+            &[("ca.crt", &ca.ca_pem)],
+        );
+        write_secret(
+            dir,
+            &format!("{cluster}-user"),
+            &[("user.crt", &user.cert_pem), ("user.key", &user.key_pem)],
+        );
+    }
+}
+
+fn example() -> String {
+    fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../config/strimzi-kafkamirrormaker2.yaml"
+    ))
+    .unwrap()
+}
+
+#[test]
+fn strimzi_example_passes_with_mounted_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    strimzi_secrets(dir.path());
+    let config = dir.path().join("mm2.yaml");
+    fs::write(&config, example()).unwrap();
+    let (code, stdout, stderr) = validate(&config, dir.path());
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.contains("configuration OK: 1 flow(s): source->dest"),
+        "{stdout}"
+    );
+    // Keys of later features are accepted, and named.
+    assert!(
+        stderr.contains("sync.group.offsets.enabled: not implemented"),
+        "{stderr}"
+    );
+}
+
+/// Runs validate on the example after `edit`, expecting exit 2 and a line containing `needle`.
+fn expect_problem(edit: impl FnOnce(&Path, String) -> String, needle: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    strimzi_secrets(dir.path());
+    let config = dir.path().join("mm2.yaml");
+    let text = edit(dir.path(), example());
+    fs::write(&config, text).unwrap();
+    let (code, _, stderr) = validate(&config, dir.path());
+    assert_eq!(
+        code,
+        Some(2),
+        "expected exit 2 for `{needle}`, got {code:?}:\n{stderr}"
+    );
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
+    assert!(
+        lines.iter().any(|l| l.contains(needle)),
+        "no error line contains `{needle}`:\n{stderr}"
+    );
+}
+
+#[test]
+fn unknown_cluster_alias() {
+    expect_problem(
+        |_, t| t.replace("targetCluster: dest", "targetCluster: nope"),
+        "unknown cluster alias `nope`",
+    );
+}
+
+#[test]
+fn mirror_to_itself() {
+    expect_problem(
+        |_, t| t.replace("targetCluster: dest", "targetCluster: source"),
+        "to itself",
+    );
+}
+
+#[test]
+fn bad_regex() {
+    expect_problem(
+        |_, t| t.replace("topicsPattern: \".*\"", "topicsPattern: \"orders(\""),
+        "spec.mirrors[0].topicsPattern: invalid regular expression",
+    );
+}
+
+#[test]
+fn unsupported_policy_class() {
+    expect_problem(
+        |_, t| {
+            t.replacen(
+                "org.apache.kafka.connect.mirror.IdentityReplicationPolicy",
+                "com.example.MyPolicy",
+                1,
+            )
+        },
+        "unsupported replication policy `com.example.MyPolicy`",
+    );
+}
+
+#[test]
+fn unknown_connector_key() {
+    expect_problem(
+        |_, t| t.replace("sync.topic.acls.enabled", "sync.topic.acl.enabled"),
+        "unknown MirrorMaker 2 key (did you mean `sync.topic.acls.enabled`?)",
+    );
+}
+
+#[test]
+fn missing_key_file() {
+    expect_problem(
+        |dir, t| {
+            fs::remove_file(dir.join("source-user/user.key")).unwrap();
+            t
+        },
+        "source-user/user.key: cannot read the private key",
+    );
+}
+
+#[test]
+fn key_of_another_certificate() {
+    expect_problem(
+        |dir, t| {
+            let other = Pki::new("other").leaf("someone-else", &[], false);
+            fs::write(dir.join("dest-user/user.key"), other.key_pem).unwrap();
+            t
+        },
+        "dest-user/user.key: this private key does not belong to the certificate",
+    );
+}
+
+#[test]
+fn expired_certificate() {
+    expect_problem(
+        |dir, t| {
+            let old = Pki::new("old").leaf("source-user", &[], true);
+            fs::write(dir.join("source-user/user.crt"), old.cert_pem).unwrap();
+            fs::write(dir.join("source-user/user.key"), old.key_pem).unwrap();
+            t
+        },
+        "source-user/user.crt: certificate `CN=source-user` expired on",
+    );
+}
+
+#[test]
+fn not_a_certificate() {
+    expect_problem(
+        |dir, t| {
+            fs::write(dir.join("dest-cluster-cluster-ca-cert/ca.crt"), "hello").unwrap();
+            t
+        },
+        "dest-cluster-cluster-ca-cert/ca.crt: no PEM certificate",
+    );
+}
+
+#[test]
+fn secrets_without_secrets_dir_is_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("mm2.yaml");
+    fs::write(&config, example()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kmirror"))
+        .args(["validate", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr.contains("pass --secrets-dir DIR"), "{stderr}");
+}
