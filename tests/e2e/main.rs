@@ -6,6 +6,7 @@
 mod support;
 
 mod discovery;
+mod mtls;
 mod replication;
 mod restart;
 mod validate;

@@ -215,8 +215,20 @@ pub fn consume(
     expected: usize,
     timeout: Duration,
 ) -> BTreeMap<i32, Vec<TestRecord>> {
-    let consumer: BaseConsumer = client(bootstrap)
-        .set("group.id", format!("verify-{}", rand_suffix()))
+    let mut config = client(bootstrap);
+    config.set("group.id", format!("verify-{}", rand_suffix()));
+    consume_with(config, topic, partitions, expected, timeout)
+}
+
+/// [`consume`] with a caller-made client config (e.g. TLS).
+pub fn consume_with(
+    mut config: ClientConfig,
+    topic: &str,
+    partitions: i32,
+    expected: usize,
+    timeout: Duration,
+) -> BTreeMap<i32, Vec<TestRecord>> {
+    let consumer: BaseConsumer = config
         .set("enable.auto.commit", "false")
         .set("fetch.message.max.bytes", "2000000")
         .create()
@@ -362,6 +374,14 @@ impl Kmirror {
         }
     }
 
+    /// The exit code if the process has ended.
+    pub fn exit_code(&mut self) -> Option<i32> {
+        let child = self.child.as_mut()?;
+        let status = child.try_wait().unwrap()?;
+        self.child = None;
+        Some(status.code().unwrap_or(-1))
+    }
+
     pub fn logs(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -436,3 +456,6 @@ pub fn assert_same(
 
 #[path = "certs.rs"]
 pub mod certs;
+
+#[path = "tls_proxy.rs"]
+pub mod tls_proxy;

@@ -243,13 +243,73 @@ impl ClusterContext {
     }
 }
 
+impl rdkafka::producer::ProducerContext for ClusterContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, _: &rdkafka::producer::DeliveryResult<'_>, (): ()) {}
+}
+
+/// Checks that a cluster answers a metadata request, as a client with `cfg` would see it.
+/// On failure returns the error and, if the cause is TLS or authentication, an explanation
+/// naming the files involved. Blocking.
+pub fn probe(
+    factory: &ClientFactory,
+    cfg: &ClientConfig,
+    timeout: std::time::Duration,
+) -> Result<(), (String, Option<String>)> {
+    use rdkafka::producer::{BaseProducer, Producer};
+    let producer: BaseProducer<ClusterContext> = cfg
+        .create_with_context(ClusterContext::new(factory))
+        .map_err(|e| (e.to_string(), None))?;
+    let result = producer.client().fetch_metadata(None, timeout);
+    // librdkafka queues its logs and errors; serving them fills in the diagnosis.
+    producer.poll(std::time::Duration::from_millis(200));
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) => Err((e.to_string(), producer.context().diagnosis())),
+    }
+}
+
+impl ClusterContext {
+    fn remember(&self, explained: &str) {
+        if let Ok(mut g) = self.last_fatal.lock() {
+            if g.is_none() {
+                tracing::error!(cluster = %self.alias, "{explained}");
+            }
+            *g = Some(explained.to_owned());
+        }
+    }
+}
+
 impl ClientContext for ClusterContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        // Connection failures reach clients that do not poll their main queue only as logs.
+        if let Some(explained) = self.explain(log_message) {
+            self.remember(&explained);
+            return;
+        }
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
+                tracing::error!(target: "librdkafka", cluster = %self.alias, "{fac}: {log_message}");
+            }
+            RDKafkaLogLevel::Warning => {
+                tracing::warn!(target: "librdkafka", cluster = %self.alias, "{fac}: {log_message}")
+            }
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(target: "librdkafka", cluster = %self.alias, "{fac}: {log_message}")
+            }
+            RDKafkaLogLevel::Debug => {
+                tracing::debug!(target: "librdkafka", cluster = %self.alias, "{fac}: {log_message}")
+            }
+        }
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         if let Some(explained) = self.explain(reason) {
-            tracing::error!(cluster = %self.alias, "{explained}");
-            if let Ok(mut g) = self.last_fatal.lock() {
-                *g = Some(explained);
-            }
+            self.remember(&explained);
         } else {
             tracing::warn!(cluster = %self.alias, error = %error, "{reason}");
         }

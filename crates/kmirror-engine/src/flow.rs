@@ -10,12 +10,12 @@ use kmirror_core::{ClusterAlias, StartFrom, TopicPartition};
 use rdkafka::admin::AdminClient;
 use tokio_util::sync::CancellationToken;
 
-use crate::client::{check_properties, ClientFactory, ClusterContext, Role};
+use crate::client::{check_properties, probe, ClientFactory, ClusterContext, Role};
 use crate::error::{Error, Result};
 use crate::replicator::{Assignment, Command, Replicator, ReplicatorSettings, Start};
 use crate::security::ClusterSecurity;
 use crate::status::StatusBoard;
-use crate::topics::{ensure_compacted_topic, list_topics, Admin, TopicSync};
+use crate::topics::{ensure_compacted_topic, Admin, TopicSync};
 
 /// How long start-up waits for a cluster's metadata before it reports and retries.
 const PREFLIGHT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -124,13 +124,7 @@ impl Flow {
         let c = &self.mirror.clients;
         let source_admin = self.admin(&self.source, &[&c.source_all, &c.source_admin])?;
         let target_admin = self.admin(&self.target, &[&c.target_all, &c.target_admin])?;
-        if !self
-            .preflight(
-                &[(&self.source, &source_admin), (&self.target, &target_admin)],
-                &shutdown,
-            )
-            .await?
-        {
+        if !self.preflight(&shutdown).await? {
             return Ok(());
         }
         let progress = &self.mirror.progress;
@@ -177,23 +171,35 @@ impl Flow {
 
     /// Waits until both clusters answer. TLS and authentication failures are the operator's
     /// to fix and end the run; unreachable clusters are retried. Returns `false` on shutdown.
-    async fn preflight(
-        &self,
-        clusters: &[(&ClientFactory, &Admin)],
-        shutdown: &CancellationToken,
-    ) -> Result<bool> {
-        for (factory, admin) in clusters {
-            let alias = &factory.cluster().alias;
+    async fn preflight(&self, shutdown: &CancellationToken) -> Result<bool> {
+        let c = &self.mirror.clients;
+        let clusters = [
+            (
+                self.source.clone(),
+                self.source
+                    .config(Role::Admin, &[&c.source_all, &c.source_admin]),
+            ),
+            (
+                self.target.clone(),
+                self.target
+                    .config(Role::Admin, &[&c.target_all, &c.target_admin]),
+            ),
+        ];
+        for (factory, cfg) in clusters {
+            let alias = factory.cluster().alias.clone();
             loop {
-                match list_topics(admin, PREFLIGHT_TIMEOUT).await {
-                    Ok(_) => {
+                let (f, conf) = (factory.clone(), cfg.clone());
+                let outcome =
+                    tokio::task::spawn_blocking(move || probe(&f, &conf, PREFLIGHT_TIMEOUT))
+                        .await
+                        .map_err(|e| Error::Internal(format!("probe: {e}")))?;
+                match outcome {
+                    Ok(()) => {
                         tracing::info!(cluster = %alias, "connected");
                         break;
                     }
-                    Err(e) => {
-                        if let Some(diagnosis) = admin.inner().context().diagnosis() {
-                            return Err(Error::Config(diagnosis));
-                        }
+                    Err((_, Some(diagnosis))) => return Err(Error::Config(diagnosis)),
+                    Err((e, None)) => {
                         tracing::error!(cluster = %alias, bootstrap = %factory.cluster().bootstrap_servers,
                             "cannot reach the cluster ({e}); retrying in {}s", RESTART_BACKOFF.as_secs());
                         if sleep_or_cancel(RESTART_BACKOFF, shutdown).await {
