@@ -206,6 +206,16 @@ impl ClusterContext {
         }
     }
 
+    /// A context for a cluster known only by name (no TLS material), e.g. in tests.
+    pub fn named(alias: impl Into<String>) -> Self {
+        Self {
+            alias: alias.into(),
+            ca_files: Vec::new(),
+            client_cert: None,
+            last_fatal: Mutex::new(None),
+        }
+    }
+
     /// The last TLS/authentication failure seen, explained.
     pub fn diagnosis(&self) -> Option<String> {
         self.last_fatal.lock().ok().and_then(|g| g.clone())
