@@ -696,11 +696,17 @@ impl Core {
                         self.producer.poll(Duration::from_millis(10));
                     }
                     Err((e, _)) => {
-                        return Err(Error::Retriable(format!(
-                            "cannot write progress to {}: {}",
+                        // Not stored only means a larger replay after a crash: try again at
+                        // the next flush rather than stopping replication.
+                        slot.final_progress_sent = None;
+                        tracing::warn!(
+                            topic = %slot.source.topic,
+                            partition = slot.source.partition,
+                            "cannot write progress to {}: {}; retrying at the next flush",
                             self.settings.progress_topic,
                             describe(&e)
-                        )))
+                        );
+                        break;
                     }
                 }
             }

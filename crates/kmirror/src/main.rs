@@ -47,7 +47,8 @@ enum Cmd {
     Run {
         #[command(flatten)]
         config: ConfigArgs,
-        /// Serve Prometheus metrics on this address (e.g. 0.0.0.0:9404).
+        /// Address for the Prometheus metrics endpoint (e.g. 0.0.0.0:9404). Accepted so that
+        /// deployments need no change; this version does not serve metrics yet.
         #[arg(long, value_name = "HOST:PORT")]
         metrics_addr: Option<std::net::SocketAddr>,
         /// How long a graceful stop may take (e.g. 30s, 1500ms).
@@ -252,7 +253,7 @@ async fn run(
     let status = Arc::new(StatusBoard::default());
     let mut tasks: JoinSet<(String, kmirror_engine::Result<()>)> = JoinSet::new();
     if let Some(addr) = metrics_addr {
-        tracing::info!(%addr, "metrics are served by a later kmirror version; the flag is accepted");
+        tracing::warn!(%addr, "--metrics-addr is accepted but this kmirror version does not serve metrics yet");
     }
     let options = FlowOptions { shutdown_timeout };
     for mirror in &cfg.mirrors {
