@@ -37,6 +37,9 @@ struct Args {
     /// The tansu binary (default: $KMIRROR_TANSU_BIN).
     #[arg(long)]
     tansu: Option<PathBuf>,
+    /// Runs of each (interleaved, each into a fresh target broker); the table shows medians.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
     /// The kmirror binary (default: next to this one).
     #[arg(long)]
     kmirror: Option<PathBuf>,
@@ -178,6 +181,9 @@ fn baseline(
     out: &str,
     args: &Args,
 ) -> Result<(Duration, f64)> {
+    // Timed from client creation, as kmirror is timed from its process start.
+    let cpu0 = cpu_seconds("self")?;
+    let start = Instant::now();
     let consumer: BaseConsumer = consumer_config(source).create()?;
     let mut tpl = TopicPartitionList::new();
     for p in 0..args.partitions {
@@ -186,8 +192,6 @@ fn baseline(
     consumer.assign(&tpl)?;
     let producer: BaseProducer<Counter> =
         producer_config(target).create_with_context(Counter(0.into()))?;
-    let cpu0 = cpu_seconds("self")?;
-    let start = Instant::now();
     let mut sent = 0;
     while sent < args.records {
         let Some(msg) = consumer.poll(Duration::from_millis(100)) else {
@@ -251,37 +255,50 @@ fn peak_rss_mb(pid: u32) -> Result<f64> {
     Ok(kb / 1024.0)
 }
 
-/// Sum of the progress kmirror stored for `topic` (next offsets), read from its progress topic.
-fn stored_progress(target: &str, progress_topic: &str, topic: &str) -> Result<i64> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", target)
-        .set("group.id", "bench-progress")
-        .set("enable.partition.eof", "true")
-        .create()?;
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(progress_topic, 0, Offset::Beginning)?;
-    consumer.assign(&tpl)?;
-    let mut latest = std::collections::HashMap::new();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        match consumer.poll(Duration::from_millis(50)) {
-            Some(Ok(m)) => {
-                let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
-                let value = String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned();
-                if key.contains(&format!("\"topic\":\"{topic}\"")) {
-                    let n: i64 = value
+/// Follows kmirror's progress topic and sums the stored next offsets of one topic.
+struct ProgressTail {
+    consumer: BaseConsumer,
+    needle: String,
+    latest: std::collections::HashMap<Vec<u8>, i64>,
+}
+
+impl ProgressTail {
+    fn new(target: &str, progress_topic: &str, topic: &str) -> Result<Self> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", target)
+            .set("group.id", "bench-progress")
+            .set("fetch.wait.max.ms", "10")
+            .create()?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(progress_topic, 0, Offset::Beginning)?;
+        consumer.assign(&tpl)?;
+        Ok(Self {
+            consumer,
+            needle: format!("\"topic\":\"{topic}\""),
+            latest: std::collections::HashMap::new(),
+        })
+    }
+
+    /// Reads what arrives within `wait`; returns the sum of stored next offsets.
+    fn poll(&mut self, wait: Duration) -> i64 {
+        let deadline = Instant::now() + wait;
+        while Instant::now() < deadline {
+            if let Some(Ok(m)) = self.consumer.poll(Duration::from_millis(5)) {
+                let key = m.key().unwrap_or_default();
+                if String::from_utf8_lossy(key).contains(&self.needle) {
+                    let value =
+                        String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned();
+                    let last: i64 = value
                         .trim_start_matches("{\"offset\":")
                         .trim_end_matches('}')
                         .parse()
                         .unwrap_or(-1);
-                    latest.insert(key, n + 1);
+                    self.latest.insert(key.to_vec(), last + 1);
                 }
             }
-            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => break,
-            _ => {}
         }
+        self.latest.values().sum()
     }
-    Ok(latest.values().sum())
 }
 
 fn run_kmirror(
@@ -308,9 +325,16 @@ fn run_kmirror(
         .spawn()?;
     let pid = child.id();
     let total = i64::try_from(args.records)?;
+    let mut tail: Option<ProgressTail> = None;
     let (elapsed, cpu, rss) = loop {
-        std::thread::sleep(Duration::from_millis(100));
-        if stored_progress(target, "mm2-offsets.source.internal", topic).unwrap_or(0) >= total {
+        let stored = if let Some(t) = tail.as_mut() {
+            t.poll(Duration::from_millis(20))
+        } else {
+            std::thread::sleep(Duration::from_millis(20));
+            tail = ProgressTail::new(target, "mm2-offsets.source.internal", topic).ok();
+            0
+        };
+        if stored >= total {
             let elapsed = start.elapsed();
             break (elapsed, cpu_seconds(&pid.to_string())?, peak_rss_mb(pid)?);
         }
@@ -324,6 +348,11 @@ fn run_kmirror(
         .status()?;
     child.wait()?;
     Ok((elapsed, cpu, rss))
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }
 
 fn main() -> Result<()> {
@@ -346,24 +375,43 @@ fn main() -> Result<()> {
     );
     preload(&source.bootstrap, topic, &args)?;
 
-    // Each run writes to a fresh, empty target broker.
-    eprintln!("baseline: bare librdkafka consume→produce loop...");
-    let (b_time, b_cpu) = {
-        let target = start_broker(&tansu, "bench-baseline-target")?;
+    // Each run writes to a fresh, empty target broker; runs alternate to spread drift.
+    let (mut b_times, mut b_cpus, mut k_times, mut k_cpus, mut k_rss_all) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    for run in 1..=args.runs {
+        eprintln!(
+            "run {run}/{}: baseline (bare librdkafka consume→produce loop)...",
+            args.runs
+        );
+        let target = start_broker(&tansu, &format!("bench-baseline-target-{run}"))?;
         create_topic(&target.bootstrap, "baseline-out", args.partitions)?;
-        baseline(
+        let (t, c) = baseline(
             &source.bootstrap,
             &target.bootstrap,
             topic,
             "baseline-out",
             &args,
-        )?
-    };
-    eprintln!("kmirror...");
-    let (k_time, k_cpu, k_rss) = {
-        let target = start_broker(&tansu, "bench-kmirror-target")?;
-        run_kmirror(&kmirror, &source.bootstrap, &target.bootstrap, topic, &args)?
-    };
+        )?;
+        drop(target);
+        b_times.push(t.as_secs_f64());
+        b_cpus.push(c);
+        eprintln!("run {run}/{}: kmirror...", args.runs);
+        let target = start_broker(&tansu, &format!("bench-kmirror-target-{run}"))?;
+        let (t, c, r) = run_kmirror(&kmirror, &source.bootstrap, &target.bootstrap, topic, &args)?;
+        drop(target);
+        k_times.push(t.as_secs_f64());
+        k_cpus.push(c);
+        k_rss_all.push(r);
+    }
+    let (b_time, b_cpu) = (
+        Duration::from_secs_f64(median(&mut b_times)),
+        median(&mut b_cpus),
+    );
+    let (k_time, k_cpu) = (
+        Duration::from_secs_f64(median(&mut k_times)),
+        median(&mut k_cpus),
+    );
+    let k_rss = k_rss_all.iter().copied().fold(0.0, f64::max);
 
     #[allow(clippy::cast_precision_loss)]
     let n = args.records as f64;
@@ -407,6 +455,9 @@ fn main() -> Result<()> {
         k_cpu / b_cpu,
         ""
     );
-    println!("\n{} records × {} B over {} partitions; kmirror time includes its start-up and is measured to its last stored progress (flush every 100 ms).", args.records, args.value_size, args.partitions);
+    println!(
+        "\n{} records × {} B over {} partitions; medians of {} interleaved runs (peak RSS: the highest).\nBoth are timed from client or process start; kmirror to its last stored progress (stored every 100 ms).",
+        args.records, args.value_size, args.partitions, args.runs
+    );
     Ok(())
 }

@@ -271,12 +271,13 @@ pub fn probe(
     let producer: BaseProducer<ClusterContext> = cfg
         .create_with_context(ClusterContext::new(factory))
         .map_err(|e| (e.to_string(), None))?;
-    let result = producer.client().fetch_metadata(None, timeout);
-    // librdkafka queues its logs and errors; serving them fills in the diagnosis.
-    producer.poll(std::time::Duration::from_millis(200));
-    match result {
+    match producer.client().fetch_metadata(None, timeout) {
         Ok(_) => Ok(()),
-        Err(e) => Err((e.to_string(), producer.context().diagnosis())),
+        Err(e) => {
+            // librdkafka queues its logs and errors; serving them fills in the diagnosis.
+            producer.poll(std::time::Duration::from_millis(200));
+            Err((e.to_string(), producer.context().diagnosis()))
+        }
     }
 }
 
