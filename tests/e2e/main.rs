@@ -7,6 +7,7 @@ mod support;
 
 mod discovery;
 mod mtls;
+mod operations;
 mod replication;
 mod restart;
 mod validate;

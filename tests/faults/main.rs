@@ -106,6 +106,8 @@ fn target_leader_down_for_ten_seconds_loses_nothing_and_keeps_order() {
         progress_partitions: 1,
         flush_interval: Duration::from_millis(200),
         shutdown_timeout: Duration::from_secs(30),
+        target: ClusterAlias::new("target"),
+        metrics: Arc::new(kmirror_engine::metrics::Metrics::new()),
     };
     let status = Arc::new(StatusBoard::default());
     let replicator = Replicator::build(

@@ -9,6 +9,7 @@
 //! - [`progress`]: replication progress records in MM2's Connect offsets format, and Kafka's
 //!   murmur2 partitioner.
 //! - [`topic_config`]: which source topic configs are copied (MM2's property filter).
+//! - [`window`]: windowed min/max/avg/rate statistics with MM2's semantics.
 //! - [`tracker`]: per-partition bookkeeping of produced and acknowledged records, which decides
 //!   what may be recorded as done.
 
@@ -19,5 +20,6 @@ pub mod progress;
 pub mod topic_config;
 pub mod tracker;
 pub mod types;
+pub mod window;
 
 pub use types::{ClusterAlias, Offset, StartFrom, TopicPartition};

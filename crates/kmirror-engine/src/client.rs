@@ -48,6 +48,7 @@ fn defaults(role: Role) -> &'static [(&'static str, &'static str)] {
             ("fetch.max.bytes", "16777216"),
             ("fetch.wait.max.ms", "100"),
             ("isolation.level", "read_committed"),
+            ("statistics.interval.ms", "1000"),
         ],
         Role::ReplicationProducer => &[
             ("acks", "all"),
@@ -58,6 +59,7 @@ fn defaults(role: Role) -> &'static [(&'static str, &'static str)] {
             ("max.in.flight.requests.per.connection", "5"),
             // Retriable errors are retried forever: a record is never dropped by a timeout.
             ("message.timeout.ms", "0"),
+            ("statistics.interval.ms", "5000"),
         ],
         Role::ProgressReader => &[
             ("isolation.level", "read_committed"),
@@ -173,7 +175,19 @@ impl ClientFactory {
 pub fn check_properties(cfg: &ClientConfig) -> Result<(), String> {
     cfg.create_native_config()
         .map(|_| ())
-        .map_err(|e| e.to_string())
+        .map_err(|e| redact(cfg, &e.to_string()))
+}
+
+/// Replaces the values of secret properties in `message` (librdkafka quotes values in its
+/// configuration errors).
+pub fn redact(cfg: &ClientConfig, message: &str) -> String {
+    let mut out = message.to_owned();
+    for (k, v) in cfg.config_map() {
+        if kmirror_core::config::is_secret_key(k) && !v.is_empty() {
+            out = out.replace(v, "***");
+        }
+    }
+    out
 }
 
 /// Client context shared by kmirror's clients: turns librdkafka's error callbacks into log

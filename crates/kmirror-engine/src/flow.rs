@@ -12,21 +12,28 @@ use tokio_util::sync::CancellationToken;
 
 use crate::client::{check_properties, probe, ClientFactory, ClusterContext, Role};
 use crate::error::{Error, Result};
+use crate::metrics::Metrics;
 use crate::replicator::{Assignment, Command, Replicator, ReplicatorSettings, Start};
 use crate::security::ClusterSecurity;
-use crate::status::StatusBoard;
+use crate::status::{Connectivity, StatusBoard};
 use crate::topics::{ensure_compacted_topic, Admin, TopicSync};
 
 /// How long start-up waits for a cluster's metadata before it reports and retries.
 const PREFLIGHT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Back-off between restarts of a failed replicator or unreachable clusters.
 const RESTART_BACKOFF: Duration = Duration::from_secs(5);
+/// How often both clusters are probed for the readiness check.
+const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Settings that come from the command line.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct FlowOptions {
     /// Time allowed to drain and store progress at shutdown.
     pub shutdown_timeout: Duration,
+    /// Where metrics go.
+    pub metrics: Arc<Metrics>,
+    /// Cluster reachability, for the readiness check.
+    pub connectivity: Arc<Connectivity>,
 }
 
 /// A ready-to-run mirror.
@@ -66,8 +73,7 @@ impl Flow {
             options,
         };
         for (role, cfg) in flow.client_configs() {
-            check_properties(&cfg)
-                .map_err(|e| Error::Config(format!("flow {}: {role}: {e}", mirror.name())))?;
+            check_properties(&cfg).map_err(|e| Error::Config(format!("{role}: {e}")))?;
         }
         Ok(flow)
     }
@@ -124,11 +130,35 @@ impl Flow {
         let c = &self.mirror.clients;
         let source_admin = self.admin(&self.source, &[&c.source_all, &c.source_admin])?;
         let target_admin = self.admin(&self.target, &[&c.target_all, &c.target_admin])?;
+        // Readiness probes run beside the flow (topic sync can block for admin.timeout.ms
+        // when a cluster is down) and stop with it.
+        let health_stop = shutdown.child_token();
+        let health = self.health_loop(
+            Arc::clone(&source_admin),
+            Arc::clone(&target_admin),
+            health_stop.clone(),
+        );
+        let main = async {
+            let result = self.run_flow(source_admin, target_admin, &shutdown).await;
+            health_stop.cancel();
+            result
+        };
+        let (result, ()) = tokio::join!(main, health);
+        result
+    }
+
+    async fn run_flow(
+        &self,
+        source_admin: Admin,
+        target_admin: Admin,
+        shutdown: &CancellationToken,
+    ) -> Result<()> {
+        let shutdown = shutdown.clone();
         if !self.preflight(&shutdown).await? {
             return Ok(());
         }
         let progress = &self.mirror.progress;
-        loop {
+        let progress_partitions = loop {
             match ensure_compacted_topic(
                 &target_admin,
                 &progress.topic,
@@ -138,7 +168,7 @@ impl Flow {
             )
             .await
             {
-                Ok(()) => break,
+                Ok(n) => break n,
                 Err(e) if e.is_user_error() => return Err(e),
                 Err(e) => {
                     tracing::error!(
@@ -150,13 +180,41 @@ impl Flow {
                     }
                 }
             }
+        };
+        if progress_partitions != progress.partitions {
+            tracing::info!(topic = %progress.topic, partitions = progress_partitions, "the progress topic exists with its own partition count; using it");
         }
-        let sync = TopicSync::new(Arc::clone(&self.mirror), source_admin, target_admin);
+        for factory in [&self.source, &self.target] {
+            if let Some(not_after) = factory.security().client_cert_not_after {
+                let secs = not_after
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0.0, |d| d.as_secs_f64());
+                self.options
+                    .metrics
+                    .cert_expiry
+                    .with_label_values(&[factory.cluster().alias.as_str()])
+                    .set(secs);
+            }
+        }
+        let sync = TopicSync::new(
+            Arc::clone(&self.mirror),
+            source_admin,
+            target_admin,
+            Arc::clone(&self.options.metrics),
+        );
         loop {
-            match self.run_replicator(&sync, &shutdown).await {
+            match self
+                .run_replicator(&sync, progress_partitions, &shutdown)
+                .await
+            {
                 Ok(()) => return Ok(()),
                 Err(e) if e.is_user_error() => return Err(e),
                 Err(e) => {
+                    self.options.metrics.error(
+                        self.mirror.source.as_str(),
+                        self.mirror.target.as_str(),
+                        "replicator_restart",
+                    );
                     tracing::error!(
                         "replication stopped: {e}; restarting from the stored progress in {}s",
                         RESTART_BACKOFF.as_secs()
@@ -196,10 +254,12 @@ impl Flow {
                 match outcome {
                     Ok(()) => {
                         tracing::info!(cluster = %alias, "connected");
+                        self.set_up(alias.as_str(), true);
                         break;
                     }
                     Err((_, Some(diagnosis))) => return Err(Error::Config(diagnosis)),
                     Err((e, None)) => {
+                        self.set_up(alias.as_str(), false);
                         tracing::error!(cluster = %alias, bootstrap = %factory.cluster().bootstrap_servers,
                             "cannot reach the cluster ({e}); retrying in {}s", RESTART_BACKOFF.as_secs());
                         if sleep_or_cancel(RESTART_BACKOFF, shutdown).await {
@@ -212,7 +272,12 @@ impl Flow {
         Ok(true)
     }
 
-    async fn run_replicator(&self, sync: &TopicSync, shutdown: &CancellationToken) -> Result<()> {
+    async fn run_replicator(
+        &self,
+        sync: &TopicSync,
+        progress_partitions: i32,
+        shutdown: &CancellationToken,
+    ) -> Result<()> {
         let c = &self.mirror.clients;
         let progress = &self.mirror.progress;
         let reader = self.target.config(Role::ProgressReader, &[&c.target_all]);
@@ -232,7 +297,9 @@ impl Flow {
             source: self.mirror.source.clone(),
             flow: self.mirror.name(),
             progress_topic: progress.topic.clone(),
-            progress_partitions: progress.partitions,
+            progress_partitions,
+            target: self.mirror.target.clone(),
+            metrics: Arc::clone(&self.options.metrics),
             flush_interval: progress.flush_interval,
             shutdown_timeout: self.options.shutdown_timeout,
         };
@@ -256,10 +323,17 @@ impl Flow {
         let mut assigned: HashSet<TopicPartition> = HashSet::new();
         let refresh = self.mirror.refresh_topics.unwrap_or(Duration::MAX);
         let mut first = true;
+
+        let mut next_sync = tokio::time::Instant::now();
         loop {
-            let wait = if first { Duration::ZERO } else { refresh };
+            let wait = if first {
+                Duration::ZERO
+            } else {
+                next_sync.saturating_duration_since(tokio::time::Instant::now())
+            };
             first = false;
             tokio::select! {
+
                 joined = &mut handle => {
                     return match joined {
                         Ok(Ok(report)) => {
@@ -270,7 +344,8 @@ impl Flow {
                         Err(e) => Err(Error::Internal(format!("replicator thread: {e}"))),
                     };
                 }
-                () = tokio::time::sleep(wait), if wait != Duration::MAX => {
+                () = tokio::time::sleep(wait), if refresh != Duration::MAX || wait == Duration::ZERO => {
+                    next_sync = tokio::time::Instant::now() + refresh.min(Duration::from_secs(86_400));
                     match sync.sync().await {
                         Ok(partitions) => {
                             let new: Vec<Assignment> = partitions
@@ -296,6 +371,47 @@ impl Flow {
                         Err(e) => tracing::warn!("topic refresh failed: {e}; retrying in {}s", refresh.as_secs()),
                     }
                 }
+            }
+        }
+    }
+}
+
+impl Flow {
+    fn set_up(&self, alias: &str, up: bool) {
+        self.options.connectivity.set(alias, up);
+        self.options
+            .metrics
+            .cluster_up
+            .with_label_values(&[alias])
+            .set(if up { 1.0 } else { 0.0 });
+    }
+
+    /// Probes both clusters every [`HEALTH_INTERVAL`] until `stop`.
+    async fn health_loop(&self, source: Admin, target: Admin, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(HEALTH_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let (s, t) = tokio::join!(
+                crate::topics::list_topics(&source, HEALTH_INTERVAL),
+                crate::topics::list_topics(&target, HEALTH_INTERVAL)
+            );
+            for (alias, up) in [
+                (&self.mirror.source, s.is_ok()),
+                (&self.mirror.target, t.is_ok()),
+            ] {
+                if !up {
+                    self.options.metrics.error(
+                        self.mirror.source.as_str(),
+                        self.mirror.target.as_str(),
+                        "cluster_unreachable",
+                    );
+                }
+                self.set_up(alias.as_str(), up);
             }
         }
     }

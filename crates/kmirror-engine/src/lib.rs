@@ -9,13 +9,17 @@
 //! - [`progress_store`]: reading stored replication progress.
 //! - [`replicator`]: the per-flow data plane (consumer → producer, per-partition pipelines).
 //! - [`flow`]: one mirror end to end: start-up checks, topic sync loop, replicator supervision.
+//! - [`metrics`]: every exported metric, registered in one place.
+//! - [`http`]: `/metrics`, `/healthz` and `/readyz`.
 //! - [`status`]: partition states shared with health checks.
 //! - [`error`]: errors classified by who can fix them.
 
 pub mod client;
 pub mod error;
 pub mod flow;
+pub mod http;
 pub mod load;
+pub mod metrics;
 pub mod progress_store;
 pub mod replicator;
 pub mod security;

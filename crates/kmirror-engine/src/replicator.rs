@@ -22,7 +22,7 @@ use kmirror_core::progress::{encode_key, encode_value, partition_for_key};
 use kmirror_core::tracker::{PartitionTracker, PipelineState};
 use kmirror_core::{ClusterAlias, Offset, TopicPartition};
 use rdkafka::client::ClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer, DefaultConsumerContext};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message, Timestamp};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::client::ClusterContext;
 use crate::error::{Error, Result};
+use crate::metrics::{Metrics, PartitionDelta, PartitionMetrics};
 use crate::status::{PartitionReport, StatusBoard};
 
 /// Opaque bit marking delivery reports of progress records (data records carry their source
@@ -97,11 +98,16 @@ pub struct ReplicatorSettings {
     pub flush_interval: Duration,
     /// Time allowed for draining at shutdown.
     pub shutdown_timeout: Duration,
+    /// Target alias (metric labels).
+    pub target: ClusterAlias,
+    /// Where metrics go.
+    pub metrics: Arc<Metrics>,
 }
 
 struct Delivery {
     slot: u32,
     opaque: usize,
+    timestamp: i64,
     error: Option<KafkaError>,
     progress_value: Option<Offset>,
 }
@@ -118,13 +124,54 @@ struct DeliveryBuf {
 pub struct DeliveryContext {
     cluster: ClusterContext,
     buf: Mutex<DeliveryBuf>,
+    metrics: Arc<Metrics>,
+    alias: String,
 }
 
 impl ClientContext for DeliveryContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        self.cluster.log(level, fac, log_message);
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         self.cluster.error(error, reason);
     }
+
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        self.metrics
+            .client_statistics(&self.alias, "replication-producer", &statistics);
+    }
 }
+
+/// Consumer context: remembers the source high watermarks librdkafka reports in its
+/// statistics (taken from Fetch responses), for the lag metrics.
+pub struct SourceContext {
+    watermarks: Mutex<HashMap<(String, i32), i64>>,
+    metrics: Arc<Metrics>,
+    alias: String,
+}
+
+impl ClientContext for SourceContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(cluster = %self.alias, error = %error, "{reason}");
+    }
+
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        self.metrics
+            .client_statistics(&self.alias, "replication-consumer", &statistics);
+        if let Ok(mut w) = self.watermarks.lock() {
+            for (topic, t) in &statistics.topics {
+                for (p, part) in &t.partitions {
+                    if *p >= 0 && part.hi_offset >= 0 {
+                        w.insert((topic.clone(), *p), part.hi_offset);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for SourceContext {}
 
 impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = usize;
@@ -157,6 +204,7 @@ impl ProducerContext for DeliveryContext {
         buf.events.push(Delivery {
             slot,
             opaque,
+            timestamp: msg.timestamp().to_millis().unwrap_or(-1),
             error,
             progress_value,
         });
@@ -181,11 +229,15 @@ struct Slot {
     releasing: bool,
     retry_at: Option<Instant>,
     final_progress_sent: Option<Offset>,
+    metrics: PartitionMetrics,
+    delta: PartitionDelta,
+    last_acked_ts: Option<i64>,
+    first_fetched_ts: Option<i64>,
 }
 
 /// The replication worker of one flow.
 pub struct Replicator {
-    consumer: BaseConsumer<DefaultConsumerContext>,
+    consumer: BaseConsumer<SourceContext>,
     core: Core,
 }
 
@@ -199,6 +251,7 @@ struct Core {
     by_source: HashMap<Arc<str>, Vec<u32>>,
     status: Arc<StatusBoard>,
     copied: u64,
+    latency: prometheus::Histogram,
 }
 
 impl Replicator {
@@ -210,13 +263,24 @@ impl Replicator {
         producer_cluster: ClusterContext,
         status: Arc<StatusBoard>,
     ) -> Result<Self> {
-        let consumer: BaseConsumer<DefaultConsumerContext> = consumer
-            .create()
+        let source_context = SourceContext {
+            watermarks: Mutex::new(HashMap::new()),
+            metrics: Arc::clone(&settings.metrics),
+            alias: settings.source.to_string(),
+        };
+        let consumer: BaseConsumer<SourceContext> = consumer
+            .create_with_context(source_context)
             .map_err(|e| Error::client("replication consumer", &e))?;
         let context = DeliveryContext {
             cluster: producer_cluster,
             buf: Mutex::new(DeliveryBuf::default()),
+            metrics: Arc::clone(&settings.metrics),
+            alias: settings.target.to_string(),
         };
+        let latency = settings
+            .metrics
+            .latency
+            .with_label_values(&[settings.source.as_str(), settings.target.as_str()]);
         let producer: BaseProducer<DeliveryContext> = producer
             .create_with_context(context)
             .map_err(|e| Error::client("replication producer", &e))?;
@@ -229,6 +293,7 @@ impl Replicator {
                 by_source: HashMap::new(),
                 status,
                 copied: 0,
+                latency,
             },
         })
     }
@@ -259,7 +324,8 @@ impl Replicator {
             if last_flush.elapsed() >= self.core.settings.flush_interval {
                 self.core.store_progress(false)?;
                 self.core.finish_releases();
-                self.core.publish_status();
+                self.core
+                    .publish_status(&self.consumer.context().watermarks);
                 last_flush = Instant::now();
             }
         }
@@ -269,11 +335,12 @@ impl Replicator {
     fn pump(&mut self) -> Result<()> {
         let mut timeout = IDLE_POLL;
         let mut to_pause = Vec::new();
+        let now_ms = now_millis();
         for _ in 0..BATCH {
             match self.consumer.poll(timeout) {
                 None => break,
                 Some(Ok(msg)) => {
-                    self.core.forward(&msg, &mut to_pause)?;
+                    self.core.forward(&msg, now_ms, &mut to_pause)?;
                     timeout = Duration::ZERO;
                 }
                 Some(Err(e)) => {
@@ -444,7 +511,7 @@ impl Replicator {
         let remaining = deadline.saturating_duration_since(Instant::now());
         let flushed = core.producer.flush(remaining).is_ok();
         core.apply_deliveries(&mut ignored)?;
-        core.publish_status();
+        core.publish_status(&self.consumer.context().watermarks);
         let clean = flushed
             && core
                 .slots
@@ -493,6 +560,14 @@ impl Core {
             set_index(&mut buf.topics, &a.target_topic, a.source.partition, idx32);
         }
         tracing::info!(topic = %a.source.topic, partition = a.source.partition, start = ?a.start, target = %a.target_topic, "partition assigned");
+        let metrics = PartitionMetrics::new(
+            &self.settings.metrics,
+            self.settings.source.as_str(),
+            self.settings.target.as_str(),
+            &a.source.topic,
+            &a.target_topic,
+            a.source.partition,
+        );
         self.slots[idx] = Some(Slot {
             source: a.source,
             target_topic: a.target_topic,
@@ -500,6 +575,10 @@ impl Core {
             releasing: false,
             retry_at: None,
             final_progress_sent: None,
+            metrics,
+            delta: PartitionDelta::default(),
+            last_acked_ts: None,
+            first_fetched_ts: None,
         });
         Ok(())
     }
@@ -509,6 +588,7 @@ impl Core {
     fn forward(
         &mut self,
         msg: &BorrowedMessage<'_>,
+        now_ms: i64,
         to_pause: &mut Vec<TopicPartition>,
     ) -> Result<()> {
         let Some(idx) = self.slot_index(msg.topic(), msg.partition()) else {
@@ -537,17 +617,25 @@ impl Core {
         if let Some(headers) = msg.headers() {
             record = record.headers(headers.detach());
         }
-        match msg.timestamp() {
+        let timestamp = match msg.timestamp() {
             Timestamp::CreateTime(ts) | Timestamp::LogAppendTime(ts) => {
-                record = record.timestamp(ts)
+                record = record.timestamp(ts);
+                Some(ts)
             }
-            Timestamp::NotAvailable => {}
-        }
+            Timestamp::NotAvailable => None,
+        };
+        let value_len = msg.payload_len() as u64;
         loop {
             match self.producer.send(record) {
                 Ok(()) => {
                     if let Some(slot) = self.slots[idx].as_mut() {
                         slot.tracker.on_produced(offset);
+                        slot.delta.bytes += value_len;
+                        if let Some(ts) = timestamp {
+                            #[allow(clippy::cast_precision_loss)]
+                            slot.delta.age.add((now_ms - ts) as f64);
+                            slot.first_fetched_ts.get_or_insert(ts);
+                        }
                     }
                     return Ok(());
                 }
@@ -580,6 +668,7 @@ impl Core {
             Err(_) => return Err(Error::Internal("delivery buffer poisoned".into())),
         };
         let mut fatal = None;
+        let now_ms = now_millis();
         for d in &events {
             let Some(slot) = self.slots.get_mut(d.slot as usize).and_then(Option::as_mut) else {
                 continue;
@@ -600,6 +689,14 @@ impl Core {
             let Some(e) = &d.error else {
                 slot.tracker.on_acked(offset);
                 self.copied += 1;
+                slot.delta.acked += 1;
+                if d.timestamp >= 0 {
+                    #[allow(clippy::cast_precision_loss)]
+                    let ms = (now_ms - d.timestamp) as f64;
+                    slot.delta.latency.add(ms);
+                    self.latency.observe(ms / 1000.0);
+                    slot.last_acked_ts = Some(d.timestamp);
+                }
                 continue;
             };
             let reason = describe(e);
@@ -608,6 +705,16 @@ impl Core {
             }
             if slot.tracker.on_failed(offset, reason.clone()) {
                 let tp = &slot.source;
+                let kind = if is_retriable(e) {
+                    "delivery_retry"
+                } else {
+                    "partition_stopped"
+                };
+                self.settings.metrics.error(
+                    self.settings.source.as_str(),
+                    self.settings.target.as_str(),
+                    kind,
+                );
                 if is_retriable(e) {
                     slot.retry_at = Some(Instant::now() + RETRY_BACKOFF);
                     tracing::warn!(
@@ -658,6 +765,7 @@ impl Core {
                     );
                 }
                 self.status.remove(&slot.source);
+                slot.metrics.remove(&self.settings.metrics);
                 tracing::info!(topic = %slot.source.topic, partition = slot.source.partition, "partition released");
             }
         }
@@ -714,8 +822,12 @@ impl Core {
         Ok(())
     }
 
-    fn publish_status(&self) {
-        let reports = self.slots.iter().flatten().map(|s| {
+    fn publish_status(&mut self, watermarks: &Mutex<HashMap<(String, i32), i64>>) {
+        let now_ms = now_millis();
+        let marks = watermarks.lock().map(|w| w.clone()).unwrap_or_default();
+        let mut rpo: f64 = 0.0;
+        let mut reports = Vec::new();
+        for s in self.slots.iter_mut().flatten() {
             let (state, error) = match s.tracker.state() {
                 PipelineState::Running => ("running", None),
                 PipelineState::Draining => ("draining", None),
@@ -728,17 +840,44 @@ impl Core {
                     Some(reason.clone()),
                 ),
             };
-            PartitionReport {
+            let progress = s.tracker.progress().0;
+            let lag = marks
+                .get(&(s.source.topic.to_string(), s.source.partition))
+                .map(|hi| (hi - progress).max(0));
+            let lag_seconds = match lag {
+                Some(l) if l > 0 => s.last_acked_ts.or(s.first_fetched_ts).map_or(0.0, |ts| {
+                    #[allow(clippy::cast_precision_loss)]
+                    let secs = (now_ms - ts).max(0) as f64 / 1000.0;
+                    secs
+                }),
+                _ => 0.0,
+            };
+            rpo = rpo.max(lag_seconds);
+            let delta = std::mem::take(&mut s.delta);
+            s.metrics
+                .publish(now_ms.unsigned_abs(), &delta, lag, lag_seconds, state);
+            reports.push(PartitionReport {
                 source: s.source.clone(),
                 state,
-                next_offset: s.tracker.progress().0,
+                next_offset: progress,
                 in_flight: s.tracker.in_flight(),
                 copied: s.tracker.copied(),
                 error,
-            }
-        });
-        self.status.update(reports);
+            });
+        }
+        self.settings
+            .metrics
+            .rpo_seconds
+            .with_label_values(&[self.settings.source.as_str(), self.settings.target.as_str()])
+            .set(rpo);
+        self.status.update(reports.into_iter());
     }
+}
+
+fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 fn set_index(map: &mut HashMap<Arc<str>, Vec<u32>>, topic: &Arc<str>, partition: i32, idx: u32) {

@@ -53,3 +53,59 @@ impl StatusBoard {
             .unwrap_or_default()
     }
 }
+
+/// Whether each cluster answered its last probe, by alias.
+#[derive(Default)]
+pub struct Connectivity {
+    clusters: Mutex<BTreeMap<String, bool>>,
+}
+
+impl Connectivity {
+    /// Records a probe result.
+    pub fn set(&self, alias: &str, up: bool) {
+        if let Ok(mut m) = self.clusters.lock() {
+            m.insert(alias.to_owned(), up);
+        }
+    }
+
+    /// Clusters and whether they are up.
+    pub fn snapshot(&self) -> BTreeMap<String, bool> {
+        self.clusters.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+}
+
+impl StatusBoard {
+    /// Ready when every cluster answered its last probe and every assigned partition is
+    /// running; otherwise the reasons.
+    pub fn readiness(
+        &self,
+        clusters: &Connectivity,
+        expected_clusters: usize,
+    ) -> Result<(), Vec<String>> {
+        let mut reasons = Vec::new();
+        let conn = clusters.snapshot();
+        if conn.len() < expected_clusters {
+            reasons.push("not connected to every cluster yet".to_owned());
+        }
+        for (alias, up) in &conn {
+            if !up {
+                reasons.push(format!("cluster {alias} is unreachable"));
+            }
+        }
+        for p in self.snapshot() {
+            if p.state != "running" {
+                let why = p.error.as_deref().unwrap_or("");
+                reasons.push(
+                    format!("partition {} is {} {why}", p.source, p.state)
+                        .trim_end()
+                        .to_owned(),
+                );
+            }
+        }
+        if reasons.is_empty() {
+            Ok(())
+        } else {
+            Err(reasons)
+        }
+    }
+}

@@ -17,6 +17,7 @@ use rdkafka::error::RDKafkaErrorCode;
 
 use crate::client::ClusterContext;
 use crate::error::{Error, Result};
+use crate::metrics::Metrics;
 
 /// An admin client shared with blocking threads.
 pub type Admin = Arc<AdminClient<ClusterContext>>;
@@ -70,15 +71,17 @@ pub struct TopicSync {
     source: Admin,
     target: Admin,
     exclude: ListPattern,
+    metrics: Arc<Metrics>,
 }
 
 impl TopicSync {
     /// A syncer for `mirror`.
-    pub fn new(mirror: Arc<Mirror>, source: Admin, target: Admin) -> Self {
+    pub fn new(mirror: Arc<Mirror>, source: Admin, target: Admin, metrics: Arc<Metrics>) -> Self {
         Self {
             mirror,
             source,
             target,
+            metrics,
             exclude: ListPattern::parse(DEFAULT_CONFIG_EXCLUDE)
                 .unwrap_or_else(|_| ListPattern::empty()),
         }
@@ -103,6 +106,11 @@ impl TopicSync {
                 None => match self.create(topic, &remote, partitions).await {
                     Ok(()) => partitions,
                     Err(e) => {
+                        self.metrics.error(
+                            self.mirror.source.as_str(),
+                            self.mirror.target.as_str(),
+                            "topic_create",
+                        );
                         tracing::error!(topic = %topic, target_topic = %remote, "cannot create the target topic: {e}; retrying at the next refresh");
                         continue;
                     }
@@ -127,6 +135,10 @@ impl TopicSync {
             }
         }
         Ok(out)
+    }
+
+    fn flow_counter(&self, family: &prometheus::IntCounterVec) -> prometheus::IntCounter {
+        family.with_label_values(&[self.mirror.source.as_str(), self.mirror.target.as_str()])
     }
 
     async fn source_configs(&self, topic: &str) -> Vec<(String, String)> {
@@ -182,6 +194,7 @@ impl TopicSync {
         for r in results {
             match r {
                 Ok(_) => {
+                    self.flow_counter(&self.metrics.topics_created).inc();
                     let shown: Vec<String> =
                         configs.iter().map(|(k, v)| format!("{k}={v}")).collect();
                     tracing::info!(topic = %remote, partitions, replication_factor = rf, configs = %shown.join(","), "created target topic");
@@ -203,6 +216,8 @@ impl TopicSync {
         match self.target.create_partitions(&[request], &opts).await {
             Ok(results) => match results.into_iter().next() {
                 Some(Ok(_)) => {
+                    self.flow_counter(&self.metrics.partitions_created)
+                        .inc_by(u64::try_from(wanted - current).unwrap_or(0));
                     tracing::info!(topic = %remote, from = current, to = wanted, "added partitions to the target topic");
                     wanted
                 }
@@ -220,18 +235,40 @@ impl TopicSync {
     }
 }
 
-/// Creates a compacted internal topic if it is missing (TopicAlreadyExists is fine).
+/// Creates a compacted internal topic if it is missing (TopicAlreadyExists is fine) and
+/// returns the partition count it really has, which differs from `partitions` when someone
+/// else created it (records keyed by murmur2 must be spread over the real count).
 pub async fn ensure_compacted_topic(
     admin: &Admin,
     name: &str,
     partitions: i32,
     rf: Option<i32>,
     timeout: Duration,
-) -> Result<()> {
-    let existing = list_topics(admin, timeout).await?;
-    if existing.contains_key(name) {
-        return Ok(());
+) -> Result<i32> {
+    if let Some(&n) = list_topics(admin, timeout).await?.get(name) {
+        return Ok(n);
     }
+    create_compacted_topic(admin, name, partitions, rf, timeout).await?;
+    for _ in 0..50 {
+        if let Some(&n) = list_topics(admin, timeout).await?.get(name) {
+            if n > 0 {
+                return Ok(n);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(Error::Retriable(format!(
+        "{name} was created but is not in the metadata yet"
+    )))
+}
+
+async fn create_compacted_topic(
+    admin: &Admin,
+    name: &str,
+    partitions: i32,
+    rf: Option<i32>,
+    timeout: Duration,
+) -> Result<()> {
     let new = NewTopic::new(name, partitions, TopicReplication::Fixed(rf.unwrap_or(-1)))
         .set("cleanup.policy", "compact");
     let opts = AdminOptions::new().request_timeout(Some(timeout));

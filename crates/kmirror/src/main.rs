@@ -10,8 +10,10 @@ use std::time::{Duration, SystemTime};
 use clap::{Parser, Subcommand, ValueEnum};
 use kmirror_core::config::{Config, Problem, Severity};
 use kmirror_engine::flow::{Flow, FlowOptions};
+use kmirror_engine::http::{serve, HttpState};
+use kmirror_engine::metrics::Metrics;
 use kmirror_engine::security::{check_cluster, ClusterSecurity};
-use kmirror_engine::status::StatusBoard;
+use kmirror_engine::status::{Connectivity, StatusBoard};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -47,8 +49,8 @@ enum Cmd {
     Run {
         #[command(flatten)]
         config: ConfigArgs,
-        /// Address for the Prometheus metrics endpoint (e.g. 0.0.0.0:9404). Accepted so that
-        /// deployments need no change; this version does not serve metrics yet.
+        /// Serve `/metrics` (Prometheus), `/healthz` (liveness) and `/readyz` (readiness: both
+        /// clusters reachable and every partition running) on this address, e.g. 0.0.0.0:9404.
         #[arg(long, value_name = "HOST:PORT")]
         metrics_addr: Option<std::net::SocketAddr>,
         /// How long a graceful stop may take (e.g. 30s, 1500ms).
@@ -220,6 +222,8 @@ fn check(path: &Path, secrets_dir: Option<&Path>) -> Result<Checked, Vec<Problem
         let status = Arc::new(StatusBoard::default());
         let options = FlowOptions {
             shutdown_timeout: Duration::from_secs(30),
+            metrics: Arc::new(Metrics::new()),
+            connectivity: Arc::new(Connectivity::default()),
         };
         for mirror in &cfg.mirrors {
             if let Err(e) = Flow::build(
@@ -252,10 +256,42 @@ async fn run(
     let shutdown = CancellationToken::new();
     let status = Arc::new(StatusBoard::default());
     let mut tasks: JoinSet<(String, kmirror_engine::Result<()>)> = JoinSet::new();
+    let metrics = Arc::new(Metrics::new());
+    let connectivity = Arc::new(Connectivity::default());
+    tracing::info!(config = %cfg.summary(), "effective configuration");
     if let Some(addr) = metrics_addr {
-        tracing::warn!(%addr, "--metrics-addr is accepted but this kmirror version does not serve metrics yet");
+        let listener = match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("error: --metrics-addr {addr}: cannot listen: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let used: std::collections::BTreeSet<_> = cfg
+            .mirrors
+            .iter()
+            .flat_map(|m| [m.source.clone(), m.target.clone()])
+            .collect();
+        let state = Arc::new(HttpState {
+            metrics: Arc::clone(&metrics),
+            status: Arc::clone(&status),
+            connectivity: Arc::clone(&connectivity),
+            expected_clusters: used.len(),
+        });
+        let token = shutdown.clone();
+        tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
+        tasks.spawn(async move {
+            (
+                "metrics endpoint".to_owned(),
+                serve(listener, state, token).await,
+            )
+        });
     }
-    let options = FlowOptions { shutdown_timeout };
+    let options = FlowOptions {
+        shutdown_timeout,
+        metrics,
+        connectivity,
+    };
     for mirror in &cfg.mirrors {
         let flow = match Flow::build(
             &cfg,

@@ -1046,3 +1046,75 @@ fn first_line(s: &str) -> String {
         .collect::<Vec<_>>()
         .join(" ")
 }
+
+/// Client properties with secret values replaced by `***`.
+pub fn masked(props: &ClientProps) -> BTreeMap<String, String> {
+    props
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                if is_secret_key(k) {
+                    "***".to_owned()
+                } else {
+                    v.clone()
+                },
+            )
+        })
+        .collect()
+}
+
+impl Config {
+    /// The effective configuration for the start-up log: every setting that matters, with
+    /// secrets masked (passwords, key contents; files are named, never read out).
+    pub fn summary(&self) -> serde_json::Value {
+        let clusters: Vec<serde_json::Value> = self
+            .clusters
+            .values()
+            .map(|c| {
+                serde_json::json!({
+                    "alias": c.alias.as_str(),
+                    "bootstrapServers": c.bootstrap_servers,
+                    "tls": c.tls.as_ref().map(|t| serde_json::json!({
+                        "trustedCertificates": t.trusted.iter().map(|s| match &s.value {
+                            PemSource::File(p) => p.display().to_string(),
+                            PemSource::Pattern { dir, pattern } => format!("{}/{pattern}", dir.display()),
+                        }).collect::<Vec<_>>(),
+                        "clientCertificate": t.client.as_ref().map(|c| c.certificate.display().to_string()),
+                        "clientKey": t.client.as_ref().map(|c| c.key.display().to_string()),
+                    })),
+                    "sasl": c.sasl.as_ref().map(|s| serde_json::json!({
+                        "mechanism": s.mechanism, "username": s.username, "password": "***",
+                    })),
+                    "config": masked(&c.common),
+                    "producer": masked(&c.producer),
+                    "consumer": masked(&c.consumer),
+                    "admin": masked(&c.admin),
+                })
+            })
+            .collect();
+        let mirrors: Vec<serde_json::Value> = self
+            .mirrors
+            .iter()
+            .map(|m| {
+                serde_json::json!({
+                    "flow": m.name(),
+                    "policy": format!("{:?}", m.policy.kind()),
+                    "separator": m.policy.separator(),
+                    "topics": m.topics.include().as_str(),
+                    "topicsExclude": m.topics.exclude().as_str(),
+                    "refreshTopicsSeconds": m.refresh_topics.map(|d| d.as_secs()),
+                    "replicationFactor": m.replication_factor,
+                    "startFrom": format!("{:?}", m.start_from),
+                    "progressTopic": m.progress.topic,
+                    "progressFlushMs": u64::try_from(m.progress.flush_interval.as_millis()).unwrap_or(u64::MAX),
+                    "sourceConsumer": masked(&m.clients.source_consumer),
+                    "targetProducer": masked(&m.clients.target_producer),
+                    "sourceAll": masked(&m.clients.source_all),
+                    "targetAll": masked(&m.clients.target_all),
+                })
+            })
+            .collect();
+        serde_json::json!({ "name": self.name, "clusters": clusters, "mirrors": mirrors })
+    }
+}

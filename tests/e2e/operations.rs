@@ -1,0 +1,222 @@
+//! Operations: metrics move with traffic, readiness follows the clusters, logs are JSON and
+//! never carry secrets.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+/// GET `path`; returns status code and body.
+fn get(port: u16, path: &str) -> (u16, String) {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return (0, String::new());
+    };
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let code = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (code, body)
+}
+
+/// The value of the series `name{labels}` whose labels include every `want` pair.
+fn series(text: &str, name: &str, want: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))
+        .find_map(|l| {
+            let (labels, value) = l[name.len()..].rsplit_once(' ')?;
+            want.iter()
+                .all(|(k, v)| labels.contains(&format!("{k}=\"{v}\"")))
+                .then(|| value.parse().ok())?
+        })
+}
+
+fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    false
+}
+
+fn records(n: i32, from: i32) -> Vec<(i32, TestRecord)> {
+    (from..from + n)
+        .map(|i| {
+            (
+                i % 2,
+                TestRecord {
+                    key: Some(i.to_be_bytes().to_vec()),
+                    value: Some(vec![7; 100]),
+                    headers: Vec::new(),
+                    timestamp: 1_700_000_000_000 + i64::from(i),
+                },
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn metrics_move_with_traffic_and_readiness_follows_the_target() {
+    let source = Broker::start("source", "KMIRROR_TEST_SOURCE_BOOTSTRAP");
+    let mut target = Broker::start("target", "KMIRROR_TEST_TARGET_BOOTSTRAP");
+    let dir = tempfile::tempdir().unwrap();
+    let topic = format!("metrics-{}", rand_suffix());
+    create_topic(&source.bootstrap, &topic, 2);
+    produce(&source.bootstrap, &topic, &records(1_000, 0));
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let config = write_config(dir.path(), &source.bootstrap, &target.bootstrap, &topic, "");
+    let mut kmirror = Kmirror::start(&config, &["--metrics-addr", &addr]);
+
+    let mm2 = "kafka_connect_mirror_mirrorsourceconnector_record_count";
+    let labels = |p: &'static str| {
+        [
+            ("source", "source"),
+            ("target", "target"),
+            ("topic", topic.as_str()),
+            ("partition", p),
+        ]
+    };
+    let total = |text: &str| {
+        series(text, mm2, &labels("0")).unwrap_or(0.0)
+            + series(text, mm2, &labels("1")).unwrap_or(0.0)
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), || total(&get(port, "/metrics").1)
+            >= 1_000.0),
+        "record_count never reached 1000:\n{}",
+        get(port, "/metrics").1
+    );
+    let (code, body) = get(port, "/readyz");
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(get(port, "/healthz").0, 200);
+
+    let text = get(port, "/metrics").1;
+    for attr in kmirror_engine::metrics::MM2_SOURCE_ATTRIBUTES {
+        let name = format!("kafka_connect_mirror_mirrorsourceconnector_{attr}");
+        assert!(
+            series(&text, &name, &labels("0")).is_some(),
+            "missing {name} for partition 0"
+        );
+    }
+    for name in [
+        "kmirror_replication_lag_records",
+        "kmirror_replication_lag_seconds",
+        "kmirror_records_replicated_total",
+    ] {
+        assert!(
+            series(&text, name, &labels("1")).is_some(),
+            "missing {name}"
+        );
+    }
+    assert!(series(
+        &text,
+        "kmirror_recovery_point_objective_seconds",
+        &[("source", "source"), ("target", "target")]
+    )
+    .is_some());
+    assert_eq!(
+        series(
+            &text,
+            "kmirror_partition_state",
+            &[
+                ("topic", topic.as_str()),
+                ("partition", "0"),
+                ("state", "running")
+            ]
+        ),
+        Some(1.0)
+    );
+
+    // More traffic: the counters move, and the lag returns to zero once it is copied.
+    produce(&source.bootstrap, &topic, &records(1_000, 1_000));
+    assert!(
+        wait_until(Duration::from_secs(20), || total(&get(port, "/metrics").1)
+            >= 2_000.0),
+        "record_count did not move"
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            let t = get(port, "/metrics").1;
+            series(&t, "kmirror_replication_lag_records", &labels("0")) == Some(0.0)
+                && series(&t, "kmirror_replication_lag_records", &labels("1")) == Some(0.0)
+        }),
+        "lag did not return to 0"
+    );
+
+    // The target goes away: not ready, with a reason.
+    target.stop();
+    assert!(
+        wait_until(Duration::from_secs(20), || get(port, "/readyz").0 == 503),
+        "/readyz stayed 200 after the target stopped"
+    );
+    let (_, reason) = get(port, "/readyz");
+    assert!(reason.contains("cluster target is unreachable"), "{reason}");
+    assert_eq!(
+        get(port, "/healthz").0,
+        200,
+        "liveness does not depend on the clusters"
+    );
+    kmirror.kill();
+}
+
+#[test]
+fn json_logs_parse_and_carry_no_secrets() {
+    let source = Broker::start("source", "KMIRROR_TEST_SOURCE_BOOTSTRAP");
+    let target = Broker::start("target", "KMIRROR_TEST_TARGET_BOOTSTRAP");
+    let dir = tempfile::tempdir().unwrap();
+    let password = format!("Pa55-{}-secret", rand_suffix());
+    fs::write(dir.path().join("password.txt"), &password).unwrap();
+    let key = crate::support::certs::Pki::new("ca").leaf("user", &[], false);
+    fs::write(dir.path().join("user.key"), &key.key_pem).unwrap();
+    fs::write(dir.path().join("user.crt"), &key.cert_pem).unwrap();
+    let jaas_secret = format!("jaas-{}", rand_suffix());
+    let text = format!(
+        "clusters:\n  - alias: source\n    bootstrapServers: {}\n    config:\n      ssl.key.password: {jaas_secret}\n  - alias: target\n    bootstrapServers: {}\n    authentication:\n      type: scram-sha-512\n      username: kmirror\n      passwordSecret:\n        password: password.txt\nmirrors:\n  - sourceCluster: source\n    targetCluster: target\n",
+        source.bootstrap, target.bootstrap
+    );
+    let config = dir.path().join("kmirror.yaml");
+    fs::write(&config, text).unwrap();
+    let mut kmirror = Kmirror::start(&config, &["--log-format", "json"]);
+    std::thread::sleep(Duration::from_secs(6));
+    kmirror.kill();
+    let logs = kmirror.logs();
+    let lines: Vec<&str> = logs.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(lines.len() >= 2, "expected log lines:\n{logs}");
+    for line in &lines {
+        let parsed: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(
+            parsed.get("level").is_some() && parsed.get("timestamp").is_some(),
+            "{line}"
+        );
+    }
+    assert!(logs.contains("effective configuration"), "{logs}");
+    assert!(
+        !logs.contains(&password),
+        "the SASL password appears in the logs"
+    );
+    assert!(
+        !logs.contains(&jaas_secret),
+        "a secret client property appears in the logs"
+    );
+    for key_line in key.key_pem.lines().filter(|l| !l.starts_with("-----")) {
+        assert!(
+            !logs.contains(key_line),
+            "private key material appears in the logs"
+        );
+    }
+}
