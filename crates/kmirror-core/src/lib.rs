@@ -10,13 +10,16 @@
 //!   murmur2 partitioner.
 //! - [`topic_config`]: which source topic configs are copied (MM2's property filter).
 //! - [`window`]: windowed min/max/avg/rate statistics with MM2's semantics.
+//! - [`properties`], [`import`]: reading MM2's dedicated-mode properties and converting them.
 //! - [`tracker`]: per-partition bookkeeping of produced and acknowledged records, which decides
 //!   what may be recorded as done.
 
 pub mod config;
 pub mod filter;
+pub mod import;
 pub mod policy;
 pub mod progress;
+pub mod properties;
 pub mod topic_config;
 pub mod tracker;
 pub mod types;

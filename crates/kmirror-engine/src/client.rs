@@ -340,3 +340,11 @@ impl ClientContext for ClusterContext {
         }
     }
 }
+
+/// Whether librdkafka accepts `key = value` as a client property (no network).
+pub fn is_known_property(key: &str, value: &str) -> bool {
+    let mut cfg = ClientConfig::new();
+    cfg.set_log_level(RDKafkaLogLevel::Emerg);
+    cfg.set(key, value);
+    cfg.create_native_config().is_ok()
+}

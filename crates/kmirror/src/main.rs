@@ -70,6 +70,21 @@ enum Cmd {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Convert an MM2 dedicated-mode properties file (connect-mirror-maker.sh's mm2.properties)
+    /// into a kmirror configuration.
+    ///
+    /// Carries over clusters and their client settings (PEM and PKCS#12 TLS, SASL
+    /// username/password), enabled flows (A->B.enabled) and their connector keys. Every key
+    /// without an equivalent is named in a warning on stderr. Check the result with
+    /// `kmirror validate`.
+    Import {
+        /// The MM2 properties file.
+        #[arg(value_name = "MM2_PROPERTIES")]
+        input: PathBuf,
+        /// Write the configuration here instead of stdout.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -142,6 +157,7 @@ fn main() -> ExitCode {
             }
             Err(problems) => report(&problems),
         },
+        Cmd::Import { input, output } => import(&input, output.as_deref()),
         Cmd::Run {
             config,
             metrics_addr,
@@ -173,6 +189,43 @@ fn main() -> ExitCode {
             runtime.block_on(run(cfg, security, metrics_addr, shutdown_timeout))
         }
     }
+}
+
+fn import(input: &Path, output: Option<&Path>) -> ExitCode {
+    let text = match std::fs::read_to_string(input) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {}: cannot read: {e}", input.display());
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let props = kmirror_core::properties::parse(&text);
+    let imported =
+        match kmirror_core::import::convert(&props, &kmirror_engine::client::is_known_property) {
+            Ok(i) => i,
+            Err(e) => {
+                eprintln!("error: {}: {e}", input.display());
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        };
+    for w in &imported.warnings {
+        eprintln!("warning: {w}");
+    }
+    match output {
+        Some(path) => {
+            if let Err(e) = std::fs::write(path, &imported.yaml) {
+                eprintln!("error: {}: cannot write: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+            eprintln!(
+                "wrote {}; check it with: kmirror validate --config {}",
+                path.display(),
+                path.display()
+            );
+        }
+        None => print!("{}", imported.yaml),
+    }
+    ExitCode::SUCCESS
 }
 
 fn print_notices(cfg: &Config) {
