@@ -11,3 +11,5 @@ export KMIRROR_TANSU_BIN
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace -- --test-threads=2
+# The release build the container image runs must keep working.
+scripts/build.sh

@@ -9,6 +9,7 @@ mod discovery;
 mod import;
 mod mtls;
 mod operations;
+mod packaging;
 mod replication;
 mod restart;
 mod validate;

@@ -57,6 +57,27 @@ pub mod names {
     pub const CLIENT_QUEUE: &str = "kmirror_client_queue_messages";
     /// Whether a cluster answered the last health probe.
     pub const CLUSTER_UP: &str = "kmirror_cluster_up";
+
+    /// Every `kmirror_` family.
+    pub const ALL_OWN: &[&str] = &[
+        LAG_RECORDS,
+        LAG_SECONDS,
+        RPO_SECONDS,
+        LATENCY,
+        PARTITION_STATE,
+        RECORDS,
+        ERRORS,
+        TOPICS_CREATED,
+        PARTITIONS_CREATED,
+        CONFIGS_CHANGED,
+        HEARTBEATS,
+        CHECKPOINTS,
+        CHECKPOINT_AGE,
+        CERT_EXPIRY,
+        BROKER_RTT,
+        CLIENT_QUEUE,
+        CLUSTER_UP,
+    ];
 }
 
 /// The attribute suffixes of MM2's per-partition source metrics.
