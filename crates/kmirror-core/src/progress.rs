@@ -70,7 +70,10 @@ struct ValueMap {
 pub fn decode(key: &[u8], value: Option<&[u8]>) -> Result<Option<SourceProgress>, DecodeError> {
     let (connector, map): (String, serde_json::Value) =
         serde_json::from_slice(key).map_err(|e| DecodeError::Shape(e.to_string()))?;
-    if connector != SOURCE_CONNECTOR {
+    // Dedicated-mode MM2 names the connector `MirrorSourceConnector`; MM2 on a Connect cluster
+    // (Strimzi) names it `<source>-><target>.MirrorSourceConnector`. Both record positions the
+    // same way.
+    if connector != SOURCE_CONNECTOR && !connector.ends_with(&format!(".{SOURCE_CONNECTOR}")) {
         return Ok(None);
     }
     let map: KeyMap = serde_json::from_value(map).map_err(|e| DecodeError::Shape(e.to_string()))?;
@@ -165,6 +168,9 @@ mod tests {
         let other = br#"["MirrorCheckpointConnector",{"partition":3,"topic":"primary.orders","group":"g1"}]"#;
         assert_eq!(decode(other, Some(br#"{"offset":0}"#)), Ok(None));
         assert!(decode(b"not json", Some(b"{}")).is_err());
+        let strimzi = br#"["source->dest.MirrorSourceConnector",{"cluster":"source","partition":0,"topic":"orders"}]"#;
+        let got = decode(strimzi, Some(br#"{"offset":9}"#)).expect("decodes").expect("a source position");
+        assert_eq!(got.next, Offset(10));
         assert!(decode(&key, Some(br#"{"offset":-5}"#)).is_err());
     }
 
