@@ -27,6 +27,9 @@ pub struct SourceProgress {
     pub partition: TopicPartition,
     /// The next source offset to copy; everything before it is acknowledged on the target.
     pub next: Offset,
+    /// Written under kmirror's (and dedicated-mode MM2's) own key, rather than by MM2 on a
+    /// Connect cluster.
+    pub own: bool,
 }
 
 /// Encodes the record key. Field order matches Java's HashMap iteration order for this key set.
@@ -92,6 +95,7 @@ pub fn decode(key: &[u8], value: Option<&[u8]>) -> Result<Option<SourceProgress>
         cluster: map.cluster,
         partition: TopicPartition::new(map.topic, map.partition),
         next: Offset(value.offset + 1),
+        own: connector == SOURCE_CONNECTOR,
     }))
 }
 
@@ -161,7 +165,8 @@ mod tests {
             Some(SourceProgress {
                 cluster: "primary".into(),
                 partition: tp,
-                next: Offset(42)
+                next: Offset(42),
+                own: true,
             })
         );
         assert_eq!(decode(&key, None), Ok(None));
@@ -169,7 +174,9 @@ mod tests {
         assert_eq!(decode(other, Some(br#"{"offset":0}"#)), Ok(None));
         assert!(decode(b"not json", Some(b"{}")).is_err());
         let strimzi = br#"["source->dest.MirrorSourceConnector",{"cluster":"source","partition":0,"topic":"orders"}]"#;
-        let got = decode(strimzi, Some(br#"{"offset":9}"#)).expect("decodes").expect("a source position");
+        let got = decode(strimzi, Some(br#"{"offset":9}"#))
+            .expect("decodes")
+            .expect("a source position");
         assert_eq!(got.next, Offset(10));
         assert!(decode(&key, Some(br#"{"offset":-5}"#)).is_err());
     }

@@ -41,9 +41,12 @@ pub fn read(
                 .map(rdkafka::metadata::MetadataPartition::id)
         })
         .collect();
-    let mut out = BTreeMap::new();
+    // Position and whether it came from kmirror's own key: records of different keys are read
+    // in partition order, not in time order, so a position MM2 (on Connect) stored never
+    // overrides one kmirror stored.
+    let mut out: BTreeMap<TopicPartition, (Offset, bool)> = BTreeMap::new();
     if partitions.is_empty() {
-        return Ok(out);
+        return Ok(BTreeMap::new());
     }
     let mut tpl = TopicPartitionList::new();
     for p in &partitions {
@@ -69,7 +72,12 @@ pub fn read(
             Some(Err(e)) => tracing::warn!(topic, "reading progress: {e}"),
             Some(Ok(msg)) => match decode(msg.key().unwrap_or_default(), msg.payload()) {
                 Ok(Some(progress)) if progress.cluster == source_alias => {
-                    out.insert(progress.partition, progress.next);
+                    let keep_existing = out
+                        .get(&progress.partition)
+                        .is_some_and(|(_, own)| *own && !progress.own);
+                    if !keep_existing {
+                        out.insert(progress.partition, (progress.next, progress.own));
+                    }
                 }
                 Ok(Some(_)) => {}
                 Ok(None) => {
@@ -88,7 +96,7 @@ pub fn read(
             },
         }
     }
-    Ok(out)
+    Ok(out.into_iter().map(|(tp, (next, _))| (tp, next)).collect())
 }
 
 /// The progress reader asks for end-of-partition events; they are not errors.
