@@ -11,12 +11,14 @@
 //! - [`topic_config`]: which source topic configs are copied (MM2's property filter).
 //! - [`window`]: windowed min/max/avg/rate statistics with MM2's semantics.
 //! - [`properties`], [`import`]: reading MM2's dedicated-mode properties and converting them.
+//! - [`mm2`]: MM2's OffsetSync, Checkpoint and Heartbeat records, byte for byte.
 //! - [`tracker`]: per-partition bookkeeping of produced and acknowledged records, which decides
 //!   what may be recorded as done.
 
 pub mod config;
 pub mod filter;
 pub mod import;
+pub mod mm2;
 pub mod policy;
 pub mod progress;
 pub mod properties;
