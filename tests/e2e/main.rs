@@ -6,6 +6,7 @@
 mod support;
 
 mod discovery;
+mod heartbeats;
 mod import;
 mod mtls;
 mod operations;

@@ -427,6 +427,7 @@ mirrors:
         replication.policy.class: org.apache.kafka.connect.mirror.IdentityReplicationPolicy
         replication.factor: -1
         refresh.topics.interval.seconds: 1
+        heartbeats.topic.replication.factor: -1
 {extra_connector}"#
     );
     fs::write(&path, text).unwrap();

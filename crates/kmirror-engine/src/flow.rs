@@ -138,12 +138,13 @@ impl Flow {
             Arc::clone(&target_admin),
             health_stop.clone(),
         );
+        let heartbeats = self.heartbeats(Arc::clone(&target_admin), health_stop.clone());
         let main = async {
             let result = self.run_flow(source_admin, target_admin, &shutdown).await;
             health_stop.cancel();
             result
         };
-        let (result, ()) = tokio::join!(main, health);
+        let (result, (), ()) = tokio::join!(main, health, heartbeats);
         result
     }
 
@@ -384,6 +385,28 @@ impl Flow {
             .cluster_up
             .with_label_values(&[alias])
             .set(if up { 1.0 } else { 0.0 });
+    }
+
+    /// Emits heartbeats until `stop`, if enabled.
+    async fn heartbeats(&self, target_admin: Admin, stop: CancellationToken) {
+        let Some(settings) = self.mirror.heartbeats.clone() else {
+            return;
+        };
+        let c = &self.mirror.clients;
+        let producer = self.target.config(
+            Role::ReplicationProducer,
+            &[&c.target_all, &c.target_producer],
+        );
+        crate::heartbeat::run(
+            Arc::clone(&self.mirror),
+            settings,
+            producer,
+            ClusterContext::new(&self.target),
+            target_admin,
+            Arc::clone(&self.options.metrics),
+            stop,
+        )
+        .await;
     }
 
     /// Probes both clusters every [`HEALTH_INTERVAL`] until `stop`.

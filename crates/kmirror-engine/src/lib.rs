@@ -10,6 +10,7 @@
 //! - [`replicator`]: the per-flow data plane (consumer → producer, per-partition pipelines).
 //! - [`flow`]: one mirror end to end: start-up checks, topic sync loop, replicator supervision.
 //! - [`metrics`]: every exported metric, registered in one place.
+//! - [`heartbeat`]: MM2's heartbeat records.
 //! - [`http`]: `/metrics`, `/healthz` and `/readyz`.
 //! - [`status`]: partition states shared with health checks.
 //! - [`error`]: errors classified by who can fix them.
@@ -17,6 +18,7 @@
 pub mod client;
 pub mod error;
 pub mod flow;
+pub mod heartbeat;
 pub mod http;
 pub mod load;
 pub mod metrics;

@@ -214,6 +214,18 @@ pub struct Mirror {
     pub clients: MirrorClients,
     /// Progress recording.
     pub progress: ProgressSettings,
+    /// Heartbeat emission (`None`: `emit.heartbeats.enabled=false`).
+    pub heartbeats: Option<HeartbeatSettings>,
+}
+
+/// `emit.heartbeats.*` and `heartbeats.topic.replication.factor`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeartbeatSettings {
+    /// `emit.heartbeats.interval.seconds` (MM2 default 1).
+    pub interval: Duration,
+    /// Replication factor of the `heartbeats` topic when kmirror creates it (`None` = broker
+    /// default; MM2's default is 3).
+    pub replication_factor: Option<i32>,
 }
 
 impl Mirror {
@@ -975,6 +987,19 @@ fn resolve_mirror(
     let progress = clusters
         .get(&target)
         .map(|t| progress_settings(t, &source, problems));
+    let heartbeats =
+        bool_key("emit.heartbeats.enabled", true, problems).then(|| HeartbeatSettings {
+            interval: match keys.get("emit.heartbeats.interval.seconds") {
+                Some((f, v)) => parse_int(f, v, 1, problems).map_or(Duration::from_secs(1), |s| {
+                    Duration::from_secs(s.unsigned_abs())
+                }),
+                None => Duration::from_secs(1),
+            },
+            replication_factor: match keys.get("heartbeats.topic.replication.factor") {
+                Some((f, v)) => self::replication_factor(f, v, problems).unwrap_or(None),
+                None => Some(3),
+            },
+        });
 
     if problems.len() > before {
         return None;
@@ -1000,6 +1025,7 @@ fn resolve_mirror(
         start_from,
         clients,
         progress: progress?,
+        heartbeats,
     })
 }
 

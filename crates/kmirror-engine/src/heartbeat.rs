@@ -1,0 +1,99 @@
+//! MM2's heartbeats: one record per interval to `heartbeats` on the target (MM2-COMPAT §6).
+//!
+//! Key (source alias, target alias), value the emission time, record timestamp equal to the
+//! payload, partition 0. Java tools (`RemoteClusterUtils`, `HeartbeatFormatter`) read them,
+//! and an MM2 or kmirror flow out of the target replicates them onward as `<alias>.heartbeats`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kmirror_core::config::{HeartbeatSettings, Mirror};
+use kmirror_core::mm2::Heartbeat;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::ClientConfig;
+use tokio_util::sync::CancellationToken;
+
+use crate::client::ClusterContext;
+use crate::metrics::Metrics;
+use crate::topics::{ensure_compacted_topic, Admin};
+
+/// Emits heartbeats for `mirror` until `stop` is cancelled. Failures are logged, counted and
+/// retried at the next tick; they never affect replication.
+pub async fn run(
+    mirror: Arc<Mirror>,
+    settings: HeartbeatSettings,
+    producer: ClientConfig,
+    context: ClusterContext,
+    admin: Admin,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+) {
+    let topic = mirror.policy.heartbeats_topic();
+    let (source, target) = (mirror.source.to_string(), mirror.target.to_string());
+    loop {
+        match ensure_compacted_topic(
+            &admin,
+            topic,
+            1,
+            settings.replication_factor,
+            mirror.admin_timeout,
+        )
+        .await
+        {
+            Ok(_) => break,
+            Err(e) => {
+                tracing::warn!(topic, "cannot prepare the heartbeats topic: {e}; retrying");
+                metrics.error(&source, &target, "heartbeat");
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_secs(5)) => {}
+                }
+            }
+        }
+    }
+    let producer: FutureProducer<ClusterContext> = match producer.create_with_context(context) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!("cannot create the heartbeat producer: {e}; no heartbeats are emitted");
+            return;
+        }
+    };
+    let emitted = metrics.heartbeats.with_label_values(&[&source, &target]);
+    let mut tick = tokio::time::interval(settings.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let heartbeat = Heartbeat {
+            source: source.clone(),
+            target: target.clone(),
+            timestamp: now,
+        };
+        let Ok(key) = heartbeat.key() else {
+            tracing::error!("cluster aliases too long for a heartbeat key");
+            return;
+        };
+        let value = heartbeat.value();
+        let record = FutureRecord::to(topic)
+            .partition(0)
+            .key(&key)
+            .payload(&value)
+            .timestamp(now);
+        match producer
+            .send(record, settings.interval.max(Duration::from_secs(5)))
+            .await
+        {
+            Ok(_) => emitted.inc(),
+            Err((e, _)) => {
+                metrics.error(&source, &target, "heartbeat");
+                tracing::warn!(topic, "heartbeat not delivered: {e}");
+            }
+        }
+    }
+}
