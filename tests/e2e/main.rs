@@ -9,6 +9,7 @@ mod discovery;
 mod heartbeats;
 mod import;
 mod mtls;
+mod offset_syncs;
 mod operations;
 mod packaging;
 mod replication;

@@ -116,6 +116,7 @@ fn target_leader_down_for_ten_seconds_loses_nothing_and_keeps_order() {
         &producer,
         ClusterContext::named("target"),
         Arc::clone(&status),
+        None,
     )
     .unwrap();
     let (tx, rx) = mpsc::channel();

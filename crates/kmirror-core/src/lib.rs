@@ -12,6 +12,7 @@
 //! - [`window`]: windowed min/max/avg/rate statistics with MM2's semantics.
 //! - [`properties`], [`import`]: reading MM2's dedicated-mode properties and converting them.
 //! - [`mm2`]: MM2's OffsetSync, Checkpoint and Heartbeat records, byte for byte.
+//! - [`offset_sync`]: when to emit an offset sync (MM2's rules).
 //! - [`tracker`]: per-partition bookkeeping of produced and acknowledged records, which decides
 //!   what may be recorded as done.
 
@@ -19,6 +20,7 @@ pub mod config;
 pub mod filter;
 pub mod import;
 pub mod mm2;
+pub mod offset_sync;
 pub mod policy;
 pub mod progress;
 pub mod properties;

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-use kmirror_core::config::{Config, Mirror};
+use kmirror_core::config::{Config, Mirror, SyncLocation};
 use kmirror_core::{ClusterAlias, StartFrom, TopicPartition};
 use rdkafka::admin::AdminClient;
 use tokio_util::sync::CancellationToken;
@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::client::{check_properties, probe, ClientFactory, ClusterContext, Role};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
-use crate::replicator::{Assignment, Command, Replicator, ReplicatorSettings, Start};
+use crate::replicator::{Assignment, Command, Replicator, ReplicatorSettings, Start, SyncTarget};
 use crate::security::ClusterSecurity;
 use crate::status::{Connectivity, StatusBoard};
 use crate::topics::{ensure_compacted_topic, Admin, TopicSync};
@@ -182,6 +182,32 @@ impl Flow {
                 }
             }
         };
+        if let Some(os) = &self.mirror.offset_syncs {
+            let (admin, alias) = match os.location {
+                SyncLocation::Source => (&source_admin, &self.mirror.source),
+                SyncLocation::Target => (&target_admin, &self.mirror.target),
+            };
+            loop {
+                match ensure_compacted_topic(
+                    admin,
+                    &os.topic,
+                    1,
+                    os.replication_factor,
+                    self.mirror.admin_timeout,
+                )
+                .await
+                {
+                    Ok(_) => break,
+                    Err(e) if e.is_user_error() => return Err(e),
+                    Err(e) => {
+                        tracing::error!(cluster = %alias, "cannot prepare the offset-syncs topic {}: {e}; retrying", os.topic);
+                        if sleep_or_cancel(RESTART_BACKOFF, &shutdown).await {
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+        }
         if progress_partitions != progress.partitions {
             tracing::info!(topic = %progress.topic, partitions = progress_partitions, "the progress topic exists with its own partition count; using it");
         }
@@ -316,6 +342,7 @@ impl Flow {
             ),
             ClusterContext::new(&self.target),
             Arc::clone(&self.status),
+            self.sync_target(),
         )?;
         let (tx, rx) = mpsc::channel();
         let token = shutdown.clone();
@@ -385,6 +412,23 @@ impl Flow {
             .cluster_up
             .with_label_values(&[alias])
             .set(if up { 1.0 } else { 0.0 });
+    }
+
+    /// Where offset syncs go, if enabled: a standalone idempotent producer on the cluster that
+    /// holds the topic, as MM2 does.
+    fn sync_target(&self) -> Option<SyncTarget> {
+        let os = self.mirror.offset_syncs.as_ref()?;
+        let c = &self.mirror.clients;
+        let (factory, overrides) = match os.location {
+            SyncLocation::Source => (&self.source, &c.source_all),
+            SyncLocation::Target => (&self.target, &c.target_all),
+        };
+        Some(SyncTarget {
+            producer: factory.config(Role::ReplicationProducer, &[overrides]),
+            context: ClusterContext::new(factory),
+            topic: os.topic.clone(),
+            lag_max: os.lag_max,
+        })
     }
 
     /// Emits heartbeats until `stop`, if enabled.

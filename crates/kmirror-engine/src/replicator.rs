@@ -18,6 +18,8 @@ use std::collections::HashMap;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use kmirror_core::mm2::OffsetSync;
+use kmirror_core::offset_sync::SyncWriter;
 use kmirror_core::progress::{encode_key, encode_value, partition_for_key};
 use kmirror_core::tracker::{PartitionTracker, PipelineState};
 use kmirror_core::{ClusterAlias, Offset, TopicPartition};
@@ -108,6 +110,7 @@ struct Delivery {
     slot: u32,
     opaque: usize,
     timestamp: i64,
+    dst_offset: i64,
     error: Option<KafkaError>,
     progress_value: Option<Offset>,
 }
@@ -173,6 +176,58 @@ impl ClientContext for SourceContext {
 
 impl ConsumerContext for SourceContext {}
 
+/// Producer context of the offset-sync producer: counts syncs in flight (MM2 allows 10).
+pub struct SyncContext {
+    cluster: ClusterContext,
+    in_flight: std::sync::atomic::AtomicUsize,
+}
+
+impl ClientContext for SyncContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        self.cluster.log(level, fac, log_message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.cluster.error(error, reason);
+    }
+}
+
+impl ProducerContext for SyncContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, (): ()) {
+        self.in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        if let Err((e, _)) = result {
+            // A later sync supersedes it; a lost one only makes translation coarser.
+            tracing::warn!("offset sync not delivered: {e}");
+        }
+    }
+}
+
+/// Where offset syncs go.
+pub struct SyncTarget {
+    /// Producer config for the cluster holding the offset-syncs topic.
+    pub producer: ClientConfig,
+    /// That cluster's context.
+    pub context: ClusterContext,
+    /// Topic name.
+    pub topic: String,
+    /// `offset.lag.max`.
+    pub lag_max: i64,
+}
+
+struct SyncEmitter {
+    producer: BaseProducer<SyncContext>,
+    topic: String,
+    lag_max: i64,
+    /// Slots that may have a pending sync.
+    dirty: Vec<u32>,
+}
+
+/// MM2's limit of offset syncs in flight.
+const MAX_SYNCS_IN_FLIGHT: usize = 10;
+
 impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = usize;
 
@@ -205,6 +260,7 @@ impl ProducerContext for DeliveryContext {
             slot,
             opaque,
             timestamp: msg.timestamp().to_millis().unwrap_or(-1),
+            dst_offset: msg.offset(),
             error,
             progress_value,
         });
@@ -231,6 +287,7 @@ struct Slot {
     final_progress_sent: Option<Offset>,
     metrics: PartitionMetrics,
     delta: PartitionDelta,
+    sync: Option<SyncWriter>,
     last_acked_ts: Option<i64>,
     first_fetched_ts: Option<i64>,
 }
@@ -252,6 +309,7 @@ struct Core {
     status: Arc<StatusBoard>,
     copied: u64,
     latency: prometheus::Histogram,
+    syncs: Option<SyncEmitter>,
 }
 
 impl Replicator {
@@ -262,7 +320,27 @@ impl Replicator {
         producer: &ClientConfig,
         producer_cluster: ClusterContext,
         status: Arc<StatusBoard>,
+        syncs: Option<SyncTarget>,
     ) -> Result<Self> {
+        let syncs = match syncs {
+            None => None,
+            Some(t) => {
+                let context = SyncContext {
+                    cluster: t.context,
+                    in_flight: std::sync::atomic::AtomicUsize::new(0),
+                };
+                let producer: BaseProducer<SyncContext> =
+                    t.producer
+                        .create_with_context(context)
+                        .map_err(|e| Error::client("offset-sync producer", &e))?;
+                Some(SyncEmitter {
+                    producer,
+                    topic: t.topic,
+                    lag_max: t.lag_max,
+                    dirty: Vec::new(),
+                })
+            }
+        };
         let source_context = SourceContext {
             watermarks: Mutex::new(HashMap::new()),
             metrics: Arc::clone(&settings.metrics),
@@ -294,6 +372,7 @@ impl Replicator {
                 status,
                 copied: 0,
                 latency,
+                syncs,
             },
         })
     }
@@ -323,6 +402,7 @@ impl Replicator {
             self.retry_failed()?;
             if last_flush.elapsed() >= self.core.settings.flush_interval {
                 self.core.store_progress(false)?;
+                self.core.promote_delayed_syncs();
                 self.core.finish_releases();
                 self.core
                     .publish_status(&self.consumer.context().watermarks);
@@ -351,6 +431,7 @@ impl Replicator {
         }
         self.core.producer.poll(Duration::ZERO);
         self.core.apply_deliveries(&mut to_pause)?;
+        self.core.fire_syncs();
         for tp in &to_pause {
             self.pause(tp);
         }
@@ -508,7 +589,24 @@ impl Replicator {
             core.apply_deliveries(&mut ignored)?;
         }
         core.store_progress(true)?;
+        core.promote_delayed_syncs();
         let remaining = deadline.saturating_duration_since(Instant::now());
+        if let Some(s) = core.syncs.as_mut() {
+            // Send what is pending, a few at a time as MM2 does, then wait for them.
+            while core
+                .slots
+                .iter()
+                .flatten()
+                .any(|sl| sl.sync.as_ref().is_some_and(SyncWriter::has_pending))
+                && Instant::now() < deadline
+            {
+                s.producer.poll(Duration::from_millis(10));
+                let dirty: Vec<u32> = (0..u32::try_from(core.slots.len()).unwrap_or(0)).collect();
+                s.dirty = dirty;
+                Core::fire(&mut core.slots, s);
+            }
+            let _ = s.producer.flush(remaining);
+        }
         let flushed = core.producer.flush(remaining).is_ok();
         core.apply_deliveries(&mut ignored)?;
         core.publish_status(&self.consumer.context().watermarks);
@@ -577,6 +675,7 @@ impl Core {
             final_progress_sent: None,
             metrics,
             delta: PartitionDelta::default(),
+            sync: self.syncs.as_ref().map(|s| SyncWriter::new(s.lag_max)),
             last_acked_ts: None,
             first_fetched_ts: None,
         });
@@ -690,6 +789,11 @@ impl Core {
                 slot.tracker.on_acked(offset);
                 self.copied += 1;
                 slot.delta.acked += 1;
+                if let (Some(w), Some(s)) = (slot.sync.as_mut(), self.syncs.as_mut()) {
+                    if w.update(offset.0, d.dst_offset) {
+                        s.dirty.push(d.slot);
+                    }
+                }
                 if d.timestamp >= 0 {
                     #[allow(clippy::cast_precision_loss)]
                     let ms = (now_ms - d.timestamp) as f64;
@@ -820,6 +924,84 @@ impl Core {
             }
         }
         Ok(())
+    }
+
+    /// Sends pending offset syncs, at most [`MAX_SYNCS_IN_FLIGHT`] in flight.
+    fn fire_syncs(&mut self) {
+        if let Some(s) = self.syncs.as_mut() {
+            s.producer.poll(Duration::ZERO);
+            Core::fire(&mut self.slots, s);
+        }
+    }
+
+    fn fire(slots: &mut [Option<Slot>], s: &mut SyncEmitter) {
+        let mut dirty = std::mem::take(&mut s.dirty);
+        while let Some(idx) = dirty.pop() {
+            if s.producer
+                .context()
+                .in_flight
+                .load(std::sync::atomic::Ordering::Relaxed)
+                >= MAX_SYNCS_IN_FLIGHT
+            {
+                dirty.push(idx);
+                break;
+            }
+            let Some(slot) = slots.get_mut(idx as usize).and_then(Option::as_mut) else {
+                continue;
+            };
+            let Some(w) = slot.sync.as_mut() else {
+                continue;
+            };
+            let Some((u, d)) = w.take_pending() else {
+                continue;
+            };
+            let sync = OffsetSync {
+                topic: slot.source.topic.to_string(),
+                partition: slot.source.partition,
+                upstream: u,
+                downstream: d,
+            };
+            let Ok(key) = sync.key() else { continue };
+            let value = sync.value();
+            let record = BaseRecord::<[u8], [u8], ()>::to(&s.topic)
+                .partition(0)
+                .key(&key)
+                .payload(&value);
+            match s.producer.send(record) {
+                Ok(()) => {
+                    s.producer
+                        .context()
+                        .in_flight
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                Err((e, _)) => {
+                    w.restore_pending((u, d));
+                    dirty.push(idx);
+                    if !matches!(
+                        e,
+                        KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)
+                    ) {
+                        tracing::warn!(topic = %slot.source.topic, partition = slot.source.partition, "offset sync not queued: {e}");
+                    }
+                    break;
+                }
+            }
+        }
+        dirty.sort_unstable();
+        dirty.dedup();
+        s.dirty = dirty;
+    }
+
+    /// Promotes every partition's delayed sync (the tail of a quiet partition) and sends them.
+    fn promote_delayed_syncs(&mut self) {
+        let Some(s) = self.syncs.as_mut() else { return };
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            if let Some(w) = slot.as_mut().and_then(|sl| sl.sync.as_mut()) {
+                w.promote_delayed();
+                s.dirty.push(u32::try_from(i).unwrap_or(u32::MAX));
+            }
+        }
+        self.fire_syncs();
     }
 
     fn publish_status(&mut self, watermarks: &Mutex<HashMap<(String, i32), i64>>) {

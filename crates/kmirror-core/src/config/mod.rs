@@ -216,6 +216,30 @@ pub struct Mirror {
     pub progress: ProgressSettings,
     /// Heartbeat emission (`None`: `emit.heartbeats.enabled=false`).
     pub heartbeats: Option<HeartbeatSettings>,
+    /// Offset-sync emission (`None`: `emit.offset-syncs.enabled=false`).
+    pub offset_syncs: Option<OffsetSyncSettings>,
+}
+
+/// Which cluster holds the offset-syncs topic (`offset-syncs.topic.location`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncLocation {
+    /// On the source, named after the target (MM2's default).
+    Source,
+    /// On the target, named after the source.
+    Target,
+}
+
+/// `emit.offset-syncs.*`, `offset-syncs.topic.*` and `offset.lag.max`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OffsetSyncSettings {
+    /// Where the topic lives.
+    pub location: SyncLocation,
+    /// Its name: `mm2-offset-syncs.<the other cluster>.internal` (policy-aware separator).
+    pub topic: String,
+    /// Replication factor when kmirror creates it (`None` = broker default; MM2's is 3).
+    pub replication_factor: Option<i32>,
+    /// `offset.lag.max` (MM2 default 100).
+    pub lag_max: i64,
 }
 
 /// `emit.heartbeats.*` and `heartbeats.topic.replication.factor`.
@@ -987,6 +1011,38 @@ fn resolve_mirror(
     let progress = clusters
         .get(&target)
         .map(|t| progress_settings(t, &source, problems));
+    let offset_syncs = if bool_key("emit.offset-syncs.enabled", true, problems) {
+        let location = match keys.get("offset-syncs.topic.location") {
+            None => SyncLocation::Source,
+            Some((_, v)) if v.trim() == "source" => SyncLocation::Source,
+            Some((_, v)) if v.trim() == "target" => SyncLocation::Target,
+            Some((f, v)) => {
+                problems.push(Problem::new(
+                    f,
+                    format!("`{v}` is neither `source` nor `target`"),
+                ));
+                SyncLocation::Source
+            }
+        };
+        let topic = match location {
+            SyncLocation::Source => policy.offset_syncs_topic(&target),
+            SyncLocation::Target => policy.offset_syncs_topic(&source),
+        };
+        Some(OffsetSyncSettings {
+            location,
+            topic,
+            replication_factor: match keys.get("offset-syncs.topic.replication.factor") {
+                Some((f, v)) => self::replication_factor(f, v, problems).unwrap_or(None),
+                None => Some(3),
+            },
+            lag_max: match keys.get("offset.lag.max") {
+                Some((f, v)) => parse_int(f, v, 0, problems).unwrap_or(100),
+                None => 100,
+            },
+        })
+    } else {
+        None
+    };
     let heartbeats =
         bool_key("emit.heartbeats.enabled", true, problems).then(|| HeartbeatSettings {
             interval: match keys.get("emit.heartbeats.interval.seconds") {
@@ -1026,6 +1082,7 @@ fn resolve_mirror(
         clients,
         progress: progress?,
         heartbeats,
+        offset_syncs,
     })
 }
 
