@@ -31,15 +31,11 @@ pub async fn run(
     let topic = mirror.policy.heartbeats_topic();
     let (source, target) = (mirror.source.to_string(), mirror.target.to_string());
     loop {
-        match ensure_compacted_topic(
-            &admin,
-            topic,
-            1,
-            settings.replication_factor,
-            mirror.admin_timeout,
-        )
-        .await
-        {
+        let ensured = tokio::select! {
+            () = stop.cancelled() => return,
+            r = ensure_compacted_topic(&admin, topic, 1, settings.replication_factor, mirror.admin_timeout) => r,
+        };
+        match ensured {
             Ok(_) => break,
             Err(e) => {
                 tracing::warn!(topic, "cannot prepare the heartbeats topic: {e}; retrying");

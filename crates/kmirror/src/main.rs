@@ -186,7 +186,11 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            runtime.block_on(run(cfg, security, metrics_addr, shutdown_timeout))
+            let code = runtime.block_on(run(cfg, security, metrics_addr, shutdown_timeout));
+            // Every task has ended; a metadata request still waiting on an unreachable
+            // cluster in a blocking thread must not hold the exit.
+            runtime.shutdown_timeout(Duration::from_secs(1));
+            code
         }
     }
 }
