@@ -133,14 +133,24 @@ impl Flow {
         // Readiness probes run beside the flow (topic sync can block for admin.timeout.ms
         // when a cluster is down) and stop with it.
         let health_stop = shutdown.child_token();
+        // Probes and heartbeats start once both clusters answered, so that a failed start-up
+        // leaves no librdkafka call behind.
+        let started = CancellationToken::new();
         let health = self.health_loop(
             Arc::clone(&source_admin),
             Arc::clone(&target_admin),
+            started.clone(),
             health_stop.clone(),
         );
-        let heartbeats = self.heartbeats(Arc::clone(&target_admin), health_stop.clone());
+        let heartbeats = self.heartbeats(
+            Arc::clone(&target_admin),
+            started.clone(),
+            health_stop.clone(),
+        );
         let main = async {
-            let result = self.run_flow(source_admin, target_admin, &shutdown).await;
+            let result = self
+                .run_flow(source_admin, target_admin, &started, &shutdown)
+                .await;
             health_stop.cancel();
             result
         };
@@ -152,12 +162,14 @@ impl Flow {
         &self,
         source_admin: Admin,
         target_admin: Admin,
+        started: &CancellationToken,
         shutdown: &CancellationToken,
     ) -> Result<()> {
         let shutdown = shutdown.clone();
         if !self.preflight(&shutdown).await? {
             return Ok(());
         }
+        started.cancel();
         let progress = &self.mirror.progress;
         let progress_partitions = loop {
             match ensure_compacted_topic(
@@ -432,10 +444,19 @@ impl Flow {
     }
 
     /// Emits heartbeats until `stop`, if enabled.
-    async fn heartbeats(&self, target_admin: Admin, stop: CancellationToken) {
+    async fn heartbeats(
+        &self,
+        target_admin: Admin,
+        started: CancellationToken,
+        stop: CancellationToken,
+    ) {
         let Some(settings) = self.mirror.heartbeats.clone() else {
             return;
         };
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = started.cancelled() => {}
+        }
         let c = &self.mirror.clients;
         let producer = self.target.config(
             Role::ReplicationProducer,
@@ -454,7 +475,17 @@ impl Flow {
     }
 
     /// Probes both clusters every [`HEALTH_INTERVAL`] until `stop`.
-    async fn health_loop(&self, source: Admin, target: Admin, stop: CancellationToken) {
+    async fn health_loop(
+        &self,
+        source: Admin,
+        target: Admin,
+        started: CancellationToken,
+        stop: CancellationToken,
+    ) {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = started.cancelled() => {}
+        }
         let mut tick = tokio::time::interval(HEALTH_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;

@@ -19,6 +19,9 @@ use crate::client::ClusterContext;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 
+/// Longest wait for a full metadata listing.
+pub const LIST_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// An admin client shared with blocking threads.
 pub type Admin = Arc<AdminClient<ClusterContext>>;
 
@@ -90,7 +93,9 @@ impl TopicSync {
     /// One round: create missing remote topics, grow short ones, and return every source
     /// partition that has a counterpart on the target.
     pub async fn sync(&self) -> Result<Vec<Replicable>> {
-        let timeout = self.mirror.admin_timeout;
+        // Bounded well below admin.timeout.ms: a refresh must not hold up shutdown for a minute
+        // while a cluster is unreachable.
+        let timeout = self.mirror.admin_timeout.min(LIST_TIMEOUT);
         let source_topics = list_topics(&self.source, timeout).await?;
         let mut target_topics = list_topics(&self.target, timeout).await?;
         let mut out = Vec::new();
@@ -245,6 +250,7 @@ pub async fn ensure_compacted_topic(
     rf: Option<i32>,
     timeout: Duration,
 ) -> Result<i32> {
+    let timeout = timeout.min(LIST_TIMEOUT);
     if let Some(&n) = list_topics(admin, timeout).await?.get(name) {
         return Ok(n);
     }

@@ -189,7 +189,7 @@ fn main() -> ExitCode {
             let code = runtime.block_on(run(cfg, security, metrics_addr, shutdown_timeout));
             // Every task has ended; a metadata request still waiting on an unreachable
             // cluster in a blocking thread must not hold the exit.
-            runtime.shutdown_timeout(Duration::from_secs(1));
+            runtime.shutdown_timeout(Duration::from_secs(15));
             code
         }
     }
