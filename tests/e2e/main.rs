@@ -12,6 +12,7 @@ mod mtls;
 mod offset_syncs;
 mod operations;
 mod packaging;
+mod refused;
 mod replication;
 mod restart;
 mod validate;

@@ -89,7 +89,10 @@ impl PartitionTracker {
     /// The target acknowledged the record at `offset`.
     pub fn on_acked(&mut self, offset: Offset) -> AckOutcome {
         self.in_flight = self.in_flight.saturating_sub(1);
-        if matches!(self.state, PipelineState::Failed { .. }) || offset < self.acked_next {
+        // After a failure, records before the failed one still count: they were produced
+        // earlier and are acknowledged in order. Nothing at or after it does.
+        let beyond_failure = matches!(self.state, PipelineState::Failed { at, .. } if offset >= at);
+        if beyond_failure || offset < self.acked_next {
             return AckOutcome::Ignored;
         }
         self.acked_next = offset.next();
@@ -105,13 +108,16 @@ impl PartitionTracker {
     }
 
     fn fail(&mut self, offset: Offset, reason: String) -> bool {
-        if matches!(self.state, PipelineState::Failed { .. }) {
+        if let PipelineState::Failed { at, .. } = &mut self.state {
+            // An earlier record failed too (it was still in flight): progress stops there.
+            if offset < *at {
+                *at = offset;
+                self.acked_next = self.acked_next.min(offset);
+            }
             return false;
         }
-        // Reports come in order, so `offset >= acked_next`; the min is a guard, not a path.
-        let at = offset.min(self.acked_next).max(Offset(0));
-        self.acked_next = at;
-        self.state = PipelineState::Failed { at, reason };
+        self.acked_next = self.acked_next.min(offset);
+        self.state = PipelineState::Failed { at: offset, reason };
         true
     }
 
@@ -224,6 +230,42 @@ mod tests {
             PipelineState::Failed { at: Offset(1), .. }
         ));
         assert!(!t.is_running());
+    }
+
+    #[test]
+    fn records_in_flight_before_a_refused_one_still_count() {
+        // The producer refuses record 3 at once while 0..=2 are still in flight.
+        let mut t = PartitionTracker::new(Offset(0), None);
+        for o in 0..3 {
+            t.on_produced(Offset(o));
+        }
+        t.on_rejected(Offset(3), "too large".into());
+        for o in 0..3 {
+            assert_eq!(t.on_acked(Offset(o)), AckOutcome::Advanced);
+        }
+        assert_eq!(
+            t.progress(),
+            Offset(3),
+            "progress stops exactly at the refused record"
+        );
+        assert!(t.is_drained());
+    }
+
+    #[test]
+    fn an_earlier_failure_moves_the_stop_back() {
+        let mut t = PartitionTracker::new(Offset(0), None);
+        for o in 0..3 {
+            t.on_produced(Offset(o));
+        }
+        t.on_rejected(Offset(3), "too large".into());
+        t.on_acked(Offset(0));
+        assert!(!t.on_failed(Offset(1), "timed out".into()));
+        assert_eq!(t.on_acked(Offset(2)), AckOutcome::Ignored);
+        assert_eq!(t.progress(), Offset(1));
+        assert!(matches!(
+            t.state(),
+            PipelineState::Failed { at: Offset(1), .. }
+        ));
     }
 
     #[test]
