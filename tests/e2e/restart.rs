@@ -57,6 +57,60 @@ fn check_no_loss_in_order(want: &[TestRecord], got: &[TestRecord], partition: i3
     got.len() - want.len()
 }
 
+/// Every source offset translates, through the maps kmirror stored, to the target offset of
+/// the same record (the newest copy after a replay), or to the target end past the last one.
+fn check_translation(
+    target: &str,
+    topic: &str,
+    source: &BTreeMap<i32, Vec<TestRecord>>,
+    copied: &BTreeMap<i32, Vec<TestRecord>>,
+) {
+    let stored = consume_until_quiet(
+        target,
+        "mm2-offsets.source.internal",
+        3,
+        Duration::from_secs(2),
+    );
+    let mut maps = BTreeMap::new();
+    for r in stored.values().flatten() {
+        if let Some((cluster, tp, map)) = kmirror_core::progress::decode_map(
+            r.key.as_deref().unwrap_or_default(),
+            r.value.as_deref(),
+        ) {
+            if cluster == "source" && &*tp.topic == topic {
+                maps.insert(tp.partition, map);
+            }
+        }
+    }
+    for (p, records) in source {
+        let map = maps
+            .get(p)
+            .unwrap_or_else(|| panic!("no translation map stored for partition {p}"));
+        let on_target = &copied[p];
+        let newest: HashMap<&TestRecord, usize> =
+            on_target.iter().enumerate().map(|(i, r)| (r, i)).collect();
+        for (u, record) in records.iter().enumerate() {
+            let d = usize::try_from(map.translate(i64::try_from(u).unwrap()).unwrap()).unwrap();
+            assert_eq!(
+                &on_target[d], record,
+                "partition {p}: source offset {u} translates to target offset {d}, another record"
+            );
+            assert_eq!(
+                newest[record], d,
+                "partition {p}: offset {u} translates to an older copy"
+            );
+        }
+        let end = map
+            .translate(i64::try_from(records.len()).unwrap())
+            .unwrap();
+        assert_eq!(
+            usize::try_from(end).unwrap(),
+            on_target.len(),
+            "partition {p}: a group at the end resumes at the target end"
+        );
+    }
+}
+
 #[test]
 fn sigkill_loses_nothing_and_sigterm_copies_nothing_twice() {
     let source = Broker::start("source", "KMIRROR_TEST_SOURCE_BOOTSTRAP");
@@ -130,6 +184,7 @@ fn sigkill_loses_nothing_and_sigterm_copies_nothing_twice() {
         partitions,
         Duration::from_secs(2),
     );
+    check_translation(&target.bootstrap, &topic, &want, &before);
     let before_count: usize = before.values().map(Vec::len).sum();
 
     // After a clean stop, a restart copies only the new records.

@@ -128,6 +128,7 @@ fn target_leader_down_for_ten_seconds_loses_nothing_and_keeps_order() {
             source: TopicPartition::new(topic, p),
             target_topic: topic.into(),
             start: Start::Earliest,
+            map: Default::default(),
         })
         .collect();
     tx.send(Command::Assign(assignments)).unwrap();

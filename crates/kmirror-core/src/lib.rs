@@ -13,6 +13,7 @@
 //! - [`properties`], [`import`]: reading MM2's dedicated-mode properties and converting them.
 //! - [`mm2`]: MM2's OffsetSync, Checkpoint and Heartbeat records, byte for byte.
 //! - [`offset_sync`]: when to emit an offset sync (MM2's rules).
+//! - [`translate`]: exact offset translation from the runs of copied records.
 //! - [`tracker`]: per-partition bookkeeping of produced and acknowledged records, which decides
 //!   what may be recorded as done.
 
@@ -26,6 +27,7 @@ pub mod progress;
 pub mod properties;
 pub mod topic_config;
 pub mod tracker;
+pub mod translate;
 pub mod types;
 pub mod window;
 

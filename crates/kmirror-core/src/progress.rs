@@ -17,6 +17,35 @@ use crate::types::{Offset, TopicPartition};
 
 /// The connector name MM2 uses in dedicated mode for source offsets.
 pub const SOURCE_CONNECTOR: &str = "MirrorSourceConnector";
+/// The "connector" name of kmirror's offset-translation maps in the same topic (Connect and
+/// MM2 ignore keys of connectors they do not run).
+pub const MAP_CONNECTOR: &str = "KmirrorOffsetMap";
+
+/// Encodes the key of a partition's translation map.
+pub fn encode_map_key(cluster: &str, tp: &TopicPartition) -> Vec<u8> {
+    serde_json::json!([MAP_CONNECTOR, {"cluster": cluster, "partition": tp.partition, "topic": &*tp.topic}])
+        .to_string()
+        .into_bytes()
+}
+
+/// Encodes a translation map.
+pub fn encode_map_value(map: &crate::translate::OffsetMap) -> Vec<u8> {
+    serde_json::to_vec(map).unwrap_or_default()
+}
+
+/// Decodes a translation-map record: `(cluster, partition, map)`, or `None` for other records.
+pub fn decode_map(
+    key: &[u8],
+    value: Option<&[u8]>,
+) -> Option<(String, TopicPartition, crate::translate::OffsetMap)> {
+    let (connector, map): (String, serde_json::Value) = serde_json::from_slice(key).ok()?;
+    if connector != MAP_CONNECTOR {
+        return None;
+    }
+    let k: KeyMap = serde_json::from_value(map).ok()?;
+    let runs = serde_json::from_slice(value?).ok()?;
+    Some((k.cluster, TopicPartition::new(k.topic, k.partition), runs))
+}
 
 /// Where replication of one source partition has got to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -179,6 +208,25 @@ mod tests {
             .expect("a source position");
         assert_eq!(got.next, Offset(10));
         assert!(decode(&key, Some(br#"{"offset":-5}"#)).is_err());
+    }
+
+    #[test]
+    fn maps_round_trip_and_are_not_positions() {
+        let tp = TopicPartition::new("orders", 1);
+        let mut m = crate::translate::OffsetMap::default();
+        m.record(5, 9);
+        let key = encode_map_key("primary", &tp);
+        let value = encode_map_value(&m);
+        assert_eq!(
+            decode_map(&key, Some(&value)),
+            Some(("primary".into(), tp.clone(), m))
+        );
+        assert_eq!(
+            decode(&key, Some(&value)),
+            Ok(None),
+            "a map is not a position"
+        );
+        assert_eq!(decode_map(&encode_key("primary", &tp), Some(b"{}")), None);
     }
 
     #[test]

@@ -330,7 +330,7 @@ impl Flow {
         })
         .await
         .map_err(|e| Error::Internal(format!("progress reader: {e}")))??;
-        tracing::info!(partitions = stored.len(), topic = %progress.topic, "read stored progress");
+        tracing::info!(partitions = stored.positions.len(), maps = stored.maps.len(), topic = %progress.topic, "read stored progress");
 
         let settings = ReplicatorSettings {
             source: self.mirror.source.clone(),
@@ -392,14 +392,15 @@ impl Flow {
                                 .into_iter()
                                 .filter(|r| !assigned.contains(&r.source))
                                 .map(|r| {
-                                    let start = match stored.get(&r.source) {
+                                    let map = stored.maps.get(&r.source).cloned().unwrap_or_default();
+                                    let start = match stored.positions.get(&r.source) {
                                         Some(next) => Start::At(*next),
                                         None => match self.mirror.start_from {
                                             StartFrom::Earliest => Start::Earliest,
                                             StartFrom::Latest => Start::Latest,
                                         },
                                     };
-                                    Assignment { source: r.source, target_topic: r.target_topic, start }
+                                    Assignment { source: r.source, target_topic: r.target_topic, start, map }
                                 })
                                 .collect();
                             if !new.is_empty() {

@@ -3,7 +3,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use kmirror_core::progress::decode;
+use kmirror_core::progress::{decode, decode_map};
+use kmirror_core::translate::OffsetMap;
 use kmirror_core::{Offset, TopicPartition};
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
@@ -17,12 +18,21 @@ use crate::error::{Error, Result};
 /// offset of every partition of `source_alias`. Blocking: call from a blocking thread.
 /// Reads until every partition reported end-of-partition (the Fetch high watermark), so a
 /// broker whose ListOffsets answer is approximate still yields everything.
+/// What a flow stored: positions and translation maps, per source partition.
+#[derive(Debug, Default)]
+pub struct Stored {
+    /// Next source offset to copy.
+    pub positions: BTreeMap<TopicPartition, Offset>,
+    /// Where copied records landed on the target.
+    pub maps: BTreeMap<TopicPartition, OffsetMap>,
+}
+
 pub fn read(
     config: &ClientConfig,
     topic: &str,
     source_alias: &str,
     timeout: Duration,
-) -> Result<BTreeMap<TopicPartition, Offset>> {
+) -> Result<Stored> {
     let consumer: BaseConsumer<ReaderContext> = config
         .create_with_context(ReaderContext)
         .map_err(|e| Error::client("progress reader", &e))?;
@@ -45,8 +55,9 @@ pub fn read(
     // in partition order, not in time order, so a position MM2 (on Connect) stored never
     // overrides one kmirror stored.
     let mut out: BTreeMap<TopicPartition, (Offset, bool)> = BTreeMap::new();
+    let mut maps = BTreeMap::new();
     if partitions.is_empty() {
-        return Ok(BTreeMap::new());
+        return Ok(Stored::default());
     }
     let mut tpl = TopicPartitionList::new();
     for p in &partitions {
@@ -70,6 +81,15 @@ pub fn read(
                 eof.insert(p, true);
             }
             Some(Err(e)) => tracing::warn!(topic, "reading progress: {e}"),
+            Some(Ok(msg)) if decode_map(msg.key().unwrap_or_default(), msg.payload()).is_some() => {
+                if let Some((cluster, tp, map)) =
+                    decode_map(msg.key().unwrap_or_default(), msg.payload())
+                {
+                    if cluster == source_alias {
+                        maps.insert(tp, map);
+                    }
+                }
+            }
             Some(Ok(msg)) => match decode(msg.key().unwrap_or_default(), msg.payload()) {
                 Ok(Some(progress)) if progress.cluster == source_alias => {
                     let keep_existing = out
@@ -96,7 +116,10 @@ pub fn read(
             },
         }
     }
-    Ok(out.into_iter().map(|(tp, (next, _))| (tp, next)).collect())
+    Ok(Stored {
+        positions: out.into_iter().map(|(tp, (next, _))| (tp, next)).collect(),
+        maps,
+    })
 }
 
 /// The progress reader asks for end-of-partition events; they are not errors.

@@ -20,8 +20,11 @@ use std::time::{Duration, Instant};
 
 use kmirror_core::mm2::OffsetSync;
 use kmirror_core::offset_sync::SyncWriter;
-use kmirror_core::progress::{encode_key, encode_value, partition_for_key};
+use kmirror_core::progress::{
+    encode_key, encode_map_key, encode_map_value, encode_value, partition_for_key,
+};
 use kmirror_core::tracker::{PartitionTracker, PipelineState};
+use kmirror_core::translate::OffsetMap;
 use kmirror_core::{ClusterAlias, Offset, TopicPartition};
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
@@ -39,6 +42,8 @@ use crate::status::{PartitionReport, StatusBoard};
 /// Opaque bit marking delivery reports of progress records (data records carry their source
 /// offset, which is never negative, so bit 63 is free).
 const PROGRESS_BIT: usize = 1 << 63;
+/// With [`PROGRESS_BIT`]: a translation-map record.
+const MAP_BIT: usize = 1 << 62;
 /// How long one consumer poll may wait when idle.
 const IDLE_POLL: Duration = Duration::from_millis(50);
 /// Records forwarded between two producer polls.
@@ -66,6 +71,8 @@ pub struct Assignment {
     pub target_topic: Arc<str>,
     /// Where to start.
     pub start: Start,
+    /// Where the partition's records were copied so far (from stored progress).
+    pub map: OffsetMap,
 }
 
 /// Ownership changes for the replicator.
@@ -240,7 +247,7 @@ impl ProducerContext for DeliveryContext {
         let (slot, progress_value) = if opaque & PROGRESS_BIT != 0 {
             let value = msg.payload().and_then(parse_progress_value);
             (
-                u32::try_from(opaque & !PROGRESS_BIT).unwrap_or(u32::MAX),
+                u32::try_from(opaque & !(PROGRESS_BIT | MAP_BIT)).unwrap_or(u32::MAX),
                 value,
             )
         } else {
@@ -288,6 +295,8 @@ struct Slot {
     metrics: PartitionMetrics,
     delta: PartitionDelta,
     sync: Option<SyncWriter>,
+    map: OffsetMap,
+    map_dirty: bool,
     last_acked_ts: Option<i64>,
     first_fetched_ts: Option<i64>,
 }
@@ -676,6 +685,8 @@ impl Core {
             metrics,
             delta: PartitionDelta::default(),
             sync: self.syncs.as_ref().map(|s| SyncWriter::new(s.lag_max)),
+            map: a.map,
+            map_dirty: false,
             last_acked_ts: None,
             first_fetched_ts: None,
         });
@@ -772,6 +783,14 @@ impl Core {
             let Some(slot) = self.slots.get_mut(d.slot as usize).and_then(Option::as_mut) else {
                 continue;
             };
+            if d.opaque & MAP_BIT != 0 {
+                if let Some(e) = &d.error {
+                    // The next change writes the whole map again.
+                    slot.map_dirty = true;
+                    tracing::warn!(topic = %slot.source.topic, partition = slot.source.partition, "translation map not stored ({})", describe(e));
+                }
+                continue;
+            }
             if d.opaque & PROGRESS_BIT != 0 {
                 match (&d.error, d.progress_value) {
                     (None, Some(v)) => slot.tracker.mark_stored(v),
@@ -786,7 +805,12 @@ impl Core {
             #[allow(clippy::cast_possible_wrap)]
             let offset = Offset(d.opaque as i64);
             let Some(e) = &d.error else {
-                slot.tracker.on_acked(offset);
+                if slot.tracker.on_acked(offset) == kmirror_core::tracker::AckOutcome::Advanced
+                    && d.dst_offset >= 0
+                {
+                    slot.map.record(offset.0, d.dst_offset);
+                    slot.map_dirty = true;
+                }
                 self.copied += 1;
                 slot.delta.acked += 1;
                 if let (Some(w), Some(s)) = (slot.sync.as_mut(), self.syncs.as_mut()) {
@@ -878,6 +902,7 @@ impl Core {
     /// Produce a progress record for every partition whose progress changed. With `all`, also
     /// for partitions whose earlier record is not acknowledged yet.
     fn store_progress(&mut self, all: bool) -> Result<()> {
+        self.store_maps();
         for idx in 0..self.slots.len() {
             let Some(slot) = self.slots[idx].as_mut() else {
                 continue;
@@ -924,6 +949,40 @@ impl Core {
             }
         }
         Ok(())
+    }
+
+    /// Writes the translation map of every partition that copied something since the last
+    /// flush. A map not written only makes translation of the newest records coarser (towards
+    /// re-reading), never skips a record.
+    fn store_maps(&mut self) {
+        for idx in 0..self.slots.len() {
+            let Some(slot) = self.slots[idx].as_mut() else {
+                continue;
+            };
+            if !slot.map_dirty {
+                continue;
+            }
+            slot.map_dirty = false;
+            let key = encode_map_key(self.settings.source.as_str(), &slot.source);
+            let value = encode_map_value(&slot.map);
+            let partition = partition_for_key(&key, self.settings.progress_partitions);
+            let record = BaseRecord::<[u8], [u8], usize>::with_opaque_to(
+                &self.settings.progress_topic,
+                PROGRESS_BIT | MAP_BIT | idx,
+            )
+            .partition(partition)
+            .key(&key)
+            .payload(&value);
+            if let Err((e, _)) = self.producer.send(record) {
+                slot.map_dirty = true;
+                if !matches!(
+                    e,
+                    KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)
+                ) {
+                    tracing::warn!(topic = %slot.source.topic, partition = slot.source.partition, "translation map not queued: {}", describe(&e));
+                }
+            }
+        }
     }
 
     /// Sends pending offset syncs, at most [`MAX_SYNCS_IN_FLIGHT`] in flight.
