@@ -5,6 +5,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod checkpoints;
 mod discovery;
 mod heartbeats;
 mod import;

@@ -65,7 +65,7 @@ fn strimzi_example_passes_with_mounted_secrets() {
     );
     // Keys of later features are accepted, and named.
     assert!(
-        stderr.contains("sync.group.offsets.enabled: not implemented"),
+        stderr.contains("sync.topic.acls.enabled: not implemented"),
         "{stderr}"
     );
 }

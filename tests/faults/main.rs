@@ -108,6 +108,7 @@ fn target_leader_down_for_ten_seconds_loses_nothing_and_keeps_order() {
         shutdown_timeout: Duration::from_secs(30),
         target: ClusterAlias::new("target"),
         metrics: Arc::new(kmirror_engine::metrics::Metrics::new()),
+        maps: Arc::default(),
     };
     let status = Arc::new(StatusBoard::default());
     let replicator = Replicator::build(

@@ -14,9 +14,11 @@
 //! - [`mm2`]: MM2's OffsetSync, Checkpoint and Heartbeat records, byte for byte.
 //! - [`offset_sync`]: when to emit an offset sync (MM2's rules).
 //! - [`translate`]: exact offset translation from the runs of copied records.
+//! - [`checkpoint`]: when to emit a checkpoint and when to commit a group on the target.
 //! - [`tracker`]: per-partition bookkeeping of produced and acknowledged records, which decides
 //!   what may be recorded as done.
 
+pub mod checkpoint;
 pub mod config;
 pub mod filter;
 pub mod import;

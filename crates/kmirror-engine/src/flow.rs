@@ -38,6 +38,7 @@ pub struct FlowOptions {
 
 /// A ready-to-run mirror.
 pub struct Flow {
+    maps: Arc<crate::status::MapBoard>,
     mirror: Arc<Mirror>,
     source: ClientFactory,
     target: ClientFactory,
@@ -66,6 +67,7 @@ impl Flow {
             ))
         };
         let flow = Self {
+            maps: Arc::default(),
             mirror: Arc::new(mirror.clone()),
             source: factory(&mirror.source)?,
             target: factory(&mirror.target)?,
@@ -147,6 +149,11 @@ impl Flow {
             started.clone(),
             health_stop.clone(),
         );
+        let checkpoints = self.checkpoints(
+            Arc::clone(&target_admin),
+            started.clone(),
+            health_stop.clone(),
+        );
         let main = async {
             let result = self
                 .run_flow(source_admin, target_admin, &started, &shutdown)
@@ -154,7 +161,7 @@ impl Flow {
             health_stop.cancel();
             result
         };
-        let (result, (), ()) = tokio::join!(main, health, heartbeats);
+        let (result, (), (), ()) = tokio::join!(main, health, heartbeats, checkpoints);
         result
     }
 
@@ -339,6 +346,7 @@ impl Flow {
             progress_partitions,
             target: self.mirror.target.clone(),
             metrics: Arc::clone(&self.options.metrics),
+            maps: Arc::clone(&self.maps),
             flush_interval: progress.flush_interval,
             shutdown_timeout: self.options.shutdown_timeout,
         };
@@ -442,6 +450,42 @@ impl Flow {
             topic: os.topic.clone(),
             lag_max: os.lag_max,
         })
+    }
+
+    /// Emits checkpoints (and syncs group offsets) until `stop`, if enabled.
+    async fn checkpoints(
+        &self,
+        target_admin: Admin,
+        started: CancellationToken,
+        stop: CancellationToken,
+    ) {
+        let Some(settings) = self.mirror.checkpoints.clone() else {
+            return;
+        };
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = started.cancelled() => {}
+        }
+        let c = &self.mirror.clients;
+        let job = crate::checkpoint::CheckpointJob {
+            mirror: Arc::clone(&self.mirror),
+            settings,
+            source: self
+                .source
+                .config(Role::Admin, &[&c.source_all, &c.source_admin]),
+            target: self
+                .target
+                .config(Role::Admin, &[&c.target_all, &c.target_admin]),
+            producer: self.target.config(
+                Role::ReplicationProducer,
+                &[&c.target_all, &c.target_producer],
+            ),
+            context: ClusterContext::new(&self.target),
+            target_admin,
+            maps: Arc::clone(&self.maps),
+            metrics: Arc::clone(&self.options.metrics),
+        };
+        job.run(stop).await;
     }
 
     /// Emits heartbeats until `stop`, if enabled.

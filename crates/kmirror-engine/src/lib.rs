@@ -10,11 +10,13 @@
 //! - [`replicator`]: the per-flow data plane (consumer → producer, per-partition pipelines).
 //! - [`flow`]: one mirror end to end: start-up checks, topic sync loop, replicator supervision.
 //! - [`metrics`]: every exported metric, registered in one place.
+//! - [`checkpoint`]: checkpoints and consumer-group offset sync.
 //! - [`heartbeat`]: MM2's heartbeat records.
 //! - [`http`]: `/metrics`, `/healthz` and `/readyz`.
 //! - [`status`]: partition states shared with health checks.
 //! - [`error`]: errors classified by who can fix them.
 
+pub mod checkpoint;
 pub mod client;
 pub mod error;
 pub mod flow;

@@ -111,6 +111,8 @@ pub struct ReplicatorSettings {
     pub target: ClusterAlias,
     /// Where metrics go.
     pub metrics: Arc<Metrics>,
+    /// Where translation maps are published for checkpoints.
+    pub maps: Arc<crate::status::MapBoard>,
 }
 
 struct Delivery {
@@ -1094,6 +1096,9 @@ impl Core {
                 _ => 0.0,
             };
             rpo = rpo.max(lag_seconds);
+            if !s.map.is_empty() {
+                self.settings.maps.set(&s.source, &s.target_topic, &s.map);
+            }
             let delta = std::mem::take(&mut s.delta);
             s.metrics
                 .publish(now_ms.unsigned_abs(), &delta, lag, lag_seconds, state);

@@ -109,3 +109,35 @@ impl StatusBoard {
         }
     }
 }
+
+/// The translation maps of every replicated partition, published by the replicator once per
+/// flush, read by the checkpoint emitter.
+#[derive(Default)]
+pub struct MapBoard {
+    maps:
+        Mutex<BTreeMap<TopicPartition, (std::sync::Arc<str>, kmirror_core::translate::OffsetMap)>>,
+}
+
+impl MapBoard {
+    /// Publishes a partition's target topic and map.
+    pub fn set(
+        &self,
+        source: &TopicPartition,
+        target_topic: &std::sync::Arc<str>,
+        map: &kmirror_core::translate::OffsetMap,
+    ) {
+        if let Ok(mut m) = self.maps.lock() {
+            m.insert(
+                source.clone(),
+                (std::sync::Arc::clone(target_topic), map.clone()),
+            );
+        }
+    }
+
+    /// A copy of every map.
+    pub fn snapshot(
+        &self,
+    ) -> BTreeMap<TopicPartition, (std::sync::Arc<str>, kmirror_core::translate::OffsetMap)> {
+        self.maps.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+}

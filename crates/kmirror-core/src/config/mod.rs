@@ -218,6 +218,27 @@ pub struct Mirror {
     pub heartbeats: Option<HeartbeatSettings>,
     /// Offset-sync emission (`None`: `emit.offset-syncs.enabled=false`).
     pub offset_syncs: Option<OffsetSyncSettings>,
+    /// Checkpoints (`None`: `emit.checkpoints.enabled=false`).
+    pub checkpoints: Option<CheckpointSettings>,
+}
+
+/// kmirror's default for MM2's checkpoint, group refresh and group sync intervals (MM2: 60 s,
+/// 600 s, 60 s): checkpoints follow the source within seconds.
+pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(5);
+
+/// `emit.checkpoints.*`, `refresh.groups.*`, `sync.group.offsets.*`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckpointSettings {
+    /// `<source>.checkpoints.internal` (policy-aware separator), on the target.
+    pub topic: String,
+    /// `emit.checkpoints.interval.seconds`.
+    pub interval: Duration,
+    /// `refresh.groups.interval.seconds` (`None`: groups found at start only).
+    pub refresh_groups: Option<Duration>,
+    /// `checkpoints.topic.replication.factor` (`None` = broker default; MM2's is 3).
+    pub replication_factor: Option<i32>,
+    /// `sync.group.offsets.interval.seconds` when `sync.group.offsets.enabled=true`.
+    pub sync_group_offsets: Option<Duration>,
 }
 
 /// Which cluster holds the offset-syncs topic (`offset-syncs.topic.location`).
@@ -1043,6 +1064,44 @@ fn resolve_mirror(
     } else {
         None
     };
+    let seconds = |key: &str, default: Duration, problems: &mut Vec<Problem>| match keys.get(key) {
+        Some((f, v)) => {
+            parse_int(f, v, 1, problems).map_or(default, |s| Duration::from_secs(s.unsigned_abs()))
+        }
+        None => default,
+    };
+    let checkpoints = if bool_key("emit.checkpoints.enabled", true, problems) {
+        let refresh = bool_key("refresh.groups.enabled", true, problems);
+        let sync = bool_key("sync.group.offsets.enabled", false, problems);
+        Some(CheckpointSettings {
+            topic: policy.checkpoints_topic(&source),
+            interval: seconds(
+                "emit.checkpoints.interval.seconds",
+                DEFAULT_CHECKPOINT_INTERVAL,
+                problems,
+            ),
+            refresh_groups: refresh.then(|| {
+                seconds(
+                    "refresh.groups.interval.seconds",
+                    DEFAULT_CHECKPOINT_INTERVAL,
+                    problems,
+                )
+            }),
+            replication_factor: match keys.get("checkpoints.topic.replication.factor") {
+                Some((f, v)) => self::replication_factor(f, v, problems).unwrap_or(None),
+                None => Some(3),
+            },
+            sync_group_offsets: sync.then(|| {
+                seconds(
+                    "sync.group.offsets.interval.seconds",
+                    DEFAULT_CHECKPOINT_INTERVAL,
+                    problems,
+                )
+            }),
+        })
+    } else {
+        None
+    };
     let heartbeats =
         bool_key("emit.heartbeats.enabled", true, problems).then(|| HeartbeatSettings {
             interval: match keys.get("emit.heartbeats.interval.seconds") {
@@ -1083,6 +1142,7 @@ fn resolve_mirror(
         progress: progress?,
         heartbeats,
         offset_syncs,
+        checkpoints,
     })
 }
 

@@ -1,0 +1,421 @@
+//! Checkpoints (`<source>.checkpoints.internal` on the target) and consumer-group offset sync.
+//!
+//! Every `emit.checkpoints.interval.seconds` the committed offsets of the source groups that
+//! pass the group filter are translated **exactly** with the replicator's offset maps and
+//! written as MM2 Checkpoint records, following MM2's emission rules against what is already
+//! stored (first, forward, or upstream rewind). With `sync.group.offsets.enabled` the
+//! translated offsets are also committed to the same group on the target, only while that
+//! group has no active members there and never moving it backwards.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kmirror_core::checkpoint::{group_is_active, should_commit, should_emit};
+use kmirror_core::config::{CheckpointSettings, Mirror};
+use kmirror_core::mm2::Checkpoint;
+use kmirror_core::TopicPartition;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+use crate::client::ClusterContext;
+use crate::metrics::Metrics;
+use crate::status::MapBoard;
+use crate::topics::{ensure_compacted_topic, Admin};
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// (group, target topic, partition).
+type Key = (String, String, i32);
+
+/// What the checkpoint job needs.
+pub struct CheckpointJob {
+    /// The flow.
+    pub mirror: Arc<Mirror>,
+    /// Its checkpoint settings.
+    pub settings: CheckpointSettings,
+    /// A client config on the source (group id set per group).
+    pub source: ClientConfig,
+    /// A client config on the target (group id set per group).
+    pub target: ClientConfig,
+    /// Producer config on the target.
+    pub producer: ClientConfig,
+    /// Target context for the producer.
+    pub context: ClusterContext,
+    /// Target admin (topic creation).
+    pub target_admin: Admin,
+    /// The replicator's maps.
+    pub maps: Arc<MapBoard>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+struct Stored {
+    upstream: i64,
+    downstream: i64,
+    metadata: String,
+}
+
+impl CheckpointJob {
+    /// Runs until `stop`.
+    pub async fn run(mut self, stop: CancellationToken) {
+        let topic = self.settings.topic.clone();
+        let (s, t) = (
+            self.mirror.source.to_string(),
+            self.mirror.target.to_string(),
+        );
+        loop {
+            let ensured = tokio::select! {
+                () = stop.cancelled() => return,
+                r = ensure_compacted_topic(&self.target_admin, &topic, 1, self.settings.replication_factor, self.mirror.admin_timeout) => r,
+            };
+            match ensured {
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(topic = %topic, "cannot prepare the checkpoints topic: {e}; retrying");
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        () = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    }
+                }
+            }
+        }
+        let (cfg, tp) = (self.target.clone(), topic.clone());
+        let mut store: HashMap<Key, Stored> = match tokio::task::spawn_blocking(move || {
+            read_checkpoints(&cfg, &tp)
+        })
+        .await
+        {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                tracing::warn!(topic = %topic, "cannot read stored checkpoints ({e}); starting without them");
+                HashMap::new()
+            }
+            Err(e) => {
+                tracing::error!("checkpoint reader: {e}");
+                return;
+            }
+        };
+        let context = std::mem::replace(
+            &mut self.context,
+            ClusterContext::named(self.mirror.target.as_str()),
+        );
+        let producer: FutureProducer<ClusterContext> =
+            match self.producer.clone().create_with_context(context) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(
+                        "cannot create the checkpoint producer: {e}; no checkpoints are emitted"
+                    );
+                    return;
+                }
+            };
+        let mut groups: Vec<String> = Vec::new();
+        let mut groups_listed: Option<Instant> = None;
+        let mut last_emit: HashMap<String, Instant> = HashMap::new();
+        let mut emit = tokio::time::interval(self.settings.interval);
+        emit.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut sync = tokio::time::interval(
+            self.settings
+                .sync_group_offsets
+                .unwrap_or(Duration::from_secs(86_400)),
+        );
+        sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        sync.tick().await;
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = emit.tick() => {}
+                _ = sync.tick(), if self.settings.sync_group_offsets.is_some() => {
+                    self.sync_groups(&store).await;
+                    continue;
+                }
+            }
+            let refresh_due = groups_listed.is_none_or(|at| {
+                self.settings
+                    .refresh_groups
+                    .is_some_and(|r| at.elapsed() >= r)
+            });
+            let maps = self.maps.snapshot();
+            if maps.is_empty() {
+                continue;
+            }
+            let partitions: Vec<TopicPartition> = maps.keys().cloned().collect();
+            let (cfg, filter, known) = (
+                self.source.clone(),
+                self.mirror.groups.clone(),
+                groups.clone(),
+            );
+            let round_start = now_millis();
+            let fetched = tokio::task::spawn_blocking(move || {
+                fetch_committed(&cfg, refresh_due.then_some(&filter), known, &partitions)
+            })
+            .await;
+            let (listed, committed) = match fetched {
+                Ok(Ok(x)) => x,
+                Ok(Err(e)) => {
+                    tracing::warn!(
+                        "reading source group offsets failed: {e}; retrying next interval"
+                    );
+                    self.metrics.error(&s, &t, "checkpoint");
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!("group offset reader: {e}");
+                    continue;
+                }
+            };
+            if let Some(listed) = listed {
+                if listed != groups {
+                    tracing::info!(groups = ?listed, "consumer groups to checkpoint");
+                }
+                groups = listed;
+                groups_listed = Some(Instant::now());
+            }
+            for (group, entries) in committed {
+                for (tp, upstream, metadata) in entries {
+                    let Some((target_topic, map)) = maps.get(&tp) else {
+                        continue;
+                    };
+                    let Some(downstream) = map.translate(upstream) else {
+                        continue;
+                    };
+                    let key: Key = (group.clone(), target_topic.to_string(), tp.partition);
+                    if !should_emit(
+                        store.get(&key).map(|s| (s.upstream, s.downstream)),
+                        upstream,
+                        downstream,
+                    ) {
+                        continue;
+                    }
+                    let cp = Checkpoint {
+                        group: group.clone(),
+                        topic: key.1.clone(),
+                        partition: tp.partition,
+                        upstream,
+                        downstream,
+                        metadata: metadata.clone(),
+                    };
+                    let (Ok(k), Ok(v)) = (cp.key(), cp.value()) else {
+                        continue;
+                    };
+                    let record = FutureRecord::to(&topic)
+                        .partition(0)
+                        .key(&k)
+                        .payload(&v)
+                        .timestamp(round_start);
+                    match producer.send(record, TIMEOUT).await {
+                        Ok(_) => {
+                            #[allow(clippy::cast_precision_loss)]
+                            let latency = (now_millis() - round_start) as f64;
+                            let labels = [
+                                s.as_str(),
+                                t.as_str(),
+                                group.as_str(),
+                                key.1.as_str(),
+                                &tp.partition.to_string(),
+                            ];
+                            self.metrics.mm2_checkpoint[0]
+                                .with_label_values(&labels)
+                                .set(latency);
+                            self.metrics.checkpoints.with_label_values(&[&s, &t]).inc();
+                            last_emit.insert(group.clone(), Instant::now());
+                            store.insert(
+                                key,
+                                Stored {
+                                    upstream,
+                                    downstream,
+                                    metadata,
+                                },
+                            );
+                        }
+                        Err((e, _)) => {
+                            self.metrics.error(&s, &t, "checkpoint");
+                            tracing::warn!(group = %group, topic = %tp.topic, partition = tp.partition, "checkpoint not delivered: {e}");
+                        }
+                    }
+                }
+            }
+            for (group, at) in &last_emit {
+                self.metrics
+                    .checkpoint_age
+                    .with_label_values(&[&s, &t, group])
+                    .set(at.elapsed().as_secs_f64());
+            }
+        }
+    }
+
+    /// Commits the latest checkpoints to idle groups on the target, never backwards.
+    async fn sync_groups(&self, store: &HashMap<Key, Stored>) {
+        let mut by_group: BTreeMap<String, Vec<(String, i32, i64, String)>> = BTreeMap::new();
+        for ((group, topic, partition), s) in store {
+            by_group.entry(group.clone()).or_default().push((
+                topic.clone(),
+                *partition,
+                s.downstream,
+                s.metadata.clone(),
+            ));
+        }
+        if by_group.is_empty() {
+            return;
+        }
+        let cfg = self.target.clone();
+        match tokio::task::spawn_blocking(move || commit_groups(&cfg, &by_group)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("group offset sync failed: {e}; retrying next interval"),
+            Err(e) => tracing::error!("group offset sync: {e}"),
+        }
+    }
+}
+
+fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn client(cfg: &ClientConfig, group: &str) -> Result<BaseConsumer, KafkaError> {
+    let mut c = cfg.clone();
+    c.set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false");
+    c.create()
+}
+
+type Committed = Vec<(String, Vec<(TopicPartition, i64, String)>)>;
+
+/// Lists the source groups if `filter` is given (otherwise uses `known`), then reads each
+/// group's committed offsets for `partitions`. Blocking.
+fn fetch_committed(
+    cfg: &ClientConfig,
+    filter: Option<&kmirror_core::filter::NameFilter>,
+    known: Vec<String>,
+    partitions: &[TopicPartition],
+) -> Result<(Option<Vec<String>>, Committed), KafkaError> {
+    let listed = match filter {
+        Some(f) => {
+            let lister = client(cfg, "kmirror-group-lister")?;
+            let list = lister.fetch_group_list(None, TIMEOUT)?;
+            let mut names: Vec<String> = list
+                .groups()
+                .iter()
+                .map(|g| g.name().to_owned())
+                .filter(|n| f.accepts(n))
+                .collect();
+            names.sort();
+            Some(names)
+        }
+        None => None,
+    };
+    let groups = listed.clone().unwrap_or(known);
+    let mut out = Vec::new();
+    for group in groups {
+        let consumer = client(cfg, &group)?;
+        let mut tpl = TopicPartitionList::new();
+        for tp in partitions {
+            tpl.add_partition(&tp.topic, tp.partition);
+        }
+        let committed = consumer.committed_offsets(tpl, TIMEOUT)?;
+        let entries = committed
+            .elements()
+            .iter()
+            .filter_map(|e| match e.offset() {
+                Offset::Offset(o) if o >= 0 => Some((
+                    TopicPartition::new(e.topic(), e.partition()),
+                    o,
+                    e.metadata().to_owned(),
+                )),
+                _ => None,
+            })
+            .collect::<Vec<_>>();
+        if !entries.is_empty() {
+            out.push((group, entries));
+        }
+    }
+    Ok((listed, out))
+}
+
+/// For each group idle on the target, commits every translated offset that is ahead of the
+/// group's current one. Blocking.
+fn commit_groups(
+    cfg: &ClientConfig,
+    groups: &BTreeMap<String, Vec<(String, i32, i64, String)>>,
+) -> Result<(), KafkaError> {
+    for (group, entries) in groups {
+        let consumer = client(cfg, group)?;
+        let described = consumer.fetch_group_list(Some(group), TIMEOUT)?;
+        if let Some(g) = described.groups().iter().find(|g| g.name() == group) {
+            if group_is_active(g.state(), g.members().len()) {
+                tracing::info!(group = %group, state = g.state(), members = g.members().len(), "not syncing offsets: the group is active on the target");
+                continue;
+            }
+        }
+        let mut query = TopicPartitionList::new();
+        for (topic, partition, _, _) in entries {
+            query.add_partition(topic, *partition);
+        }
+        let current = consumer.committed_offsets(query, TIMEOUT)?;
+        let mut commit = TopicPartitionList::new();
+        for (topic, partition, downstream, metadata) in entries {
+            let now = current
+                .find_partition(topic, *partition)
+                .and_then(|e| match e.offset() {
+                    Offset::Offset(o) if o >= 0 => Some(o),
+                    _ => None,
+                });
+            if should_commit(now, *downstream)
+                && commit
+                    .add_partition_offset(topic, *partition, Offset::Offset(*downstream))
+                    .is_ok()
+            {
+                if let Some(mut el) = commit.find_partition(topic, *partition) {
+                    el.set_metadata(metadata);
+                }
+            }
+        }
+        if commit.count() > 0 {
+            consumer.commit(&commit, CommitMode::Sync)?;
+            tracing::info!(group = %group, partitions = commit.count(), "synced group offsets to the target");
+        }
+    }
+    Ok(())
+}
+
+/// Reads partition 0 of the checkpoints topic: the latest checkpoint per key. Blocking.
+fn read_checkpoints(cfg: &ClientConfig, topic: &str) -> Result<HashMap<Key, Stored>, KafkaError> {
+    let mut c = cfg.clone();
+    c.set("group.id", "kmirror-checkpoint-reader")
+        .set("enable.partition.eof", "true")
+        .set("enable.auto.commit", "false");
+    let consumer: BaseConsumer = c.create()?;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning)?;
+    consumer.assign(&tpl)?;
+    let mut out = HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Err(KafkaError::PartitionEOF(_))) => break,
+            Some(Ok(m)) => {
+                if let (Some(k), Some(v)) = (m.key(), m.payload()) {
+                    if let Ok(cp) = Checkpoint::decode(k, v) {
+                        out.insert(
+                            (cp.group, cp.topic, cp.partition),
+                            Stored {
+                                upstream: cp.upstream,
+                                downstream: cp.downstream,
+                                metadata: cp.metadata,
+                            },
+                        );
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}

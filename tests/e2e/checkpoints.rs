@@ -1,0 +1,254 @@
+//! Checkpoints and group offset sync translate committed offsets exactly.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use kmirror_core::mm2::Checkpoint;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::support::*;
+
+const PARTITIONS: i32 = 4;
+const PER_PARTITION: i64 = 5_000;
+
+fn commit(bootstrap: &str, group: &str, topic: &str, offsets: &[(i32, i64)]) {
+    let c: BaseConsumer = client(bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for (p, o) in offsets {
+        tpl.add_partition_offset(topic, *p, Offset::Offset(*o))
+            .unwrap();
+    }
+    c.commit(&tpl, CommitMode::Sync).unwrap();
+}
+
+fn committed(bootstrap: &str, group: &str, topic: &str) -> BTreeMap<i32, i64> {
+    let c: BaseConsumer = client(bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition(topic, p);
+    }
+    let got = c.committed_offsets(tpl, Duration::from_secs(10)).unwrap();
+    got.elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(o) => Some((e.partition(), o)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The latest checkpoint per partition for `group` (read from the beginning, last wins).
+fn checkpoints(bootstrap: &str, group: &str, topic: &str) -> BTreeMap<i32, (i64, i64)> {
+    let c: BaseConsumer = client(bootstrap)
+        .set("group.id", format!("cp-{}", rand_suffix()))
+        .set("enable.partition.eof", "true")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset("source.checkpoints.internal", 0, Offset::Beginning)
+        .unwrap();
+    c.assign(&tpl).unwrap();
+    let mut out = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        match c.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                use rdkafka::Message;
+                let cp = Checkpoint::decode(m.key().unwrap(), m.payload().unwrap())
+                    .expect("an MM2 checkpoint");
+                if cp.group == group && cp.topic == topic {
+                    out.insert(cp.partition, (cp.upstream, cp.downstream));
+                }
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => break,
+            _ => {}
+        }
+    }
+    out
+}
+
+fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> Result<(), String>) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match f() {
+            Ok(()) => return,
+            Err(e) if Instant::now() > deadline => panic!("{what}: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
+}
+
+#[test]
+fn checkpoints_and_synced_group_offsets_are_exact() {
+    let source = Broker::start("source", "KMIRROR_TEST_SOURCE_BOOTSTRAP");
+    let target = Broker::start("target", "KMIRROR_TEST_TARGET_BOOTSTRAP");
+    let dir = tempfile::tempdir().unwrap();
+    let topic = format!("cp-{}", rand_suffix());
+    create_topic(&source.bootstrap, &topic, PARTITIONS);
+    // Target offsets differ from source offsets: the target topic already holds 100·(p+1) records.
+    create_topic(&target.bootstrap, &topic, PARTITIONS);
+    let shift = |p: i32| 100 * i64::from(p + 1);
+    let junk: Vec<(i32, TestRecord)> = (0..PARTITIONS)
+        .flat_map(|p| {
+            (0..shift(p)).map(move |i| {
+                (
+                    p,
+                    TestRecord {
+                        key: Some(format!("junk-{p}-{i}").into_bytes()),
+                        value: None,
+                        headers: Vec::new(),
+                        timestamp: 1,
+                    },
+                )
+            })
+        })
+        .collect();
+    produce(&target.bootstrap, &topic, &junk);
+    let records: Vec<(i32, TestRecord)> = (0..PER_PARTITION * i64::from(PARTITIONS))
+        .map(|i| {
+            (
+                i32::try_from(i % i64::from(PARTITIONS)).unwrap(),
+                TestRecord {
+                    key: Some(format!("k{i}").into_bytes()),
+                    value: Some(vec![1]),
+                    headers: Vec::new(),
+                    timestamp: 2_000 + i,
+                },
+            )
+        })
+        .collect();
+    produce(&source.bootstrap, &topic, &records);
+
+    let extra = "        emit.checkpoints.interval.seconds: 1\n        refresh.groups.interval.seconds: 1\n        sync.group.offsets.enabled: true\n        sync.group.offsets.interval.seconds: 1\n        checkpoints.topic.replication.factor: -1\n        offset-syncs.topic.replication.factor: -1\n";
+    let config = write_config(
+        dir.path(),
+        &source.bootstrap,
+        &target.bootstrap,
+        &topic,
+        extra,
+    );
+    let mut kmirror = Kmirror::start(&config, &[]);
+    let total = records.len() + junk.len();
+    let copied = consume(
+        &target.bootstrap,
+        &topic,
+        PARTITIONS,
+        total,
+        Duration::from_secs(60),
+    );
+    assert_eq!(copied.values().map(Vec::len).sum::<usize>(), total);
+
+    // 50 rounds of increasing commits per partition: 0 first, the log end last.
+    let group = format!("orders-app-{}", rand_suffix());
+    let mut state = 0x9e37_79b9_u64;
+    let mut rounds: Vec<Vec<i64>> = (0..PARTITIONS)
+        .map(|_| {
+            let mut v: Vec<i64> = (0..48)
+                .map(|_| {
+                    state = state
+                        .wrapping_mul(6_364_136_223_846_793_005)
+                        .wrapping_add(1);
+                    i64::try_from((state >> 33) % u64::try_from(PER_PARTITION).unwrap()).unwrap()
+                })
+                .collect();
+            v.push(0);
+            v.push(PER_PARTITION);
+            v.sort_unstable();
+            v
+        })
+        .collect();
+    for round in 0..50 {
+        if round == 25 {
+            assert_eq!(
+                kmirror.terminate(Duration::from_secs(30)),
+                Some(0),
+                "{}",
+                kmirror.logs()
+            );
+            kmirror = Kmirror::start(&config, &[]);
+        }
+        let offsets: Vec<(i32, i64)> = (0..PARTITIONS)
+            .map(|p| (p, rounds[usize::try_from(p).unwrap()][round]))
+            .collect();
+        commit(&source.bootstrap, &group, &topic, &offsets);
+        wait_for(
+            &format!("round {round}: checkpoints"),
+            Duration::from_secs(15),
+            || {
+                let cps = checkpoints(&target.bootstrap, &group, &topic);
+                for (p, u) in &offsets {
+                    let want = (*u, shift(*p) + u);
+                    if cps.get(p) != Some(&want) {
+                        return Err(format!(
+                            "partition {p}: checkpoint {:?}, want {want:?}",
+                            cps.get(p)
+                        ));
+                    }
+                }
+                Ok(())
+            },
+        );
+        wait_for(
+            &format!("round {round}: target group"),
+            Duration::from_secs(15),
+            || {
+                let on_target = committed(&target.bootstrap, &group, &topic);
+                for (p, u) in &offsets {
+                    if on_target.get(p) != Some(&(shift(*p) + u)) {
+                        return Err(format!(
+                            "partition {p}: target group at {:?}, want {}",
+                            on_target.get(p),
+                            shift(*p) + u
+                        ));
+                    }
+                }
+                Ok(())
+            },
+        );
+        // A consumer resuming there on the target reads exactly what the source group had not.
+        for (p, u) in &offsets {
+            let d = usize::try_from(shift(*p) + u).unwrap();
+            let next_on_target = copied[p].get(d).map(|r| r.key.clone());
+            let next_on_source = records
+                .iter()
+                .filter(|(rp, _)| rp == p)
+                .nth(usize::try_from(*u).unwrap())
+                .map(|(_, r)| r.key.clone());
+            assert_eq!(
+                next_on_target, next_on_source,
+                "round {round}, partition {p}"
+            );
+        }
+    }
+    rounds.clear();
+
+    // A target group ahead of the translation is never moved back.
+    let ahead = format!("ahead-{}", rand_suffix());
+    commit(&target.bootstrap, &ahead, &topic, &[(0, shift(0) + 4_000)]);
+    commit(&source.bootstrap, &ahead, &topic, &[(0, 100)]);
+    wait_for(
+        "checkpoint for the group ahead",
+        Duration::from_secs(15),
+        || {
+            (checkpoints(&target.bootstrap, &ahead, &topic).get(&0) == Some(&(100, shift(0) + 100)))
+                .then_some(())
+                .ok_or_else(|| "no checkpoint yet".into())
+        },
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        committed(&target.bootstrap, &ahead, &topic).get(&0),
+        Some(&(shift(0) + 4_000)),
+        "the target group was moved back"
+    );
+    assert_eq!(kmirror.terminate(Duration::from_secs(30)), Some(0));
+}
