@@ -88,6 +88,7 @@ fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> Result<(), Str
 }
 
 #[test]
+#[allow(clippy::needless_range_loop)] // rounds index four partition sequences at once
 fn checkpoints_and_synced_group_offsets_are_exact() {
     let source = Broker::start("source", "KMIRROR_TEST_SOURCE_BOOTSTRAP");
     let target = Broker::start("target", "KMIRROR_TEST_TARGET_BOOTSTRAP");
