@@ -12,7 +12,7 @@ use crate::support::*;
 const PARTITIONS: i32 = 4;
 const PER_PARTITION: i64 = 5_000;
 
-fn commit(bootstrap: &str, group: &str, topic: &str, offsets: &[(i32, i64)]) {
+pub fn commit(bootstrap: &str, group: &str, topic: &str, offsets: &[(i32, i64)]) {
     let c: BaseConsumer = client(bootstrap)
         .set("group.id", group)
         .set("enable.auto.commit", "false")
@@ -26,7 +26,7 @@ fn commit(bootstrap: &str, group: &str, topic: &str, offsets: &[(i32, i64)]) {
     c.commit(&tpl, CommitMode::Sync).unwrap();
 }
 
-fn committed(bootstrap: &str, group: &str, topic: &str) -> BTreeMap<i32, i64> {
+pub fn committed(bootstrap: &str, group: &str, topic: &str) -> BTreeMap<i32, i64> {
     let c: BaseConsumer = client(bootstrap)
         .set("group.id", group)
         .set("enable.auto.commit", "false")
@@ -47,7 +47,7 @@ fn committed(bootstrap: &str, group: &str, topic: &str) -> BTreeMap<i32, i64> {
 }
 
 /// The latest checkpoint per partition for `group` (read from the beginning, last wins).
-fn checkpoints(bootstrap: &str, group: &str, topic: &str) -> BTreeMap<i32, (i64, i64)> {
+pub fn checkpoints(bootstrap: &str, group: &str, topic: &str) -> BTreeMap<i32, (i64, i64)> {
     let c: BaseConsumer = client(bootstrap)
         .set("group.id", format!("cp-{}", rand_suffix()))
         .set("enable.partition.eof", "true")
@@ -76,7 +76,7 @@ fn checkpoints(bootstrap: &str, group: &str, topic: &str) -> BTreeMap<i32, (i64,
     out
 }
 
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> Result<(), String>) {
+pub fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> Result<(), String>) {
     let deadline = Instant::now() + timeout;
     loop {
         match f() {

@@ -11,6 +11,7 @@ mod heartbeats;
 mod import;
 mod mtls;
 mod offset_syncs;
+mod offsets_cli;
 mod operations;
 mod packaging;
 mod refused;

@@ -30,7 +30,7 @@ use crate::topics::{ensure_compacted_topic, Admin};
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// (group, target topic, partition).
-type Key = (String, String, i32);
+pub type Key = (String, String, i32);
 
 /// What the checkpoint job needs.
 pub struct CheckpointJob {
@@ -54,10 +54,14 @@ pub struct CheckpointJob {
     pub metrics: Arc<Metrics>,
 }
 
-struct Stored {
-    upstream: i64,
-    downstream: i64,
-    metadata: String,
+/// A stored checkpoint.
+pub struct Stored {
+    /// The group's source offset.
+    pub upstream: i64,
+    /// Its translation.
+    pub downstream: i64,
+    /// Commit metadata.
+    pub metadata: String,
 }
 
 impl CheckpointJob {
@@ -386,7 +390,13 @@ fn commit_groups(
 }
 
 /// Reads partition 0 of the checkpoints topic: the latest checkpoint per key. Blocking.
-fn read_checkpoints(cfg: &ClientConfig, topic: &str) -> Result<HashMap<Key, Stored>, KafkaError> {
+///
+/// # Errors
+/// When the topic cannot be read.
+pub fn read_checkpoints(
+    cfg: &ClientConfig,
+    topic: &str,
+) -> Result<HashMap<Key, Stored>, KafkaError> {
     let mut c = cfg.clone();
     c.set("group.id", "kmirror-checkpoint-reader")
         .set("enable.partition.eof", "true")

@@ -6,6 +6,7 @@
 //! - [`security`]: reading and checking certificates, keys and passwords.
 //! - [`client`]: librdkafka client configs per cluster and role, and the client context.
 //! - [`topics`]: discovering source topics and creating or growing them on the target.
+//! - [`offsets`]: the failover report and commit of `kmirror offsets`.
 //! - [`progress_store`]: reading stored replication progress.
 //! - [`replicator`]: the per-flow data plane (consumer → producer, per-partition pipelines).
 //! - [`flow`]: one mirror end to end: start-up checks, topic sync loop, replicator supervision.
@@ -24,6 +25,7 @@ pub mod heartbeat;
 pub mod http;
 pub mod load;
 pub mod metrics;
+pub mod offsets;
 pub mod progress_store;
 pub mod replicator;
 pub mod security;

@@ -70,6 +70,33 @@ enum Cmd {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Show where a consumer group resumes on the target, and commit it there for failover.
+    ///
+    /// Prints, per partition, the group's committed offset on the source, the exact target
+    /// offset of the same record (from the offset maps kmirror stores), and how many source
+    /// records are not replicated yet. If the source is unreachable, the latest checkpoints on
+    /// the target are used. With --commit the target offsets are committed to the same group on
+    /// the target (refused while the group has active members there): the one command to run
+    /// when the source is lost.
+    Offsets {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// The consumer group.
+        #[arg(long)]
+        group: String,
+        /// Only this flow (`source->target`), when the config has several.
+        #[arg(long)]
+        flow: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Commit the target offsets to the group on the target.
+        #[arg(long)]
+        commit: bool,
+        /// With --commit: show what would be committed and commit nothing.
+        #[arg(long, requires = "commit")]
+        dry_run: bool,
+    },
     /// Convert an MM2 dedicated-mode properties file (connect-mirror-maker.sh's mm2.properties)
     /// into a kmirror configuration.
     ///
@@ -158,6 +185,17 @@ fn main() -> ExitCode {
             Err(problems) => report(&problems),
         },
         Cmd::Import { input, output } => import(&input, output.as_deref()),
+        Cmd::Offsets {
+            config,
+            group,
+            flow,
+            json,
+            commit,
+            dry_run,
+        } => {
+            init_logging(LogFormat::Text);
+            offsets(&config, &group, flow.as_deref(), json, commit, dry_run)
+        }
         Cmd::Run {
             config,
             metrics_addr,
@@ -193,6 +231,99 @@ fn main() -> ExitCode {
             code
         }
     }
+}
+
+fn offsets(
+    args: &ConfigArgs,
+    group: &str,
+    flow: Option<&str>,
+    json: bool,
+    commit: bool,
+    dry_run: bool,
+) -> ExitCode {
+    use kmirror_engine::client::ClientFactory;
+    let (cfg, security) = match check(&args.config, args.secrets_dir.as_deref()) {
+        Ok(ok) => ok,
+        Err(problems) => return report(&problems),
+    };
+    let mirrors: Vec<_> = cfg
+        .mirrors
+        .iter()
+        .filter(|m| flow.is_none_or(|f| m.name() == f))
+        .collect();
+    if mirrors.is_empty() {
+        eprintln!("error: --flow {}: no such flow", flow.unwrap_or_default());
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    let factory = |alias: &kmirror_core::ClusterAlias| {
+        cfg.cluster(alias).map(|c| {
+            ClientFactory::new(
+                c.clone(),
+                security.get(alias).cloned().unwrap_or_default(),
+                "kmirror|offsets",
+            )
+        })
+    };
+    let mut reports = Vec::new();
+    for m in mirrors {
+        let (Some(source), Some(target)) = (factory(&m.source), factory(&m.target)) else {
+            continue;
+        };
+        let r = match kmirror_engine::offsets::report(m, &source, &target, group) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: flow {}: {e}", m.name());
+                return if e.is_user_error() {
+                    ExitCode::from(EXIT_CONFIG)
+                } else {
+                    ExitCode::FAILURE
+                };
+            }
+        };
+        if commit && !dry_run {
+            match kmirror_engine::offsets::commit(&target, &r) {
+                Ok(n) => eprintln!(
+                    "committed {n} partition offsets for group {group} on {}",
+                    m.target
+                ),
+                Err(e) => {
+                    eprintln!("error: flow {}: {e}", m.name());
+                    return if e.is_user_error() {
+                        ExitCode::from(EXIT_CONFIG)
+                    } else {
+                        ExitCode::FAILURE
+                    };
+                }
+            }
+        } else if dry_run {
+            eprintln!("dry run: nothing committed");
+        }
+        reports.push(r);
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&reports).unwrap_or_default()
+        );
+    } else {
+        for r in &reports {
+            println!("flow {}  group {}  (from {})", r.flow, r.group, r.basis);
+            println!(
+                "{:<32} {:>9} {:>14} {:>14} {:>14}",
+                "target topic", "partition", "source offset", "target offset", "unreplicated"
+            );
+            for p in &r.partitions {
+                let lag = p
+                    .unreplicated
+                    .map_or_else(|| "-".to_owned(), |l| l.to_string());
+                println!(
+                    "{:<32} {:>9} {:>14} {:>14} {:>14}",
+                    p.target_topic, p.partition, p.source_offset, p.target_offset, lag
+                );
+            }
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 fn import(input: &Path, output: Option<&Path>) -> ExitCode {

@@ -1,0 +1,195 @@
+//! `kmirror offsets`: where a consumer group resumes on the target, and the failover commit.
+//!
+//! With the source reachable, the group's committed offsets are read there and translated
+//! exactly with the offset maps kmirror stored. When the source is gone, the latest
+//! checkpoints on the target are used instead. Blocking.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use kmirror_core::checkpoint::group_is_active;
+use kmirror_core::config::Mirror;
+use kmirror_core::TopicPartition;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+use serde::Serialize;
+
+use crate::client::{ClientFactory, Role};
+use crate::error::{Error, Result};
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One partition of the report.
+#[derive(Clone, Debug, Serialize)]
+pub struct Row {
+    /// Source topic.
+    pub topic: String,
+    /// Topic on the target.
+    pub target_topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// The group's committed offset on the source.
+    pub source_offset: i64,
+    /// Where the group resumes on the target.
+    pub target_offset: i64,
+    /// Source records not yet replicated (source log end minus replicated progress), when the
+    /// source is reachable.
+    pub unreplicated: Option<i64>,
+}
+
+/// The report for one group and flow.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// `S->T`.
+    pub flow: String,
+    /// Consumer group.
+    pub group: String,
+    /// `source` (committed offsets read on the source, translated exactly) or `checkpoints`
+    /// (the source was unreachable: the latest checkpoints on the target).
+    pub basis: &'static str,
+    /// Per partition.
+    pub partitions: Vec<Row>,
+}
+
+fn consumer(factory: &ClientFactory, group: &str) -> Result<BaseConsumer> {
+    let mut cfg = factory.config(Role::Admin, &[]);
+    cfg.set("group.id", group)
+        .set("enable.auto.commit", "false");
+    cfg.create().map_err(|e| Error::client("consumer", &e))
+}
+
+/// Builds the report for `group` on `mirror`.
+pub fn report(
+    mirror: &Mirror,
+    source: &ClientFactory,
+    target: &ClientFactory,
+    group: &str,
+) -> Result<Report> {
+    let reader = target.config(Role::ProgressReader, &[]);
+    let stored = crate::progress_store::read(
+        &reader,
+        &mirror.progress.topic,
+        mirror.source.as_str(),
+        Duration::from_secs(30),
+    )?;
+    let partitions: Vec<TopicPartition> = stored.maps.keys().cloned().collect();
+    let mut rows = Vec::new();
+    let mut basis = "source";
+    match committed_on_source(source, group, &partitions) {
+        Ok(committed) => {
+            let c = consumer(source, group)?;
+            for (tp, u) in committed {
+                let Some(d) = stored.maps.get(&tp).and_then(|m| m.translate(u)) else {
+                    continue;
+                };
+                let progress = stored.positions.get(&tp).map_or(0, |o| o.0);
+                let unreplicated = c
+                    .fetch_watermarks(&tp.topic, tp.partition, TIMEOUT)
+                    .ok()
+                    .map(|(_, hi)| (hi - progress).max(0));
+                rows.push(Row {
+                    target_topic: mirror.policy.format_remote_topic(&mirror.source, &tp.topic),
+                    topic: tp.topic.to_string(),
+                    partition: tp.partition,
+                    source_offset: u,
+                    target_offset: d,
+                    unreplicated,
+                });
+            }
+        }
+        Err(e) => {
+            tracing::warn!(
+                "the source is unreachable ({e}); using the latest checkpoints on the target"
+            );
+            basis = "checkpoints";
+            let cps = mirror.checkpoints.as_ref().ok_or_else(|| {
+                Error::Config(
+                    "the source is unreachable and checkpoints are disabled for this flow".into(),
+                )
+            })?;
+            let stored_cps =
+                crate::checkpoint::read_checkpoints(&target.config(Role::Admin, &[]), &cps.topic)
+                    .map_err(|e| Error::Retriable(format!("reading {}: {e}", cps.topic)))?;
+            for ((g, topic, partition), s) in stored_cps {
+                if g == group {
+                    rows.push(Row {
+                        topic: mirror
+                            .policy
+                            .upstream_topic(&topic)
+                            .unwrap_or(&topic)
+                            .to_owned(),
+                        target_topic: topic,
+                        partition,
+                        source_offset: s.upstream,
+                        target_offset: s.downstream,
+                        unreplicated: None,
+                    });
+                }
+            }
+        }
+    }
+    rows.sort_by(|a, b| (&a.target_topic, a.partition).cmp(&(&b.target_topic, b.partition)));
+    Ok(Report {
+        flow: mirror.name(),
+        group: group.to_owned(),
+        basis,
+        partitions: rows,
+    })
+}
+
+fn committed_on_source(
+    source: &ClientFactory,
+    group: &str,
+    partitions: &[TopicPartition],
+) -> Result<BTreeMap<TopicPartition, i64>> {
+    let c = consumer(source, group)?;
+    c.fetch_metadata(None, TIMEOUT)
+        .map_err(|e| Error::Retriable(e.to_string()))?;
+    let mut tpl = TopicPartitionList::new();
+    for tp in partitions {
+        tpl.add_partition(&tp.topic, tp.partition);
+    }
+    let got = c
+        .committed_offsets(tpl, TIMEOUT)
+        .map_err(|e| Error::Retriable(e.to_string()))?;
+    Ok(got
+        .elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(o) if o >= 0 => Some((TopicPartition::new(e.topic(), e.partition()), o)),
+            _ => None,
+        })
+        .collect())
+}
+
+/// Commits the report's target offsets to `group` on the target. Refuses an active group.
+pub fn commit(target: &ClientFactory, report: &Report) -> Result<usize> {
+    let c = consumer(target, &report.group)?;
+    let groups = c
+        .fetch_group_list(Some(&report.group), TIMEOUT)
+        .map_err(|e| Error::Retriable(format!("describing the group on the target: {e}")))?;
+    if let Some(g) = groups.groups().iter().find(|g| g.name() == report.group) {
+        if group_is_active(g.state(), g.members().len()) {
+            return Err(Error::Config(format!(
+                "group {} is active on the target ({} members, state {}); stop its consumers first",
+                report.group,
+                g.members().len(),
+                g.state()
+            )));
+        }
+    }
+    let mut tpl = TopicPartitionList::new();
+    for r in &report.partitions {
+        tpl.add_partition_offset(
+            &r.target_topic,
+            r.partition,
+            Offset::Offset(r.target_offset),
+        )
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    }
+    if tpl.count() > 0 {
+        c.commit(&tpl, CommitMode::Sync)
+            .map_err(|e| Error::Retriable(format!("committing on the target: {e}")))?;
+    }
+    Ok(tpl.count())
+}

@@ -1,0 +1,143 @@
+//! `kmirror offsets`: the failover report and commit.
+
+use std::process::Command;
+use std::time::Duration;
+
+use crate::checkpoints::{checkpoints, commit, committed, wait_for};
+use crate::support::*;
+
+fn offsets(config: &std::path::Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let mut all = vec!["offsets", "--config", config.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let out = Command::new(env!("CARGO_BIN_EXE_kmirror"))
+        .args(&all)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn offsets_commit_after_stopping_kmirror_resumes_exactly() {
+    let mut source = Broker::start("source", "KMIRROR_TEST_SOURCE_BOOTSTRAP");
+    let target = Broker::start("target", "KMIRROR_TEST_TARGET_BOOTSTRAP");
+    let dir = tempfile::tempdir().unwrap();
+    let topic = format!("failover-{}", rand_suffix());
+    create_topic(&source.bootstrap, &topic, 2);
+    create_topic(&target.bootstrap, &topic, 2);
+    // Target offsets run 50 ahead of source offsets in partition 0, 70 in partition 1.
+    let shift = |p: i32| if p == 0 { 50 } else { 70 };
+    let junk: Vec<(i32, TestRecord)> = (0..2)
+        .flat_map(|p| {
+            (0..shift(p)).map(move |i| {
+                (
+                    p,
+                    TestRecord {
+                        key: Some(format!("junk{i}").into_bytes()),
+                        value: None,
+                        headers: Vec::new(),
+                        timestamp: 1,
+                    },
+                )
+            })
+        })
+        .collect();
+    produce(&target.bootstrap, &topic, &junk);
+    let records: Vec<(i32, TestRecord)> = (0..1_000)
+        .map(|i: i32| {
+            (
+                i % 2,
+                TestRecord {
+                    key: Some(format!("k{i}").into_bytes()),
+                    value: Some(vec![2]),
+                    headers: Vec::new(),
+                    timestamp: 5 + i64::from(i),
+                },
+            )
+        })
+        .collect();
+    produce(&source.bootstrap, &topic, &records);
+    let extra = "        emit.checkpoints.interval.seconds: 1\n        refresh.groups.interval.seconds: 1\n        checkpoints.topic.replication.factor: -1\n        offset-syncs.topic.replication.factor: -1\n";
+    let config = write_config(
+        dir.path(),
+        &source.bootstrap,
+        &target.bootstrap,
+        &topic,
+        extra,
+    );
+    let mut kmirror = Kmirror::start(&config, &[]);
+    let copied = consume(
+        &target.bootstrap,
+        &topic,
+        2,
+        records.len() + junk.len(),
+        Duration::from_secs(30),
+    );
+    let group = format!("billing-{}", rand_suffix());
+    commit(&source.bootstrap, &group, &topic, &[(0, 123), (1, 456)]);
+    wait_for("checkpoints", Duration::from_secs(15), || {
+        let cps = checkpoints(&target.bootstrap, &group, &topic);
+        (cps.len() == 2)
+            .then_some(())
+            .ok_or_else(|| format!("{cps:?}"))
+    });
+    assert_eq!(kmirror.terminate(Duration::from_secs(30)), Some(0));
+
+    let (code, stdout, stderr) = offsets(&config, &["--group", &group, "--json"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report[0]["basis"], "source");
+    let rows = report[0]["partitions"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    for row in rows {
+        let p = i32::try_from(row["partition"].as_i64().unwrap()).unwrap();
+        let u = row["source_offset"].as_i64().unwrap();
+        assert_eq!(
+            row["target_offset"].as_i64().unwrap(),
+            shift(p) + u,
+            "{row}"
+        );
+    }
+
+    let (code, _, stderr) = offsets(&config, &["--group", &group, "--commit", "--dry-run"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        committed(&target.bootstrap, &group, &topic).is_empty(),
+        "--dry-run committed something"
+    );
+
+    let (code, _, stderr) = offsets(&config, &["--group", &group, "--commit"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let on_target = committed(&target.bootstrap, &group, &topic);
+    assert_eq!(on_target.get(&0), Some(&(shift(0) + 123)));
+    assert_eq!(on_target.get(&1), Some(&(shift(1) + 456)));
+    // Resuming there reads exactly the records the source group had not read.
+    let source_p0: Vec<&TestRecord> = records
+        .iter()
+        .filter(|(p, _)| *p == 0)
+        .map(|(_, r)| r)
+        .collect();
+    let d = usize::try_from(shift(0) + 123).unwrap();
+    assert_eq!(
+        copied[&0][d..].iter().collect::<Vec<_>>(),
+        source_p0[123..].to_vec()
+    );
+
+    // The source is lost: the report comes from the checkpoints on the target.
+    source.stop();
+    let (code, stdout, stderr) = offsets(&config, &["--group", &group, "--json"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report[0]["basis"], "checkpoints", "{stdout}");
+    let p1 = report[0]["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["partition"] == 1)
+        .unwrap()
+        .clone();
+    assert_eq!(p1["target_offset"].as_i64(), Some(shift(1) + 456));
+}
