@@ -155,10 +155,13 @@ impl ClientContext for DeliveryContext {
     }
 }
 
+/// (log start, high watermark) per source topic and partition, from librdkafka statistics.
+type Watermarks = Mutex<HashMap<(String, i32), (i64, i64)>>;
+
 /// Consumer context: remembers the source high watermarks librdkafka reports in its
 /// statistics (taken from Fetch responses), for the lag metrics.
 pub struct SourceContext {
-    watermarks: Mutex<HashMap<(String, i32), i64>>,
+    watermarks: Watermarks,
     metrics: Arc<Metrics>,
     alias: String,
 }
@@ -175,7 +178,7 @@ impl ClientContext for SourceContext {
             for (topic, t) in &statistics.topics {
                 for (p, part) in &t.partitions {
                     if *p >= 0 && part.hi_offset >= 0 {
-                        w.insert((topic.clone(), *p), part.hi_offset);
+                        w.insert((topic.clone(), *p), (part.lo_offset, part.hi_offset));
                     }
                 }
             }
@@ -1065,7 +1068,7 @@ impl Core {
         self.fire_syncs();
     }
 
-    fn publish_status(&mut self, watermarks: &Mutex<HashMap<(String, i32), i64>>) {
+    fn publish_status(&mut self, watermarks: &Watermarks) {
         let now_ms = now_millis();
         let marks = watermarks.lock().map(|w| w.clone()).unwrap_or_default();
         let mut rpo: f64 = 0.0;
@@ -1084,9 +1087,16 @@ impl Core {
                 ),
             };
             let progress = s.tracker.progress().0;
-            let lag = marks
+            let marks = marks
                 .get(&(s.source.topic.to_string(), s.source.partition))
-                .map(|hi| (hi - progress).max(0));
+                .copied();
+            let lag = marks.map(|(_, hi)| (hi - progress).max(0));
+            if let Some((lo, _)) = marks.filter(|(lo, _)| *lo > 0) {
+                // Records deleted on the source need no translation any more.
+                let before = s.map.runs().len();
+                s.map.prune_below(lo);
+                s.map_dirty |= s.map.runs().len() != before;
+            }
             let lag_seconds = match lag {
                 Some(l) if l > 0 => s.last_acked_ts.or(s.first_fetched_ts).map_or(0.0, |ts| {
                     #[allow(clippy::cast_precision_loss)]
