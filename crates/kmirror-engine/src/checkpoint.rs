@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::client::ClusterContext;
 use crate::metrics::Metrics;
 use crate::status::MapBoard;
-use crate::topics::{ensure_compacted_topic, Admin};
+use crate::topics::{ensure_compacted_topic_retrying, Admin};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -72,20 +72,22 @@ impl CheckpointJob {
             self.mirror.source.to_string(),
             self.mirror.target.to_string(),
         );
-        loop {
-            let ensured = tokio::select! {
-                () = stop.cancelled() => return,
-                r = ensure_compacted_topic(&self.target_admin, &topic, 1, self.settings.replication_factor, self.mirror.admin_timeout) => r,
-            };
-            match ensured {
-                Ok(_) => break,
-                Err(e) => {
-                    tracing::warn!(topic = %topic, "cannot prepare the checkpoints topic: {e}; retrying");
-                    tokio::select! {
-                        () = stop.cancelled() => return,
-                        () = tokio::time::sleep(Duration::from_secs(5)) => {}
-                    }
-                }
+        match ensure_compacted_topic_retrying(
+            &self.target_admin,
+            &topic,
+            1,
+            self.settings.replication_factor,
+            self.mirror.admin_timeout,
+            &stop,
+        )
+        .await
+        {
+            Ok(Some(_)) => {}
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(topic = %topic, "cannot prepare the checkpoints topic: {e}; no checkpoints are emitted");
+                self.metrics.error(&s, &t, "checkpoint");
+                return;
             }
         }
         let (cfg, tp) = (self.target.clone(), topic.clone());
@@ -154,7 +156,7 @@ impl CheckpointJob {
                 self.mirror.groups.clone(),
                 groups.clone(),
             );
-            let round_start = now_millis();
+            let round_start = crate::now_millis();
             let fetched = tokio::task::spawn_blocking(move || {
                 fetch_committed(&cfg, refresh_due.then_some(&filter), known, &partitions)
             })
@@ -215,7 +217,7 @@ impl CheckpointJob {
                     match producer.send(record, TIMEOUT).await {
                         Ok(_) => {
                             #[allow(clippy::cast_precision_loss)]
-                            let latency = (now_millis() - round_start) as f64;
+                            let latency = (crate::now_millis() - round_start) as f64;
                             let labels = [
                                 s.as_str(),
                                 t.as_str(),
@@ -274,12 +276,6 @@ impl CheckpointJob {
             Err(e) => tracing::error!("group offset sync: {e}"),
         }
     }
-}
-
-fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 fn client(cfg: &ClientConfig, group: &str) -> Result<BaseConsumer, KafkaError> {

@@ -16,7 +16,7 @@ use crate::metrics::Metrics;
 use crate::replicator::{Assignment, Command, Replicator, ReplicatorSettings, Start, SyncTarget};
 use crate::security::ClusterSecurity;
 use crate::status::{Connectivity, StatusBoard};
-use crate::topics::{ensure_compacted_topic, Admin, TopicSync};
+use crate::topics::{ensure_compacted_topic_retrying, Admin, TopicSync};
 
 /// How long start-up waits for a cluster's metadata before it reports and retries.
 const PREFLIGHT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -178,53 +178,36 @@ impl Flow {
         }
         started.cancel();
         let progress = &self.mirror.progress;
-        let progress_partitions = loop {
-            match ensure_compacted_topic(
-                &target_admin,
-                &progress.topic,
-                progress.partitions,
-                progress.replication_factor,
-                self.mirror.admin_timeout,
-            )
-            .await
-            {
-                Ok(n) => break n,
-                Err(e) if e.is_user_error() => return Err(e),
-                Err(e) => {
-                    tracing::error!(
-                        "cannot prepare the progress topic {}: {e}; retrying",
-                        progress.topic
-                    );
-                    if sleep_or_cancel(RESTART_BACKOFF, &shutdown).await {
-                        return Ok(());
-                    }
-                }
-            }
+        let timeout = self.mirror.admin_timeout;
+        let Some(progress_partitions) = ensure_compacted_topic_retrying(
+            &target_admin,
+            &progress.topic,
+            progress.partitions,
+            progress.replication_factor,
+            timeout,
+            &shutdown,
+        )
+        .await?
+        else {
+            return Ok(());
         };
         if let Some(os) = &self.mirror.offset_syncs {
-            let (admin, alias) = match os.location {
-                SyncLocation::Source => (&source_admin, &self.mirror.source),
-                SyncLocation::Target => (&target_admin, &self.mirror.target),
+            let admin = match os.location {
+                SyncLocation::Source => &source_admin,
+                SyncLocation::Target => &target_admin,
             };
-            loop {
-                match ensure_compacted_topic(
-                    admin,
-                    &os.topic,
-                    1,
-                    os.replication_factor,
-                    self.mirror.admin_timeout,
-                )
-                .await
-                {
-                    Ok(_) => break,
-                    Err(e) if e.is_user_error() => return Err(e),
-                    Err(e) => {
-                        tracing::error!(cluster = %alias, "cannot prepare the offset-syncs topic {}: {e}; retrying", os.topic);
-                        if sleep_or_cancel(RESTART_BACKOFF, &shutdown).await {
-                            return Ok(());
-                        }
-                    }
-                }
+            if ensure_compacted_topic_retrying(
+                admin,
+                &os.topic,
+                1,
+                os.replication_factor,
+                timeout,
+                &shutdown,
+            )
+            .await?
+            .is_none()
+            {
+                return Ok(());
             }
         }
         if progress_partitions != progress.partitions {

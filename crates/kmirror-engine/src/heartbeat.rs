@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::client::ClusterContext;
 use crate::metrics::Metrics;
-use crate::topics::{ensure_compacted_topic, Admin};
+use crate::topics::{ensure_compacted_topic_retrying, Admin};
 
 /// Emits heartbeats for `mirror` until `stop` is cancelled. Failures are logged, counted and
 /// retried at the next tick; they never affect replication.
@@ -30,21 +30,25 @@ pub async fn run(
 ) {
     let topic = mirror.policy.heartbeats_topic();
     let (source, target) = (mirror.source.to_string(), mirror.target.to_string());
-    loop {
-        let ensured = tokio::select! {
-            () = stop.cancelled() => return,
-            r = ensure_compacted_topic(&admin, topic, 1, settings.replication_factor, mirror.admin_timeout) => r,
-        };
-        match ensured {
-            Ok(_) => break,
-            Err(e) => {
-                tracing::warn!(topic, "cannot prepare the heartbeats topic: {e}; retrying");
-                metrics.error(&source, &target, "heartbeat");
-                tokio::select! {
-                    () = stop.cancelled() => return,
-                    () = tokio::time::sleep(Duration::from_secs(5)) => {}
-                }
-            }
+    match ensure_compacted_topic_retrying(
+        &admin,
+        topic,
+        1,
+        settings.replication_factor,
+        mirror.admin_timeout,
+        &stop,
+    )
+    .await
+    {
+        Ok(Some(_)) => {}
+        Ok(None) => return,
+        Err(e) => {
+            tracing::error!(
+                topic,
+                "cannot prepare the heartbeats topic: {e}; no heartbeats are emitted"
+            );
+            metrics.error(&source, &target, "heartbeat");
+            return;
         }
     }
     let producer: FutureProducer<ClusterContext> = match producer.create_with_context(context) {
@@ -63,9 +67,7 @@ pub async fn run(
             () = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let now = crate::now_millis();
         let heartbeat = Heartbeat {
             source: source.clone(),
             target: target.clone(),

@@ -33,3 +33,10 @@ pub mod status;
 pub mod topics;
 
 pub use error::{Error, Result};
+
+/// Wall-clock time in epoch milliseconds (Kafka timestamps).
+pub(crate) fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

@@ -429,7 +429,7 @@ impl Replicator {
     fn pump(&mut self) -> Result<()> {
         let mut timeout = IDLE_POLL;
         let mut to_pause = Vec::new();
-        let now_ms = now_millis();
+        let now_ms = crate::now_millis();
         for _ in 0..BATCH {
             match self.consumer.poll(timeout) {
                 None => break,
@@ -783,7 +783,7 @@ impl Core {
             Err(_) => return Err(Error::Internal("delivery buffer poisoned".into())),
         };
         let mut fatal = None;
-        let now_ms = now_millis();
+        let now_ms = crate::now_millis();
         for d in &events {
             let Some(slot) = self.slots.get_mut(d.slot as usize).and_then(Option::as_mut) else {
                 continue;
@@ -1069,7 +1069,7 @@ impl Core {
     }
 
     fn publish_status(&mut self, watermarks: &Watermarks) {
-        let now_ms = now_millis();
+        let now_ms = crate::now_millis();
         let marks = watermarks.lock().map(|w| w.clone()).unwrap_or_default();
         let mut rpo: f64 = 0.0;
         let mut reports = Vec::new();
@@ -1128,12 +1128,6 @@ impl Core {
             .set(rpo);
         self.status.update(reports.into_iter());
     }
-}
-
-fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 fn set_index(map: &mut HashMap<Arc<str>, Vec<u32>>, topic: &Arc<str>, partition: i32, idx: u32) {

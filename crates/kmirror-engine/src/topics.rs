@@ -268,6 +268,35 @@ pub async fn ensure_compacted_topic(
     )))
 }
 
+/// [`ensure_compacted_topic`], retried every 5 s until it succeeds (`Ok(Some(partitions))`)
+/// or `stop` is cancelled (`Ok(None)`). Problems the operator must fix return at once.
+pub async fn ensure_compacted_topic_retrying(
+    admin: &Admin,
+    name: &str,
+    partitions: i32,
+    rf: Option<i32>,
+    timeout: Duration,
+    stop: &tokio_util::sync::CancellationToken,
+) -> Result<Option<i32>> {
+    loop {
+        let attempt = tokio::select! {
+            () = stop.cancelled() => return Ok(None),
+            r = ensure_compacted_topic(admin, name, partitions, rf, timeout) => r,
+        };
+        match attempt {
+            Ok(n) => return Ok(Some(n)),
+            Err(e) if e.is_user_error() => return Err(e),
+            Err(e) => {
+                tracing::warn!(topic = name, "cannot prepare {name}: {e}; retrying in 5 s");
+                tokio::select! {
+                    () = stop.cancelled() => return Ok(None),
+                    () = tokio::time::sleep(Duration::from_secs(5)) => {}
+                }
+            }
+        }
+    }
+}
+
 async fn create_compacted_topic(
     admin: &Admin,
     name: &str,

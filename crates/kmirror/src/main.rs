@@ -271,14 +271,7 @@ fn offsets(
         };
         let r = match kmirror_engine::offsets::report(m, &source, &target, group) {
             Ok(r) => r,
-            Err(e) => {
-                eprintln!("error: flow {}: {e}", m.name());
-                return if e.is_user_error() {
-                    ExitCode::from(EXIT_CONFIG)
-                } else {
-                    ExitCode::FAILURE
-                };
-            }
+            Err(e) => return fail(&m.name(), &e),
         };
         if commit && !dry_run {
             match kmirror_engine::offsets::commit(&target, &r) {
@@ -286,14 +279,7 @@ fn offsets(
                     "committed {n} partition offsets for group {group} on {}",
                     m.target
                 ),
-                Err(e) => {
-                    eprintln!("error: flow {}: {e}", m.name());
-                    return if e.is_user_error() {
-                        ExitCode::from(EXIT_CONFIG)
-                    } else {
-                        ExitCode::FAILURE
-                    };
-                }
+                Err(e) => return fail(&m.name(), &e),
             }
         } else if dry_run {
             eprintln!("dry run: nothing committed");
@@ -324,6 +310,16 @@ fn offsets(
         }
     }
     ExitCode::SUCCESS
+}
+
+/// One error line for a flow, and the exit code its kind calls for.
+fn fail(flow: &str, e: &kmirror_engine::Error) -> ExitCode {
+    eprintln!("error: flow {flow}: {e}");
+    if e.is_user_error() {
+        ExitCode::from(EXIT_CONFIG)
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 fn import(input: &Path, output: Option<&Path>) -> ExitCode {
