@@ -397,7 +397,8 @@ pub fn read_checkpoints(
     c.set("group.id", "kmirror-checkpoint-reader")
         .set("enable.partition.eof", "true")
         .set("enable.auto.commit", "false");
-    let consumer: BaseConsumer = c.create()?;
+    let consumer: BaseConsumer<crate::progress_store::ReaderContext> =
+        c.create_with_context(crate::progress_store::ReaderContext)?;
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, 0, Offset::Beginning)?;
     consumer.assign(&tpl)?;

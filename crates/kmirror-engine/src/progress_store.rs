@@ -123,7 +123,7 @@ pub fn read(
 }
 
 /// The progress reader asks for end-of-partition events; they are not errors.
-struct ReaderContext;
+pub(crate) struct ReaderContext;
 
 impl ClientContext for ReaderContext {
     fn error(&self, error: KafkaError, reason: &str) {
