@@ -123,6 +123,8 @@ impl CheckpointJob {
         let mut groups: Vec<String> = Vec::new();
         let mut groups_listed: Option<Instant> = None;
         let mut last_emit: HashMap<String, Instant> = HashMap::new();
+        // MM2's checkpoint-latency min/max/avg, per checkpointed partition.
+        let mut latencies: HashMap<Key, kmirror_core::window::Window> = HashMap::new();
         let mut emit = tokio::time::interval(self.settings.interval);
         emit.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut sync = tokio::time::interval(
@@ -225,9 +227,14 @@ impl CheckpointJob {
                                 key.1.as_str(),
                                 &tp.partition.to_string(),
                             ];
-                            self.metrics.mm2_checkpoint[0]
-                                .with_label_values(&labels)
-                                .set(latency);
+                            let window = latencies.entry(key.clone()).or_default();
+                            let now = u64::try_from(crate::now_millis()).unwrap_or(0);
+                            window.record(now, latency);
+                            let values =
+                                [latency, window.min(now), window.max(now), window.avg(now)];
+                            for (gauge, value) in self.metrics.mm2_checkpoint.iter().zip(values) {
+                                gauge.with_label_values(&labels).set(value);
+                            }
                             self.metrics.checkpoints.with_label_values(&[&s, &t]).inc();
                             last_emit.insert(group.clone(), Instant::now());
                             store.insert(
