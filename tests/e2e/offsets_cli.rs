@@ -68,7 +68,8 @@ fn offsets_commit_after_stopping_kmirror_resumes_exactly() {
         &topic,
         extra,
     );
-    let mut kmirror = Kmirror::start(&config, &[]);
+    let port = free_port();
+    let mut kmirror = Kmirror::start(&config, &["--metrics-addr", &format!("127.0.0.1:{port}")]);
     let copied = consume(
         &target.bootstrap,
         &topic,
@@ -84,6 +85,31 @@ fn offsets_commit_after_stopping_kmirror_resumes_exactly() {
             .then_some(())
             .ok_or_else(|| format!("{cps:?}"))
     });
+    // The checkpoint and heartbeat metrics moved.
+    let metrics = crate::operations::get(port, "/metrics").1;
+    for name in ["", "_min", "_max", "_avg"] {
+        let series =
+            format!("kafka_connect_mirror_mirrorcheckpointconnector_checkpoint_latency_ms{name}{{");
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with(&series) && l.contains(&format!("group=\"{group}\""))),
+            "missing {series}"
+        );
+    }
+    let counter = |name: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    assert!(
+        counter("kmirror_checkpoints_emitted_total") >= 2.0,
+        "{metrics}"
+    );
+    assert!(counter("kmirror_heartbeats_emitted_total") >= 1.0);
     assert_eq!(kmirror.terminate(Duration::from_secs(30)), Some(0));
 
     let (code, stdout, stderr) = offsets(&config, &["--group", &group, "--json"]);

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::support::*;
 
 /// GET `path`; returns status code and body.
-fn get(port: u16, path: &str) -> (u16, String) {
+pub fn get(port: u16, path: &str) -> (u16, String) {
     let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
         return (0, String::new());
     };
