@@ -148,8 +148,14 @@ impl PartitionTracker {
         self.acked_next
     }
 
-    /// The progress to store now, if it changed since the last stored value.
+    /// The progress to store now, if it changed since the last stored value. A partition that
+    /// had no stored position and has copied nothing stores nothing: its start (earliest or
+    /// latest) is decided again at the next start, and a placeholder position below the source's
+    /// log start would later read as records lost to retention.
     pub fn progress_to_store(&self) -> Option<Offset> {
+        if self.persisted.is_none() && self.copied == 0 {
+            return None;
+        }
         (self.persisted != Some(self.acked_next)).then_some(self.acked_next)
     }
 
@@ -198,6 +204,17 @@ mod tests {
         assert!(t.is_drained());
         assert_eq!(t.progress(), Offset(15));
         assert_eq!(t.copied(), 5);
+    }
+
+    #[test]
+    fn nothing_is_stored_before_the_first_copy() {
+        let mut t = PartitionTracker::new(Offset(0), None);
+        assert_eq!(t.progress_to_store(), None, "no placeholder position");
+        t.on_produced(Offset(1_000));
+        t.on_acked(Offset(1_000));
+        assert_eq!(t.progress_to_store(), Some(Offset(1_001)));
+        let resumed = PartitionTracker::new(Offset(7), Some(Offset(7)));
+        assert_eq!(resumed.progress_to_store(), None, "already stored");
     }
 
     #[test]
