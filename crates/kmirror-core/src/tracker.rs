@@ -121,6 +121,14 @@ impl PartitionTracker {
         true
     }
 
+    /// Runs again after a retriable failure, from the progress (the caller seeks there).
+    /// Counters and the stored position are kept. Returns the offset to fetch from.
+    pub fn restart(&mut self) -> Offset {
+        self.state = PipelineState::Running;
+        self.fetch_next = self.acked_next;
+        self.acked_next
+    }
+
     /// Stop fetching: the partition is being released or kmirror is shutting down.
     pub fn start_draining(&mut self) {
         if self.state == PipelineState::Running {
@@ -283,6 +291,25 @@ mod tests {
             t.state(),
             PipelineState::Failed { at: Offset(1), .. }
         ));
+    }
+
+    #[test]
+    fn restart_after_a_retriable_failure_keeps_what_was_copied() {
+        let mut t = PartitionTracker::new(Offset(0), None);
+        t.on_produced(Offset(0));
+        t.on_produced(Offset(1));
+        t.on_acked(Offset(0));
+        t.on_failed(Offset(1), "timed out".into());
+        assert_eq!(t.restart(), Offset(1));
+        assert!(t.is_running());
+        assert_eq!(
+            t.progress_to_store(),
+            Some(Offset(1)),
+            "the copied record's progress is still stored"
+        );
+        t.on_produced(Offset(1));
+        t.on_acked(Offset(1));
+        assert_eq!(t.progress(), Offset(2));
     }
 
     #[test]

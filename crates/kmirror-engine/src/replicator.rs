@@ -472,8 +472,7 @@ impl Replicator {
                 continue;
             }
             slot.retry_at = None;
-            let from = slot.tracker.progress();
-            slot.tracker = PartitionTracker::new(from, slot.tracker.stored());
+            let from = slot.tracker.restart();
             let tp = &slot.source;
             self.consumer
                 .seek(
