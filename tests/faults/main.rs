@@ -2,77 +2,36 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::collections::BTreeMap;
+#[path = "../support/mod.rs"]
+mod support;
+
 use std::sync::{mpsc, Arc};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kmirror_core::{ClusterAlias, TopicPartition};
 use kmirror_engine::client::ClusterContext;
 use kmirror_engine::replicator::{Assignment, Command, Replicator, ReplicatorSettings, Start};
 use kmirror_engine::status::StatusBoard;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::ClientConfig;
 use tokio_util::sync::CancellationToken;
 
-fn produce(bootstrap: &str, topic: &str, partitions: i32, from: usize, to: usize) {
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("enable.idempotence", "true")
-        .create()
-        .unwrap();
-    for i in from..to {
-        let key = format!("{i:08}");
-        let p = i32::try_from(i).unwrap() % partitions;
-        let mut rec = BaseRecord::<str, str>::to(topic)
-            .key(&key)
-            .payload(&key)
-            .partition(p);
-        loop {
-            match producer.send(rec) {
-                Ok(()) => break,
-                Err((_, back)) => {
-                    rec = back;
-                    producer.poll(Duration::from_millis(5));
-                }
-            }
-        }
+use support::{consume, produce, TestRecord};
+
+fn record(i: usize) -> TestRecord {
+    let key = format!("{i:08}").into_bytes();
+    TestRecord {
+        key: Some(key.clone()),
+        value: Some(key),
+        headers: Vec::new(),
+        timestamp: 1_000 + i64::try_from(i).unwrap(),
     }
-    producer.flush(Duration::from_secs(30)).unwrap();
 }
 
-fn read_all(
-    bootstrap: &str,
-    topic: &str,
-    partitions: i32,
-    expected: usize,
-    timeout: Duration,
-) -> BTreeMap<i32, Vec<String>> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "verify")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&tpl).unwrap();
-    let mut out: BTreeMap<i32, Vec<String>> = BTreeMap::new();
-    let mut n = 0;
-    let deadline = Instant::now() + timeout;
-    while n < expected && Instant::now() < deadline {
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-            out.entry(m.partition())
-                .or_default()
-                .push(String::from_utf8_lossy(m.key().unwrap()).into_owned());
-            n += 1;
-        }
-    }
-    out
+fn records(partitions: i32, from: usize, to: usize) -> Vec<(i32, TestRecord)> {
+    (from..to)
+        .map(|i| (i32::try_from(i).unwrap() % partitions, record(i)))
+        .collect()
 }
 
 #[test]
@@ -85,7 +44,7 @@ fn target_leader_down_for_ten_seconds_loses_nothing_and_keeps_order() {
     target.create_topic("progress", 1, 3).unwrap();
     target.partition_leader(topic, 0, Some(2)).unwrap();
     let (src, dst) = (source.bootstrap_servers(), target.bootstrap_servers());
-    produce(&src, topic, partitions, 0, total / 2);
+    produce(&src, topic, &records(partitions, 0, total / 2));
 
     let mut consumer = ClientConfig::new();
     consumer
@@ -137,18 +96,18 @@ fn target_leader_down_for_ten_seconds_loses_nothing_and_keeps_order() {
     // Mid-stream, the leader of target partition 0 goes away for 10 s while more is written.
     std::thread::sleep(Duration::from_millis(500));
     target.broker_down(2).unwrap();
-    produce(&src, topic, partitions, total / 2, total);
+    produce(&src, topic, &records(partitions, total / 2, total));
     std::thread::sleep(Duration::from_secs(10));
     target.broker_up(2).unwrap();
 
-    let got = read_all(&dst, topic, partitions, total, Duration::from_secs(60));
+    let got = consume(&dst, topic, partitions, total, Duration::from_secs(60));
     shutdown.cancel();
     let report = worker.join().unwrap().unwrap();
     assert!(report.clean, "clean shutdown");
     for p in 0..partitions {
-        let want: Vec<String> = (0..total)
+        let want: Vec<TestRecord> = (0..total)
             .filter(|i| i32::try_from(*i).unwrap() % partitions == p)
-            .map(|i| format!("{i:08}"))
+            .map(record)
             .collect();
         let have = got.get(&p).cloned().unwrap_or_default();
         assert_eq!(
