@@ -63,10 +63,33 @@ fn strimzi_example_passes_with_mounted_secrets() {
         stdout.contains("configuration OK: 1 flow(s): source->dest"),
         "{stdout}"
     );
-    // Keys of later features are accepted, and named.
-    assert!(
-        stderr.contains("sync.topic.acls.enabled: not implemented"),
-        "{stderr}"
+    // Every key of the example is implemented: nothing is reported as ignored.
+    assert!(!stderr.contains("warning"), "{stderr}");
+}
+
+#[test]
+fn use_defaults_from_must_be_source_or_target() {
+    expect_problem(
+        |_, t| {
+            t.replace(
+                "sync.topic.acls.enabled: \"false\"",
+                "sync.topic.acls.enabled: \"false\"\n          use.defaults.from: sideways",
+            )
+        },
+        "use.defaults.from: `sideways` is neither `source` nor `target`",
+    );
+}
+
+#[test]
+fn config_properties_exclude_and_its_old_name_conflict() {
+    expect_problem(
+        |_, t| {
+            t.replace(
+                "sync.topic.acls.enabled: \"false\"",
+                "sync.topic.acls.enabled: \"false\"\n          config.properties.exclude: \"retention\\\\..*\"\n          config.properties.blacklist: \"segment\\\\..*\"",
+            )
+        },
+        "is the old name of `config.properties.exclude`, which is set too; keep one",
     );
 }
 

@@ -420,6 +420,37 @@ mod tests {
         );
     }
 
+    /// MM2 drops a top-level `use.defaults.from` (MM2-COMPAT §4.3, §11); kmirror carries it
+    /// to every flow, where a flow's own value still wins.
+    #[test]
+    fn top_level_use_defaults_from_reaches_every_flow() {
+        let text = "clusters = A, B, C\nA.bootstrap.servers = a:1\nB.bootstrap.servers = b:1\nC.bootstrap.servers = c:1\nA->B.enabled = true\nA->C.enabled = true\nuse.defaults.from = source\nA->C.use.defaults.from = target\nconfig.properties.blacklist = segment\\..*\n";
+        let out = convert(&parse(text), &|_, _| true).expect("converts");
+        let flows: Vec<&str> = out.yaml.split("- sourceCluster").skip(1).collect();
+        assert_eq!(flows.len(), 2, "{}", out.yaml);
+        assert!(
+            flows[0].contains("\"use.defaults.from\": \"source\""),
+            "{}",
+            out.yaml
+        );
+        assert!(
+            flows[1].contains("\"use.defaults.from\": \"target\""),
+            "{}",
+            out.yaml
+        );
+        for f in flows {
+            assert!(
+                f.contains("\"config.properties.blacklist\""),
+                "{}",
+                out.yaml
+            );
+        }
+        assert!(out
+            .warnings
+            .iter()
+            .all(|w| !w.contains("use.defaults.from")));
+    }
+
     #[test]
     fn no_flow_is_an_error() {
         let p = parse("clusters = A, B\nA.bootstrap.servers = a:1\n");

@@ -8,7 +8,10 @@
 //! - [`filter`]: MM2's topic and group include/exclude lists.
 //! - [`progress`]: replication progress records in MM2's Connect offsets format, and Kafka's
 //!   murmur2 partitioner.
-//! - [`topic_config`]: which source topic configs are copied (MM2's property filter).
+//! - [`topic_config`]: which source topic configs are copied and what the periodic sync
+//!   changes (MM2's property filter), and partition growth.
+//! - [`acl`]: which source ACLs are copied and how (MM2's ACL sync).
+//! - [`plan`]: what the next sync would do, as text or JSON.
 //! - [`window`]: windowed min/max/avg/rate statistics with MM2's semantics.
 //! - [`properties`], [`import`]: reading MM2's dedicated-mode properties and converting them.
 //! - [`mm2`]: MM2's OffsetSync, Checkpoint and Heartbeat records, byte for byte.
@@ -18,12 +21,14 @@
 //! - [`tracker`]: per-partition bookkeeping of produced and acknowledged records, which decides
 //!   what may be recorded as done.
 
+pub mod acl;
 pub mod checkpoint;
 pub mod config;
 pub mod filter;
 pub mod import;
 pub mod mm2;
 pub mod offset_sync;
+pub mod plan;
 pub mod policy;
 pub mod progress;
 pub mod properties;

@@ -5,9 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kmirror_core::config::Mirror;
-use kmirror_core::filter::ListPattern;
 use kmirror_core::topic_config::{
-    creation_configs, ConfigEntry, ConfigOrigin, DEFAULT_CONFIG_EXCLUDE,
+    replicated_partitions, ConfigEntry, ConfigOrigin, PartitionAction,
 };
 use kmirror_core::TopicPartition;
 use rdkafka::admin::{
@@ -68,13 +67,64 @@ pub struct Replicable {
     pub target_topic: Arc<str>,
 }
 
-/// Keeps the target's topics in step with the source for one mirror.
+/// Keeps the target's topics in step with the source for one mirror: topics and partitions
+/// here, configs and ACLs in [`crate::target_sync`].
 pub struct TopicSync {
-    mirror: Arc<Mirror>,
-    source: Admin,
-    target: Admin,
-    exclude: ListPattern,
-    metrics: Arc<Metrics>,
+    pub(crate) mirror: Arc<Mirror>,
+    pub(crate) source: Admin,
+    pub(crate) target: Admin,
+    pub(crate) metrics: Arc<Metrics>,
+    /// Conditions already reported, so that a refresh every few seconds logs them once.
+    reported: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+/// Describes the configs of `topics` (in batches), each with its own outcome, in order.
+pub async fn describe_topic_configs(
+    admin: &Admin,
+    topics: &[String],
+    timeout: Duration,
+) -> Vec<std::result::Result<Vec<ConfigEntry>, String>> {
+    const BATCH: usize = 100;
+    let opts = AdminOptions::new().request_timeout(Some(timeout));
+    let mut out = Vec::with_capacity(topics.len());
+    for chunk in topics.chunks(BATCH) {
+        let specs: Vec<ResourceSpecifier<'_>> =
+            chunk.iter().map(|t| ResourceSpecifier::Topic(t)).collect();
+        match admin.describe_configs(&specs, &opts).await {
+            Ok(results) if results.len() == chunk.len() => {
+                out.extend(results.into_iter().map(|r| match r {
+                    Ok(resource) => Ok(resource.entries.into_iter().map(entry_from).collect()),
+                    Err(code) => Err(code.to_string()),
+                }));
+            }
+            Ok(results) => {
+                let why = format!("{} answers for {} topics", results.len(), chunk.len());
+                out.extend(chunk.iter().map(|_| Err(why.clone())));
+            }
+            Err(e) => out.extend(chunk.iter().map(|_| Err(e.to_string()))),
+        }
+    }
+    out
+}
+
+fn entry_from(e: rdkafka::admin::ConfigEntry) -> ConfigEntry {
+    use rdkafka::admin::ConfigSource;
+    ConfigEntry {
+        origin: match e.source {
+            ConfigSource::DynamicTopic => ConfigOrigin::DynamicTopic,
+            ConfigSource::DynamicBroker | ConfigSource::DynamicDefaultBroker => {
+                ConfigOrigin::DynamicBroker
+            }
+            ConfigSource::StaticBroker => ConfigOrigin::StaticBroker,
+            ConfigSource::Default => ConfigOrigin::Default,
+            _ => ConfigOrigin::Unknown,
+        },
+        name: e.name,
+        value: e.value,
+        read_only: e.is_read_only,
+        sensitive: e.is_sensitive,
+        is_default: e.is_default,
+    }
 }
 
 impl TopicSync {
@@ -85,9 +135,35 @@ impl TopicSync {
             source,
             target,
             metrics,
-            exclude: ListPattern::parse(DEFAULT_CONFIG_EXCLUDE)
-                .unwrap_or_else(|_| ListPattern::empty()),
+            reported: std::sync::Mutex::default(),
         }
+    }
+
+    /// Whether `condition` is new (and records it).
+    fn first_report(&self, condition: String) -> bool {
+        self.reported
+            .lock()
+            .map_or(true, |mut seen| seen.insert(condition))
+    }
+
+    /// The remote name of every source topic this flow replicates, with the source's
+    /// partition count.
+    pub(crate) fn replicated_topics<'a>(
+        &'a self,
+        source_topics: &'a BTreeMap<String, i32>,
+    ) -> impl Iterator<Item = (&'a String, String, i32)> + 'a {
+        source_topics
+            .iter()
+            .filter(|(t, _)| should_replicate(&self.mirror, t))
+            .map(|(t, &n)| {
+                (
+                    t,
+                    self.mirror
+                        .policy
+                        .format_remote_topic(&self.mirror.source, t),
+                    n,
+                )
+            })
     }
 
     /// One round: create missing remote topics, grow short ones, and return every source
@@ -99,17 +175,13 @@ impl TopicSync {
         let source_topics = list_topics(&self.source, timeout).await?;
         let mut target_topics = list_topics(&self.target, timeout).await?;
         let mut out = Vec::new();
-        for (topic, &partitions) in &source_topics {
-            if !should_replicate(&self.mirror, topic) {
-                continue;
-            }
-            let remote = self
-                .mirror
-                .policy
-                .format_remote_topic(&self.mirror.source, topic);
-            let on_target = match target_topics.get(&remote) {
-                None => match self.create(topic, &remote, partitions).await {
-                    Ok(()) => partitions,
+        for (topic, remote, partitions) in self.replicated_topics(&source_topics) {
+            let on_target = match PartitionAction::decide(
+                partitions,
+                target_topics.get(&remote).copied(),
+            ) {
+                PartitionAction::Create(n) => match self.create(topic, &remote, n).await {
+                    Ok(()) => n,
                     Err(e) => {
                         self.metrics.error(
                             self.mirror.source.as_str(),
@@ -120,19 +192,21 @@ impl TopicSync {
                         continue;
                     }
                 },
-                Some(&n) if n < partitions => self.grow(&remote, n, partitions).await,
-                Some(&n) => {
-                    if n > partitions {
-                        tracing::warn!(topic = %topic, source_partitions = partitions, target_partitions = n,
-                            "the target topic has more partitions than the source; the extra ones are left alone");
+                // Grown before the new partitions are handed to the replicator.
+                PartitionAction::Grow { from, to } => self.grow(&remote, from, to).await,
+                PartitionAction::InStep => partitions,
+                PartitionAction::TargetLarger { source, target } => {
+                    if self.first_report(format!("larger:{remote}:{target}")) {
+                        tracing::warn!(topic = %topic, source_partitions = source, target_partitions = target,
+                        "the target topic has more partitions than the source; the extra ones are left alone");
                     }
-                    partitions
+                    target
                 }
             };
             target_topics.insert(remote.clone(), on_target);
             let remote: Arc<str> = remote.into();
             let source_topic: Arc<str> = topic.as_str().into();
-            for p in 0..partitions.min(on_target) {
+            for p in 0..replicated_partitions(partitions, on_target) {
                 out.push(Replicable {
                     source: TopicPartition::new(Arc::clone(&source_topic), p),
                     target_topic: Arc::clone(&remote),
@@ -146,45 +220,23 @@ impl TopicSync {
         family.with_label_values(&[self.mirror.source.as_str(), self.mirror.target.as_str()])
     }
 
-    async fn source_configs(&self, topic: &str) -> Vec<(String, String)> {
-        let opts = AdminOptions::new().request_timeout(Some(self.mirror.admin_timeout));
-        let result = self
-            .source
-            .describe_configs(&[ResourceSpecifier::Topic(topic)], &opts)
-            .await;
-        let entries: Vec<ConfigEntry> = match result {
-            Ok(results) => results
-                .into_iter()
-                .filter_map(Result::ok)
-                .flat_map(|r| r.entries)
-                .map(|e| ConfigEntry {
-                    origin: match e.source {
-                        rdkafka::admin::ConfigSource::DynamicTopic => ConfigOrigin::DynamicTopic,
-                        rdkafka::admin::ConfigSource::DynamicBroker
-                        | rdkafka::admin::ConfigSource::DynamicDefaultBroker => {
-                            ConfigOrigin::DynamicBroker
-                        }
-                        rdkafka::admin::ConfigSource::StaticBroker => ConfigOrigin::StaticBroker,
-                        rdkafka::admin::ConfigSource::Default => ConfigOrigin::Default,
-                        _ => ConfigOrigin::Unknown,
-                    },
-                    name: e.name,
-                    value: e.value,
-                    read_only: e.is_read_only,
-                    sensitive: e.is_sensitive,
-                    is_default: e.is_default,
-                })
-                .collect(),
-            Err(e) => {
+    /// The configs a new remote topic of `topic` gets (MM2's creation filter).
+    pub(crate) async fn creation_configs(&self, topic: &str) -> Vec<(String, String)> {
+        let described =
+            describe_topic_configs(&self.source, &[topic.to_owned()], self.mirror.admin_timeout)
+                .await;
+        match described.into_iter().next() {
+            Some(Ok(entries)) => self.mirror.config_filter.creation_configs(&entries),
+            Some(Err(e)) => {
                 tracing::warn!(topic, "cannot read the source topic's configs ({e}); creating it with the target's defaults");
                 Vec::new()
             }
-        };
-        creation_configs(&entries, &self.exclude, false)
+            None => Vec::new(),
+        }
     }
 
     async fn create(&self, topic: &str, remote: &str, partitions: i32) -> Result<()> {
-        let configs = self.source_configs(topic).await;
+        let configs = self.creation_configs(topic).await;
         let rf = self.mirror.replication_factor.unwrap_or(-1);
         let mut new = NewTopic::new(remote, partitions, TopicReplication::Fixed(rf));
         for (k, v) in &configs {
@@ -227,15 +279,29 @@ impl TopicSync {
                     wanted
                 }
                 Some(Err((_, code))) => {
-                    tracing::warn!(topic = %remote, from = current, to = wanted, "cannot add partitions on the target ({code}); copying the {current} partitions both sides have");
+                    self.grow_failed(remote, current, wanted, &code.to_string());
                     current
                 }
                 None => current,
             },
             Err(e) => {
-                tracing::warn!(topic = %remote, "CreatePartitions failed ({e}); copying the {current} partitions both sides have");
+                self.grow_failed(remote, current, wanted, &e.to_string());
                 current
             }
+        }
+    }
+
+    /// Partitions both sides have keep replicating; the rest wait for the next refresh (their
+    /// records stay on the source, nothing is skipped).
+    fn grow_failed(&self, remote: &str, current: i32, wanted: i32, why: &str) {
+        self.metrics.error(
+            self.mirror.source.as_str(),
+            self.mirror.target.as_str(),
+            "partition_grow",
+        );
+        if self.first_report(format!("grow:{remote}:{wanted}:{why}")) {
+            tracing::warn!(topic = %remote, from = current, to = wanted,
+                "cannot add partitions on the target ({why}); copying the {current} partitions both sides have and retrying at every refresh");
         }
     }
 }

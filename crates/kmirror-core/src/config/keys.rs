@@ -5,8 +5,6 @@
 pub enum KeyStatus {
     /// Honoured with MM2's meaning.
     Implemented,
-    /// Part of MM2 that kmirror will honour in a later version: accepted with a warning.
-    NotYetImplemented,
     /// Meaningless for kmirror (Connect plumbing); accepted with a notice.
     NoEffect(&'static str),
     /// Only MM2's own default class is accepted.
@@ -15,7 +13,7 @@ pub enum KeyStatus {
 
 /// Every MM2 connector key kmirror accepts.
 pub const CONNECTOR_KEYS: &[(&str, KeyStatus)] = {
-    use KeyStatus::{DefaultClassOnly, Implemented, NoEffect, NotYetImplemented};
+    use KeyStatus::{DefaultClassOnly, Implemented, NoEffect};
     const CONNECT: &str = "Kafka Connect plumbing, not used by kmirror";
     &[
         ("replication.policy.class", Implemented),
@@ -52,13 +50,13 @@ pub const CONNECTOR_KEYS: &[(&str, KeyStatus)] = {
         ("emit.heartbeats.enabled", Implemented),
         ("emit.heartbeats.interval.seconds", Implemented),
         ("heartbeats.topic.replication.factor", Implemented),
-        ("sync.topic.configs.enabled", NotYetImplemented),
-        ("sync.topic.configs.interval.seconds", NotYetImplemented),
-        ("sync.topic.acls.enabled", NotYetImplemented),
-        ("sync.topic.acls.interval.seconds", NotYetImplemented),
-        ("config.properties.exclude", NotYetImplemented),
-        ("config.properties.blacklist", NotYetImplemented),
-        ("use.defaults.from", NotYetImplemented),
+        ("sync.topic.configs.enabled", Implemented),
+        ("sync.topic.configs.interval.seconds", Implemented),
+        ("sync.topic.acls.enabled", Implemented),
+        ("sync.topic.acls.interval.seconds", Implemented),
+        ("config.properties.exclude", Implemented),
+        ("config.properties.blacklist", Implemented),
+        ("use.defaults.from", Implemented),
         (
             "consumer.poll.timeout.ms",
             NoEffect("kmirror polls continuously"),

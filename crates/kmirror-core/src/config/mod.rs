@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use crate::filter::{self, ListPattern, NameFilter};
 use crate::policy::{PolicyKind, ReplicationPolicy};
+use crate::topic_config::ConfigFilter;
 use crate::types::{ClusterAlias, StartFrom};
 use keys::{ClientTarget, KeyStatus};
 use raw::{CertificateSource, ClusterSpec, ConnectorSpec, MirrorSpec, Spec};
@@ -220,7 +221,17 @@ pub struct Mirror {
     pub offset_syncs: Option<OffsetSyncSettings>,
     /// Checkpoints (`None`: `emit.checkpoints.enabled=false`).
     pub checkpoints: Option<CheckpointSettings>,
+    /// Which source topic configs are copied (at creation and by the periodic sync).
+    pub config_filter: ConfigFilter,
+    /// `sync.topic.configs.interval.seconds` (`None`: `sync.topic.configs.enabled=false`).
+    pub sync_topic_configs: Option<Duration>,
+    /// `sync.topic.acls.interval.seconds` (`None`: `sync.topic.acls.enabled=false`).
+    pub sync_topic_acls: Option<Duration>,
 }
+
+/// kmirror's default for `sync.topic.configs.interval.seconds` and
+/// `sync.topic.acls.interval.seconds` (MM2: 600 s): the target follows within seconds.
+pub const DEFAULT_TOPIC_SYNC_INTERVAL: Duration = Duration::from_secs(10);
 
 /// kmirror's default for MM2's checkpoint, group refresh and group sync intervals (MM2: 60 s,
 /// 600 s, 60 s): checkpoints follow the source within seconds.
@@ -825,6 +836,26 @@ fn replication_factor(
     }
 }
 
+/// A list-of-regexes key, or its default.
+fn pattern_of(
+    keys: &MergedKeys,
+    key: &str,
+    default: &str,
+    problems: &mut Vec<Problem>,
+) -> ListPattern {
+    let (f, v) = keys.get(key).unwrap_or(("", default));
+    match ListPattern::parse(v) {
+        Ok(p) => p,
+        Err(e) => {
+            problems.push(Problem::new(
+                f,
+                format!("invalid regular expression: {}", first_line(&e.to_string())),
+            ));
+            ListPattern::empty()
+        }
+    }
+}
+
 #[allow(clippy::too_many_lines)]
 fn resolve_mirror(
     m: &MirrorSpec,
@@ -861,12 +892,6 @@ fn resolve_mirror(
         if let Some(status) = keys::status_of(key) {
             match status {
                 KeyStatus::Implemented => {}
-                KeyStatus::NotYetImplemented => notices.push(Notice {
-                    severity: Severity::Warning,
-                    field: kfield.clone(),
-                    message: "not implemented in this kmirror version yet; accepted and ignored"
-                        .into(),
-                }),
                 KeyStatus::NoEffect(why) => notices.push(Notice {
                     severity: Severity::Info,
                     field: kfield.clone(),
@@ -961,26 +986,23 @@ fn resolve_mirror(
     };
     let policy = ReplicationPolicy::new(kind, separator, internal_sep, Some(source.clone()));
 
-    let mut pattern = |key: &str, default: &str| -> ListPattern {
-        let (f, v) = keys.get(key).unwrap_or(("", default));
-        match ListPattern::parse(v) {
-            Ok(p) => p,
-            Err(e) => {
-                problems.push(Problem::new(
-                    f,
-                    format!("invalid regular expression: {}", first_line(&e.to_string())),
-                ));
-                ListPattern::empty()
-            }
-        }
-    };
     let topics = NameFilter::new(
-        pattern("topics", filter::DEFAULT_TOPICS),
-        pattern("topics.exclude", filter::DEFAULT_TOPICS_EXCLUDE),
+        pattern_of(&keys, "topics", filter::DEFAULT_TOPICS, problems),
+        pattern_of(
+            &keys,
+            "topics.exclude",
+            filter::DEFAULT_TOPICS_EXCLUDE,
+            problems,
+        ),
     );
     let groups = NameFilter::new(
-        pattern("groups", filter::DEFAULT_GROUPS),
-        pattern("groups.exclude", filter::DEFAULT_GROUPS_EXCLUDE),
+        pattern_of(&keys, "groups", filter::DEFAULT_GROUPS, problems),
+        pattern_of(
+            &keys,
+            "groups.exclude",
+            filter::DEFAULT_GROUPS_EXCLUDE,
+            problems,
+        ),
     );
 
     let bool_key = |key: &str, default: bool, problems: &mut Vec<Problem>| match keys.get(key) {
@@ -1102,6 +1124,40 @@ fn resolve_mirror(
     } else {
         None
     };
+    let config_filter = ConfigFilter {
+        exclude: pattern_of(
+            &keys,
+            "config.properties.exclude",
+            crate::topic_config::DEFAULT_CONFIG_EXCLUDE,
+            problems,
+        ),
+        defaults_from_source: match keys.get("use.defaults.from") {
+            None => false,
+            Some((_, v)) if v.trim() == "target" => false,
+            Some((_, v)) if v.trim() == "source" => true,
+            Some((f, v)) => {
+                problems.push(Problem::new(
+                    f,
+                    format!("`{v}` is neither `source` nor `target`"),
+                ));
+                false
+            }
+        },
+    };
+    let sync_topic_configs = bool_key("sync.topic.configs.enabled", true, problems).then(|| {
+        seconds(
+            "sync.topic.configs.interval.seconds",
+            DEFAULT_TOPIC_SYNC_INTERVAL,
+            problems,
+        )
+    });
+    let sync_topic_acls = bool_key("sync.topic.acls.enabled", true, problems).then(|| {
+        seconds(
+            "sync.topic.acls.interval.seconds",
+            DEFAULT_TOPIC_SYNC_INTERVAL,
+            problems,
+        )
+    });
     let heartbeats =
         bool_key("emit.heartbeats.enabled", true, problems).then(|| HeartbeatSettings {
             interval: match keys.get("emit.heartbeats.interval.seconds") {
@@ -1143,6 +1199,9 @@ fn resolve_mirror(
         heartbeats,
         offset_syncs,
         checkpoints,
+        config_filter,
+        sync_topic_configs,
+        sync_topic_acls,
     })
 }
 
@@ -1247,6 +1306,10 @@ impl Config {
                     "topics": m.topics.include().as_str(),
                     "topicsExclude": m.topics.exclude().as_str(),
                     "refreshTopicsSeconds": m.refresh_topics.map(|d| d.as_secs()),
+                    "syncTopicConfigsSeconds": m.sync_topic_configs.map(|d| d.as_secs()),
+                    "syncTopicAclsSeconds": m.sync_topic_acls.map(|d| d.as_secs()),
+                    "configPropertiesExclude": m.config_filter.exclude.as_str(),
+                    "useDefaultsFrom": if m.config_filter.defaults_from_source { "source" } else { "target" },
                     "replicationFactor": m.replication_factor,
                     "startFrom": format!("{:?}", m.start_from),
                     "progressTopic": m.progress.topic,
