@@ -1,0 +1,654 @@
+//! The admin calls kmirror needs that rdkafka's safe API does not offer: IncrementalAlterConfigs
+//! (KIP-339), DescribeAcls and CreateAcls. Each is a thin, blocking wrapper over librdkafka's C
+//! API (through `rdkafka::bindings`, the same library rdkafka links), run on the caller's
+//! thread: call them from `spawn_blocking`, never from an async worker.
+//!
+//! Every librdkafka object is owned by a small guard that destroys it on drop, strings are
+//! copied out of librdkafka's memory before the event that owns them is destroyed, and every
+//! `unsafe` block says why it is sound.
+
+use std::ffi::{CStr, CString};
+use std::fmt;
+use std::os::raw::{c_char, c_int};
+use std::ptr;
+use std::time::Duration;
+
+use kmirror_core::acl::{AclOperation, AclPermission, PatternType, TopicAcl};
+use rdkafka::bindings as rd;
+use rdkafka::client::{Client, ClientContext};
+use rdkafka::error::RDKafkaErrorCode;
+
+/// Time allowed beyond the request timeout for librdkafka to deliver the result.
+const POLL_SLACK: Duration = Duration::from_secs(5);
+
+/// A failed admin call or resource, with librdkafka's or the broker's reason.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdminError {
+    /// The error code.
+    pub code: RDKafkaErrorCode,
+    /// The reason, as the broker or librdkafka gave it (may be empty).
+    pub message: String,
+}
+
+impl AdminError {
+    fn new(code: RDKafkaErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for AdminError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.message.is_empty() {
+            write!(f, "{}", self.code)
+        } else {
+            write!(f, "{} ({})", self.message, self.code)
+        }
+    }
+}
+
+impl std::error::Error for AdminError {}
+
+/// One IncrementalAlterConfigs operation on a key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AlterOp {
+    /// Set the key to this value.
+    Set(String),
+    /// Remove the topic's value (the broker default applies again).
+    Delete,
+}
+
+/// Copies a C string owned by librdkafka.
+///
+/// # Safety
+/// `p` is null or points to a NUL-terminated string that stays valid during the call.
+unsafe fn owned(p: *const c_char) -> String {
+    if p.is_null() {
+        return String::new();
+    }
+    // SAFETY: non-null and NUL-terminated per this function's contract.
+    let s = unsafe { CStr::from_ptr(p) };
+    s.to_string_lossy().into_owned()
+}
+
+fn c_string(s: &str) -> Result<CString, AdminError> {
+    CString::new(s).map_err(|_| {
+        AdminError::new(
+            RDKafkaErrorCode::InvalidArgument,
+            format!("`{s}` contains a NUL byte"),
+        )
+    })
+}
+
+fn millis(d: Duration) -> c_int {
+    c_int::try_from(d.as_millis()).unwrap_or(c_int::MAX)
+}
+
+fn errstr_text(buf: &[c_char]) -> String {
+    let bytes: Vec<u8> = buf
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c.to_ne_bytes()[0])
+        .collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// A result queue for one call.
+struct Queue(*mut rd::rd_kafka_queue_t);
+
+impl Queue {
+    fn new(rk: *mut rd::rd_kafka_t) -> Result<Self, AdminError> {
+        // SAFETY: `rk` is the handle of a client the caller borrows for the whole call.
+        let q = unsafe { rd::rd_kafka_queue_new(rk) };
+        if q.is_null() {
+            return Err(AdminError::new(
+                RDKafkaErrorCode::Fail,
+                "librdkafka could not create a result queue",
+            ));
+        }
+        Ok(Self(q))
+    }
+
+    fn poll(&self, timeout: Duration) -> Result<Event, AdminError> {
+        // SAFETY: the queue is alive until `self` is dropped.
+        let ev = unsafe { rd::rd_kafka_queue_poll(self.0, millis(timeout)) };
+        if ev.is_null() {
+            return Err(AdminError::new(
+                RDKafkaErrorCode::OperationTimedOut,
+                format!("no answer within {} ms", timeout.as_millis()),
+            ));
+        }
+        Ok(Event(ev))
+    }
+}
+
+impl Drop for Queue {
+    fn drop(&mut self) {
+        // SAFETY: created by rd_kafka_queue_new and destroyed only here. A request still in
+        // flight holds its own reference to the queue.
+        unsafe { rd::rd_kafka_queue_destroy(self.0) }
+    }
+}
+
+/// Admin options with the request timeout set.
+struct Options(*mut rd::rd_kafka_AdminOptions_t);
+
+impl Options {
+    fn new(
+        rk: *mut rd::rd_kafka_t,
+        op: rd::rd_kafka_admin_op_t,
+        timeout: Duration,
+    ) -> Result<Self, AdminError> {
+        // SAFETY: `rk` is a live client handle (see `Queue::new`).
+        let o = unsafe { rd::rd_kafka_AdminOptions_new(rk, op) };
+        if o.is_null() {
+            return Err(AdminError::new(
+                RDKafkaErrorCode::Fail,
+                "librdkafka could not create admin options",
+            ));
+        }
+        let options = Self(o);
+        let mut errstr = [0 as c_char; 512];
+        // SAFETY: the options are alive; `errstr` is writable for the length given.
+        let err = unsafe {
+            rd::rd_kafka_AdminOptions_set_request_timeout(
+                options.0,
+                millis(timeout),
+                errstr.as_mut_ptr(),
+                errstr.len(),
+            )
+        };
+        if err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+            return Err(AdminError::new(err.into(), errstr_text(&errstr)));
+        }
+        Ok(options)
+    }
+}
+
+impl Drop for Options {
+    fn drop(&mut self) {
+        // SAFETY: created by rd_kafka_AdminOptions_new; librdkafka copies what it needs when a
+        // request is made.
+        unsafe { rd::rd_kafka_AdminOptions_destroy(self.0) }
+    }
+}
+
+/// A result event; everything read from it is copied before it is dropped.
+struct Event(*mut rd::rd_kafka_event_t);
+
+impl Event {
+    /// The request-level error, if any (timeouts, unsupported requests, ...).
+    fn check(&self) -> Result<(), AdminError> {
+        // SAFETY: the event is alive.
+        let code = unsafe { rd::rd_kafka_event_error(self.0) };
+        if code == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+            return Ok(());
+        }
+        // SAFETY: the event is alive; the string it returns lives as long as the event.
+        let message = unsafe { owned(rd::rd_kafka_event_error_string(self.0)) };
+        Err(AdminError::new(code.into(), message))
+    }
+}
+
+impl Drop for Event {
+    fn drop(&mut self) {
+        // SAFETY: polled from a queue, destroyed only here.
+        unsafe { rd::rd_kafka_event_destroy(self.0) }
+    }
+}
+
+/// Config resources built for a request.
+struct Resources(Vec<*mut rd::rd_kafka_ConfigResource_t>);
+
+impl Drop for Resources {
+    fn drop(&mut self) {
+        for &r in &self.0 {
+            // SAFETY: each was created by rd_kafka_ConfigResource_new and is destroyed once;
+            // a request works on its own copies.
+            unsafe { rd::rd_kafka_ConfigResource_destroy(r) }
+        }
+    }
+}
+
+/// An ACL binding or filter built for a request.
+struct Binding(*mut rd::rd_kafka_AclBinding_t);
+
+impl Drop for Binding {
+    fn drop(&mut self) {
+        // SAFETY: created by rd_kafka_AclBinding(Filter)_new, destroyed once; requests copy it.
+        unsafe { rd::rd_kafka_AclBinding_destroy(self.0) }
+    }
+}
+
+/// Turns a `rd_kafka_error_t` into an [`AdminError`] and frees it.
+///
+/// # Safety
+/// `err` is a non-null error the caller owns.
+unsafe fn take_error(err: *mut rd::rd_kafka_error_t) -> AdminError {
+    // SAFETY: `err` is valid per the contract.
+    let code = unsafe { rd::rd_kafka_error_code(err) };
+    // SAFETY: as above; the string lives as long as `err`.
+    let message = unsafe { owned(rd::rd_kafka_error_string(err)) };
+    // SAFETY: owned by the caller, freed once here.
+    unsafe { rd::rd_kafka_error_destroy(err) };
+    AdminError::new(code.into(), message)
+}
+
+/// Each topic's outcome of an IncrementalAlterConfigs request.
+pub type TopicOutcomes = Vec<(String, Result<(), AdminError>)>;
+
+/// IncrementalAlterConfigs on topics: one resource per topic with its operations, in a single
+/// request. Returns each topic's own outcome; `Err` only when the whole request failed
+/// (unreachable cluster, unsupported by the broker, ...). Blocking.
+pub fn incremental_alter_topic_configs<C: ClientContext>(
+    client: &Client<C>,
+    topics: &[(String, Vec<(String, AlterOp)>)],
+    timeout: Duration,
+) -> Result<TopicOutcomes, AdminError> {
+    if topics.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rk = client.native_ptr();
+    let mut resources = Resources(Vec::with_capacity(topics.len()));
+    for (topic, ops) in topics {
+        let name = c_string(topic)?;
+        // SAFETY: `name` is a valid C string; librdkafka copies it.
+        let res = unsafe {
+            rd::rd_kafka_ConfigResource_new(
+                rd::rd_kafka_ResourceType_t::RD_KAFKA_RESOURCE_TOPIC,
+                name.as_ptr(),
+            )
+        };
+        if res.is_null() {
+            return Err(AdminError::new(
+                RDKafkaErrorCode::InvalidArgument,
+                format!("cannot describe topic `{topic}` as a config resource"),
+            ));
+        }
+        resources.0.push(res);
+        for (key, op) in ops {
+            let key_c = c_string(key)?;
+            let (op_type, value) = match op {
+                AlterOp::Set(v) => (
+                    rd::rd_kafka_AlterConfigOpType_t::RD_KAFKA_ALTER_CONFIG_OP_TYPE_SET,
+                    Some(c_string(v)?),
+                ),
+                AlterOp::Delete => (
+                    rd::rd_kafka_AlterConfigOpType_t::RD_KAFKA_ALTER_CONFIG_OP_TYPE_DELETE,
+                    None,
+                ),
+            };
+            let value_ptr = value.as_ref().map_or(ptr::null(), |v| v.as_ptr());
+            // SAFETY: `res` is alive (owned by `resources`); the strings are valid C strings
+            // (or null for DELETE, which librdkafka allows) and are copied.
+            let err = unsafe {
+                rd::rd_kafka_ConfigResource_add_incremental_config(
+                    res,
+                    key_c.as_ptr(),
+                    op_type,
+                    value_ptr,
+                )
+            };
+            if !err.is_null() {
+                // SAFETY: a non-null error returned to us, which we own.
+                return Err(unsafe { take_error(err) });
+            }
+        }
+    }
+    let queue = Queue::new(rk)?;
+    let options = Options::new(
+        rk,
+        rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_INCREMENTALALTERCONFIGS,
+        timeout,
+    )?;
+    // SAFETY: every handle is alive for the call; librdkafka copies the resources and keeps a
+    // reference to the queue until it has answered.
+    unsafe {
+        rd::rd_kafka_IncrementalAlterConfigs(
+            rk,
+            resources.0.as_mut_ptr(),
+            resources.0.len(),
+            options.0,
+            queue.0,
+        );
+    }
+    let event = queue.poll(timeout + POLL_SLACK)?;
+    event.check()?;
+    // SAFETY: the event is alive; the result is part of it.
+    let result = unsafe { rd::rd_kafka_event_IncrementalAlterConfigs_result(event.0) };
+    if result.is_null() {
+        return Err(AdminError::new(
+            RDKafkaErrorCode::Fail,
+            "unexpected event in place of the IncrementalAlterConfigs result",
+        ));
+    }
+    let mut n = 0usize;
+    // SAFETY: `result` belongs to the live event; `n` receives the count.
+    let array = unsafe { rd::rd_kafka_IncrementalAlterConfigs_result_resources(result, &mut n) };
+    let answered: &[*const rd::rd_kafka_ConfigResource_t] = if array.is_null() || n == 0 {
+        &[]
+    } else {
+        // SAFETY: librdkafka returns `n` valid pointers that live as long as the event.
+        unsafe { std::slice::from_raw_parts(array, n) }
+    };
+    let mut out = Vec::with_capacity(answered.len());
+    for &r in answered {
+        // SAFETY: `r` is a resource of the live event.
+        let name = unsafe { owned(rd::rd_kafka_ConfigResource_name(r)) };
+        // SAFETY: as above.
+        let code = unsafe { rd::rd_kafka_ConfigResource_error(r) };
+        let outcome = if code == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+            Ok(())
+        } else {
+            // SAFETY: as above; the string lives as long as the event.
+            let message = unsafe { owned(rd::rd_kafka_ConfigResource_error_string(r)) };
+            Err(AdminError::new(code.into(), message))
+        };
+        out.push((name, outcome));
+    }
+    Ok(out)
+}
+
+fn operation_from(op: rd::rd_kafka_AclOperation_t) -> AclOperation {
+    use rd::rd_kafka_AclOperation_t as O;
+    match op {
+        O::RD_KAFKA_ACL_OPERATION_ANY => AclOperation::Any,
+        O::RD_KAFKA_ACL_OPERATION_ALL => AclOperation::All,
+        O::RD_KAFKA_ACL_OPERATION_READ => AclOperation::Read,
+        O::RD_KAFKA_ACL_OPERATION_WRITE => AclOperation::Write,
+        O::RD_KAFKA_ACL_OPERATION_CREATE => AclOperation::Create,
+        O::RD_KAFKA_ACL_OPERATION_DELETE => AclOperation::Delete,
+        O::RD_KAFKA_ACL_OPERATION_ALTER => AclOperation::Alter,
+        O::RD_KAFKA_ACL_OPERATION_DESCRIBE => AclOperation::Describe,
+        O::RD_KAFKA_ACL_OPERATION_CLUSTER_ACTION => AclOperation::ClusterAction,
+        O::RD_KAFKA_ACL_OPERATION_DESCRIBE_CONFIGS => AclOperation::DescribeConfigs,
+        O::RD_KAFKA_ACL_OPERATION_ALTER_CONFIGS => AclOperation::AlterConfigs,
+        O::RD_KAFKA_ACL_OPERATION_IDEMPOTENT_WRITE => AclOperation::IdempotentWrite,
+        _ => AclOperation::Unknown,
+    }
+}
+
+fn operation_to(op: AclOperation) -> Option<rd::rd_kafka_AclOperation_t> {
+    use rd::rd_kafka_AclOperation_t as O;
+    Some(match op {
+        AclOperation::Unknown => return None,
+        AclOperation::Any => O::RD_KAFKA_ACL_OPERATION_ANY,
+        AclOperation::All => O::RD_KAFKA_ACL_OPERATION_ALL,
+        AclOperation::Read => O::RD_KAFKA_ACL_OPERATION_READ,
+        AclOperation::Write => O::RD_KAFKA_ACL_OPERATION_WRITE,
+        AclOperation::Create => O::RD_KAFKA_ACL_OPERATION_CREATE,
+        AclOperation::Delete => O::RD_KAFKA_ACL_OPERATION_DELETE,
+        AclOperation::Alter => O::RD_KAFKA_ACL_OPERATION_ALTER,
+        AclOperation::Describe => O::RD_KAFKA_ACL_OPERATION_DESCRIBE,
+        AclOperation::ClusterAction => O::RD_KAFKA_ACL_OPERATION_CLUSTER_ACTION,
+        AclOperation::DescribeConfigs => O::RD_KAFKA_ACL_OPERATION_DESCRIBE_CONFIGS,
+        AclOperation::AlterConfigs => O::RD_KAFKA_ACL_OPERATION_ALTER_CONFIGS,
+        AclOperation::IdempotentWrite => O::RD_KAFKA_ACL_OPERATION_IDEMPOTENT_WRITE,
+    })
+}
+
+fn permission_from(p: rd::rd_kafka_AclPermissionType_t) -> AclPermission {
+    use rd::rd_kafka_AclPermissionType_t as P;
+    match p {
+        P::RD_KAFKA_ACL_PERMISSION_TYPE_ANY => AclPermission::Any,
+        P::RD_KAFKA_ACL_PERMISSION_TYPE_DENY => AclPermission::Deny,
+        P::RD_KAFKA_ACL_PERMISSION_TYPE_ALLOW => AclPermission::Allow,
+        _ => AclPermission::Unknown,
+    }
+}
+
+fn permission_to(p: AclPermission) -> Option<rd::rd_kafka_AclPermissionType_t> {
+    use rd::rd_kafka_AclPermissionType_t as P;
+    match p {
+        AclPermission::Any => Some(P::RD_KAFKA_ACL_PERMISSION_TYPE_ANY),
+        AclPermission::Deny => Some(P::RD_KAFKA_ACL_PERMISSION_TYPE_DENY),
+        AclPermission::Allow => Some(P::RD_KAFKA_ACL_PERMISSION_TYPE_ALLOW),
+        AclPermission::Unknown => None,
+    }
+}
+
+fn pattern_from(p: rd::rd_kafka_ResourcePatternType_t) -> PatternType {
+    use rd::rd_kafka_ResourcePatternType_t as R;
+    match p {
+        R::RD_KAFKA_RESOURCE_PATTERN_LITERAL => PatternType::Literal,
+        R::RD_KAFKA_RESOURCE_PATTERN_PREFIXED => PatternType::Prefixed,
+        _ => PatternType::Unknown,
+    }
+}
+
+/// Every TOPIC ACL binding of the cluster (any name, any pattern type). A cluster without an
+/// authorizer answers with [`RDKafkaErrorCode::SecurityDisabled`]. Blocking.
+pub fn describe_topic_acls<C: ClientContext>(
+    client: &Client<C>,
+    timeout: Duration,
+) -> Result<Vec<TopicAcl>, AdminError> {
+    let rk = client.native_ptr();
+    let mut errstr = [0 as c_char; 512];
+    // SAFETY: null name, principal and host mean "any"; `errstr` is writable for its length.
+    let raw = unsafe {
+        rd::rd_kafka_AclBindingFilter_new(
+            rd::rd_kafka_ResourceType_t::RD_KAFKA_RESOURCE_TOPIC,
+            ptr::null(),
+            rd::rd_kafka_ResourcePatternType_t::RD_KAFKA_RESOURCE_PATTERN_ANY,
+            ptr::null(),
+            ptr::null(),
+            rd::rd_kafka_AclOperation_t::RD_KAFKA_ACL_OPERATION_ANY,
+            rd::rd_kafka_AclPermissionType_t::RD_KAFKA_ACL_PERMISSION_TYPE_ANY,
+            errstr.as_mut_ptr(),
+            errstr.len(),
+        )
+    };
+    if raw.is_null() {
+        return Err(AdminError::new(
+            RDKafkaErrorCode::InvalidArgument,
+            errstr_text(&errstr),
+        ));
+    }
+    let filter = Binding(raw);
+    let queue = Queue::new(rk)?;
+    let options = Options::new(
+        rk,
+        rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_DESCRIBEACLS,
+        timeout,
+    )?;
+    // SAFETY: every handle is alive for the call; librdkafka copies the filter.
+    unsafe { rd::rd_kafka_DescribeAcls(rk, filter.0, options.0, queue.0) };
+    let event = queue.poll(timeout + POLL_SLACK)?;
+    event.check()?;
+    // SAFETY: the event is alive; the result is part of it.
+    let result = unsafe { rd::rd_kafka_event_DescribeAcls_result(event.0) };
+    if result.is_null() {
+        return Err(AdminError::new(
+            RDKafkaErrorCode::Fail,
+            "unexpected event in place of the DescribeAcls result",
+        ));
+    }
+    let mut n = 0usize;
+    // SAFETY: `result` belongs to the live event; `n` receives the count.
+    let array = unsafe { rd::rd_kafka_DescribeAcls_result_acls(result, &mut n) };
+    let bindings: &[*const rd::rd_kafka_AclBinding_t] = if array.is_null() || n == 0 {
+        &[]
+    } else {
+        // SAFETY: librdkafka returns `n` valid pointers that live as long as the event.
+        unsafe { std::slice::from_raw_parts(array, n) }
+    };
+    let mut out = Vec::with_capacity(bindings.len());
+    for &b in bindings {
+        // SAFETY: `b` is a binding of the live event (as in the reads below, whose strings
+        // live as long as the event and are copied at once).
+        let restype = unsafe { rd::rd_kafka_AclBinding_restype(b) };
+        if restype != rd::rd_kafka_ResourceType_t::RD_KAFKA_RESOURCE_TOPIC {
+            continue;
+        }
+        // SAFETY: see above.
+        let topic = unsafe { owned(rd::rd_kafka_AclBinding_name(b)) };
+        // SAFETY: see above.
+        let principal = unsafe { owned(rd::rd_kafka_AclBinding_principal(b)) };
+        // SAFETY: see above.
+        let host = unsafe { owned(rd::rd_kafka_AclBinding_host(b)) };
+        // SAFETY: see above.
+        let operation = operation_from(unsafe { rd::rd_kafka_AclBinding_operation(b) });
+        // SAFETY: see above.
+        let permission = permission_from(unsafe { rd::rd_kafka_AclBinding_permission_type(b) });
+        // SAFETY: see above.
+        let pattern = pattern_from(unsafe { rd::rd_kafka_AclBinding_resource_pattern_type(b) });
+        out.push(TopicAcl {
+            topic,
+            pattern,
+            principal,
+            host,
+            operation,
+            permission,
+        });
+    }
+    Ok(out)
+}
+
+/// CreateAcls for TOPIC bindings, in one request. Returns each binding's own outcome, in
+/// order; `Err` only when the whole request failed. Blocking.
+pub fn create_topic_acls<C: ClientContext>(
+    client: &Client<C>,
+    acls: &[TopicAcl],
+    timeout: Duration,
+) -> Result<Vec<Result<(), AdminError>>, AdminError> {
+    if acls.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rk = client.native_ptr();
+    let mut owned_bindings = Vec::with_capacity(acls.len());
+    for acl in acls {
+        let invalid = |what: &str| {
+            AdminError::new(
+                RDKafkaErrorCode::InvalidArgument,
+                format!("cannot create an ACL with {what}: {acl}"),
+            )
+        };
+        let pattern = match acl.pattern {
+            PatternType::Literal => {
+                rd::rd_kafka_ResourcePatternType_t::RD_KAFKA_RESOURCE_PATTERN_LITERAL
+            }
+            PatternType::Prefixed => {
+                rd::rd_kafka_ResourcePatternType_t::RD_KAFKA_RESOURCE_PATTERN_PREFIXED
+            }
+            PatternType::Unknown => return Err(invalid("an unknown pattern type")),
+        };
+        let operation =
+            operation_to(acl.operation).ok_or_else(|| invalid("an unknown operation"))?;
+        let permission =
+            permission_to(acl.permission).ok_or_else(|| invalid("an unknown permission"))?;
+        let (name, principal, host) = (
+            c_string(&acl.topic)?,
+            c_string(&acl.principal)?,
+            c_string(&acl.host)?,
+        );
+        let mut errstr = [0 as c_char; 512];
+        // SAFETY: valid C strings (copied by librdkafka); `errstr` writable for its length.
+        let raw = unsafe {
+            rd::rd_kafka_AclBinding_new(
+                rd::rd_kafka_ResourceType_t::RD_KAFKA_RESOURCE_TOPIC,
+                name.as_ptr(),
+                pattern,
+                principal.as_ptr(),
+                host.as_ptr(),
+                operation,
+                permission,
+                errstr.as_mut_ptr(),
+                errstr.len(),
+            )
+        };
+        if raw.is_null() {
+            return Err(AdminError::new(
+                RDKafkaErrorCode::InvalidArgument,
+                format!("{}: {acl}", errstr_text(&errstr)),
+            ));
+        }
+        owned_bindings.push(Binding(raw));
+    }
+    let mut raw: Vec<*mut rd::rd_kafka_AclBinding_t> = owned_bindings.iter().map(|b| b.0).collect();
+    let queue = Queue::new(rk)?;
+    let options = Options::new(
+        rk,
+        rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_CREATEACLS,
+        timeout,
+    )?;
+    // SAFETY: every handle is alive for the call; librdkafka copies the bindings.
+    unsafe { rd::rd_kafka_CreateAcls(rk, raw.as_mut_ptr(), raw.len(), options.0, queue.0) };
+    let event = queue.poll(timeout + POLL_SLACK)?;
+    event.check()?;
+    // SAFETY: the event is alive; the result is part of it.
+    let result = unsafe { rd::rd_kafka_event_CreateAcls_result(event.0) };
+    if result.is_null() {
+        return Err(AdminError::new(
+            RDKafkaErrorCode::Fail,
+            "unexpected event in place of the CreateAcls result",
+        ));
+    }
+    let mut n = 0usize;
+    // SAFETY: `result` belongs to the live event; `n` receives the count.
+    let array = unsafe { rd::rd_kafka_CreateAcls_result_acls(result, &mut n) };
+    let results: &[*const rd::rd_kafka_acl_result_t] = if array.is_null() || n == 0 {
+        &[]
+    } else {
+        // SAFETY: librdkafka returns `n` valid pointers that live as long as the event.
+        unsafe { std::slice::from_raw_parts(array, n) }
+    };
+    let mut out = Vec::with_capacity(results.len());
+    for &r in results {
+        // SAFETY: `r` is a result of the live event; the error it returns lives as long.
+        let err = unsafe { rd::rd_kafka_acl_result_error(r) };
+        if err.is_null() {
+            out.push(Ok(()));
+            continue;
+        }
+        // SAFETY: `err` is valid while the event lives; it is not ours to free.
+        let code = unsafe { rd::rd_kafka_error_code(err) };
+        // SAFETY: as above.
+        let message = unsafe { owned(rd::rd_kafka_error_string(err)) };
+        out.push(Err(AdminError::new(code.into(), message)));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn acl_enums_round_trip() {
+        for op in [
+            AclOperation::Any,
+            AclOperation::All,
+            AclOperation::Read,
+            AclOperation::Write,
+            AclOperation::Create,
+            AclOperation::Delete,
+            AclOperation::Alter,
+            AclOperation::Describe,
+            AclOperation::ClusterAction,
+            AclOperation::DescribeConfigs,
+            AclOperation::AlterConfigs,
+            AclOperation::IdempotentWrite,
+        ] {
+            assert_eq!(operation_to(op).map(operation_from), Some(op));
+        }
+        for p in [
+            AclPermission::Any,
+            AclPermission::Deny,
+            AclPermission::Allow,
+        ] {
+            assert_eq!(permission_to(p).map(permission_from), Some(p));
+        }
+        assert_eq!(operation_to(AclOperation::Unknown), None);
+    }
+
+    #[test]
+    fn errstr_is_read_up_to_the_nul() {
+        let mut buf = [0 as c_char; 8];
+        for (i, b) in b"bad".iter().enumerate() {
+            buf[i] = c_char::from_ne_bytes([*b]);
+        }
+        assert_eq!(errstr_text(&buf), "bad");
+    }
+}
