@@ -17,4 +17,5 @@ mod packaging;
 mod refused;
 mod replication;
 mod restart;
+mod topic_sync;
 mod validate;

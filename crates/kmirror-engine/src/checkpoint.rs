@@ -293,11 +293,11 @@ fn client(cfg: &ClientConfig, group: &str) -> Result<BaseConsumer, KafkaError> {
     c.create()
 }
 
-type Committed = Vec<(String, Vec<(TopicPartition, i64, String)>)>;
+pub(crate) type Committed = Vec<(String, Vec<(TopicPartition, i64, String)>)>;
 
 /// Lists the source groups if `filter` is given (otherwise uses `known`), then reads each
 /// group's committed offsets for `partitions`. Blocking.
-fn fetch_committed(
+pub(crate) fn fetch_committed(
     cfg: &ClientConfig,
     filter: Option<&kmirror_core::filter::NameFilter>,
     known: Vec<String>,

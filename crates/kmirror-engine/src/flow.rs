@@ -138,6 +138,9 @@ impl Flow {
         // Probes and heartbeats start once both clusters answered, so that a failed start-up
         // leaves no librdkafka call behind.
         let started = CancellationToken::new();
+        // The config and ACL sync starts after the first topic sync, so that its start-up plan
+        // shows what remains to do rather than racing the creation of topics.
+        let topics_synced = CancellationToken::new();
         let health = self.health_loop(
             Arc::clone(&source_admin),
             Arc::clone(&target_admin),
@@ -154,14 +157,27 @@ impl Flow {
             started.clone(),
             health_stop.clone(),
         );
+        let target_sync = self.config_and_acl_sync(
+            Arc::clone(&source_admin),
+            Arc::clone(&target_admin),
+            topics_synced.clone(),
+            health_stop.clone(),
+        );
         let main = async {
             let result = self
-                .run_flow(source_admin, target_admin, &started, &shutdown)
+                .run_flow(
+                    source_admin,
+                    target_admin,
+                    &started,
+                    &topics_synced,
+                    &shutdown,
+                )
                 .await;
             health_stop.cancel();
             result
         };
-        let (result, (), (), ()) = tokio::join!(main, health, heartbeats, checkpoints);
+        let (result, (), (), (), ()) =
+            tokio::join!(main, health, heartbeats, checkpoints, target_sync);
         result
     }
 
@@ -170,6 +186,7 @@ impl Flow {
         source_admin: Admin,
         target_admin: Admin,
         started: &CancellationToken,
+        topics_synced: &CancellationToken,
         shutdown: &CancellationToken,
     ) -> Result<()> {
         let shutdown = shutdown.clone();
@@ -233,7 +250,7 @@ impl Flow {
         );
         loop {
             match self
-                .run_replicator(&sync, progress_partitions, &shutdown)
+                .run_replicator(&sync, progress_partitions, topics_synced, &shutdown)
                 .await
             {
                 Ok(()) => return Ok(()),
@@ -305,6 +322,7 @@ impl Flow {
         &self,
         sync: &TopicSync,
         progress_partitions: i32,
+        topics_synced: &CancellationToken,
         shutdown: &CancellationToken,
     ) -> Result<()> {
         let c = &self.mirror.clients;
@@ -377,7 +395,9 @@ impl Flow {
                 }
                 () = tokio::time::sleep(wait), if refresh != Duration::MAX || wait == Duration::ZERO => {
                     next_sync = tokio::time::Instant::now() + refresh.min(Duration::from_secs(86_400));
-                    match sync.sync().await {
+                    let synced = sync.sync().await;
+                    topics_synced.cancel();
+                    match synced {
                         Ok(partitions) => {
                             let new: Vec<Assignment> = partitions
                                 .into_iter()
@@ -469,6 +489,71 @@ impl Flow {
             metrics: Arc::clone(&self.options.metrics),
         };
         job.run(stop).await;
+    }
+
+    /// Logs the start-up plan, then syncs topic configs and ACLs until `stop`.
+    async fn config_and_acl_sync(
+        &self,
+        source_admin: Admin,
+        target_admin: Admin,
+        topics_synced: CancellationToken,
+        stop: CancellationToken,
+    ) {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = topics_synced.cancelled() => {}
+        }
+        let sync = TopicSync::new(
+            Arc::clone(&self.mirror),
+            source_admin,
+            target_admin,
+            Arc::clone(&self.options.metrics),
+        );
+        sync.run_config_and_acl_sync(self.group_lister(), stop)
+            .await;
+    }
+
+    /// A source client config for listing consumer groups, when checkpoints are on.
+    fn group_lister(&self) -> Option<rdkafka::ClientConfig> {
+        self.mirror.checkpoints.as_ref()?;
+        let c = &self.mirror.clients;
+        Some(
+            self.source
+                .config(Role::Admin, &[&c.source_all, &c.source_admin]),
+        )
+    }
+
+    /// What the next sync would do (`kmirror plan`): connects to both clusters and changes
+    /// nothing.
+    pub async fn plan(&self) -> Result<kmirror_core::plan::FlowPlan> {
+        let c = &self.mirror.clients;
+        for (factory, overrides) in [
+            (&self.source, [&c.source_all, &c.source_admin]),
+            (&self.target, [&c.target_all, &c.target_admin]),
+        ] {
+            let (f, conf) = (factory.clone(), factory.config(Role::Admin, &overrides));
+            let outcome = tokio::task::spawn_blocking(move || probe(&f, &conf, PREFLIGHT_TIMEOUT))
+                .await
+                .map_err(|e| Error::Internal(format!("probe: {e}")))?;
+            match outcome {
+                Ok(()) => {}
+                Err((_, Some(diagnosis))) => return Err(Error::Config(diagnosis)),
+                Err((e, None)) => {
+                    return Err(Error::Retriable(format!(
+                        "cannot reach {} at {}: {e}",
+                        factory.cluster().alias,
+                        factory.cluster().bootstrap_servers
+                    )))
+                }
+            }
+        }
+        let sync = TopicSync::new(
+            Arc::clone(&self.mirror),
+            self.admin(&self.source, &[&c.source_all, &c.source_admin])?,
+            self.admin(&self.target, &[&c.target_all, &c.target_admin])?,
+            Arc::clone(&self.options.metrics),
+        );
+        sync.plan(self.group_lister()).await
     }
 
     /// Emits heartbeats until `stop`, if enabled.

@@ -6,6 +6,7 @@
 //! - [`security`]: reading and checking certificates, keys and passwords.
 //! - [`client`]: librdkafka client configs per cluster and role, and the client context.
 //! - [`topics`]: discovering source topics and creating or growing them on the target.
+//! - [`target_sync`]: topic config and ACL sync, and the plan of what the next sync does.
 //! - [`offsets`]: the failover report and commit of `kmirror offsets`.
 //! - [`progress_store`]: reading stored replication progress.
 //! - [`replicator`]: the per-flow data plane (consumer → producer, per-partition pipelines).
@@ -30,6 +31,7 @@ pub mod progress_store;
 pub mod replicator;
 pub mod security;
 pub mod status;
+pub mod target_sync;
 pub mod topics;
 
 pub use error::{Error, Result};

@@ -43,6 +43,10 @@ pub mod names {
     pub const PARTITIONS_CREATED: &str = "kmirror_partitions_created_total";
     /// Topic configuration entries changed on the target.
     pub const CONFIGS_CHANGED: &str = "kmirror_topic_configs_changed_total";
+    /// Topic configuration entries the target refused.
+    pub const CONFIGS_REJECTED: &str = "kmirror_topic_configs_rejected_total";
+    /// ACL bindings created on the target.
+    pub const ACLS_CREATED: &str = "kmirror_acls_created_total";
     /// Heartbeat records emitted.
     pub const HEARTBEATS: &str = "kmirror_heartbeats_emitted_total";
     /// Checkpoint records emitted.
@@ -118,9 +122,11 @@ pub mod labels {
     pub const CLIENT: &str = "client";
     /// Broker id.
     pub const BROKER: &str = "broker";
+    /// Topic config key.
+    pub const KEY: &str = "key";
 }
 
-use labels::{BROKER, CLIENT, CLUSTER, GROUP, KIND, PARTITION, SOURCE, STATE, TARGET, TOPIC};
+use labels::{BROKER, CLIENT, CLUSTER, GROUP, KEY, KIND, PARTITION, SOURCE, STATE, TARGET, TOPIC};
 
 /// Partition states reported by [`names::PARTITION_STATE`].
 pub const STATES: &[&str] = &["running", "draining", "retrying", "failed"];
@@ -152,6 +158,10 @@ pub struct Metrics {
     pub partitions_created: IntCounterVec,
     /// See [`names::CONFIGS_CHANGED`].
     pub configs_changed: IntCounterVec,
+    /// See [`names::CONFIGS_REJECTED`].
+    pub configs_rejected: IntCounterVec,
+    /// See [`names::ACLS_CREATED`].
+    pub acls_created: IntCounterVec,
     /// See [`names::HEARTBEATS`].
     pub heartbeats: IntCounterVec,
     /// See [`names::CHECKPOINTS`].
@@ -244,6 +254,8 @@ impl Metrics {
             topics_created: counter(&r, names::TOPICS_CREATED, "Topics created on the target", &flow),
             partitions_created: counter(&r, names::PARTITIONS_CREATED, "Partitions added to target topics", &flow),
             configs_changed: counter(&r, names::CONFIGS_CHANGED, "Topic configuration entries changed on the target", &flow),
+            configs_rejected: counter(&r, names::CONFIGS_REJECTED, "Topic configuration entries the target refused (retried every sync interval)", &[SOURCE, TARGET, TOPIC, KEY]),
+            acls_created: counter(&r, names::ACLS_CREATED, "ACL bindings created on the target", &flow),
             heartbeats: counter(&r, names::HEARTBEATS, "Heartbeat records emitted", &flow),
             checkpoints: counter(&r, names::CHECKPOINTS, "Checkpoint records emitted", &flow),
             checkpoint_age: gauge(&r, names::CHECKPOINT_AGE, "Seconds since the group's last checkpoint", &[SOURCE, TARGET, GROUP]),

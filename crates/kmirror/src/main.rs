@@ -30,7 +30,7 @@ const EXIT_CONFIG: u8 = 2;
 recovery: every record with its key, value, headers and timestamp, to the same partition, in \
 order, with progress recorded only after the target acknowledged. It reads the Strimzi \
 KafkaMirrorMaker2 resource as it is, keeps MirrorMaker 2's topic names and internal record \
-formats, and creates missing topics on the target within seconds.\n\n\
+formats, and keeps the target's topics, partitions, configs and ACLs in step within seconds.\n\n\
 Exit codes: 0 success, 1 runtime failure, 2 configuration problem (one line per problem)."
 )]
 struct Cli {
@@ -69,6 +69,23 @@ enum Cmd {
     Validate {
         #[command(flatten)]
         config: ConfigArgs,
+    },
+    /// Show what the next sync would change on the target, and change nothing.
+    ///
+    /// Connects to both clusters of every flow and prints: topics to create (with partitions,
+    /// replication factor and the configs copied from the source), partitions to add, topic
+    /// configs to set or delete (only those that differ from the target's), ACLs to create,
+    /// and the consumer groups that would be checkpointed. `kmirror run` logs the same plan at
+    /// start-up. Exits 1 if a cluster cannot be reached.
+    Plan {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Only this flow (`source->target`), when the config has several.
+        #[arg(long)]
+        flow: Option<String>,
+        /// Print JSON (an array with one object per flow) instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Show where a consumer group resumes on the target, and commit it there for failover.
     ///
@@ -149,10 +166,15 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     }
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,librdkafka=warn,rdkafka=warn")
-    });
+/// Default log filter of `run`.
+const RUN_LOG: &str = "info,librdkafka=warn,rdkafka=warn";
+/// Default log filter of one-shot commands: their result is the output, and a cluster problem
+/// is the one error line they end with, so client chatter is left out.
+const COMMAND_LOG: &str = "warn,librdkafka=off,rdkafka=off,kmirror_engine::client=off";
+
+fn init_logging(format: LogFormat, default_filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -185,6 +207,10 @@ fn main() -> ExitCode {
             Err(problems) => report(&problems),
         },
         Cmd::Import { input, output } => import(&input, output.as_deref()),
+        Cmd::Plan { config, flow, json } => {
+            init_logging(LogFormat::Text, COMMAND_LOG);
+            plan(&config, flow.as_deref(), json)
+        }
         Cmd::Offsets {
             config,
             group,
@@ -193,7 +219,7 @@ fn main() -> ExitCode {
             commit,
             dry_run,
         } => {
-            init_logging(LogFormat::Text);
+            init_logging(LogFormat::Text, COMMAND_LOG);
             offsets(&config, &group, flow.as_deref(), json, commit, dry_run)
         }
         Cmd::Run {
@@ -202,7 +228,7 @@ fn main() -> ExitCode {
             shutdown_timeout,
             log_format,
         } => {
-            init_logging(log_format);
+            init_logging(log_format, RUN_LOG);
             let (cfg, security) = match check(&config.config, config.secrets_dir.as_deref()) {
                 Ok(ok) => ok,
                 Err(problems) => return report(&problems),
@@ -307,6 +333,60 @@ fn offsets(
                     p.target_topic, p.partition, p.source_offset, p.target_offset, lag
                 );
             }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn plan(args: &ConfigArgs, flow: Option<&str>, json: bool) -> ExitCode {
+    let (cfg, security) = match check(&args.config, args.secrets_dir.as_deref()) {
+        Ok(ok) => ok,
+        Err(problems) => return report(&problems),
+    };
+    let mirrors: Vec<_> = cfg
+        .mirrors
+        .iter()
+        .filter(|m| flow.is_none_or(|f| m.name() == f))
+        .collect();
+    if mirrors.is_empty() {
+        eprintln!("error: --flow {}: no such flow", flow.unwrap_or_default());
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let options = FlowOptions {
+        shutdown_timeout: Duration::from_secs(30),
+        metrics: Arc::new(Metrics::new()),
+        connectivity: Arc::new(Connectivity::default()),
+    };
+    let status = Arc::new(StatusBoard::default());
+    let mut plans = Vec::new();
+    for m in mirrors {
+        let planned = Flow::build(&cfg, m, &security, Arc::clone(&status), options.clone())
+            .map(|flow| runtime.block_on(flow.plan()));
+        match planned {
+            Ok(Ok(p)) => plans.push(p),
+            Ok(Err(e)) | Err(e) => return fail(&m.name(), &e),
+        }
+    }
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&plans).unwrap_or_default()
+        );
+    } else {
+        for p in &plans {
+            print!("{p}");
         }
     }
     ExitCode::SUCCESS

@@ -1,0 +1,457 @@
+//! Topic configs, partition counts and the plan, against real brokers.
+//!
+//! tansu reports every config it holds as a default (TESTING.md), so these flows use
+//! `use.defaults.from=source` (MM2's own option) to have reported entries copied; the
+//! DELETE-versus-SET rules for real defaults are unit-tested in kmirror-core.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use kmirror_admin::AlterOp;
+use rdkafka::admin::{
+    AdminClient, AdminOptions, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication,
+};
+use rdkafka::client::DefaultClientContext;
+
+use crate::checkpoints::{commit, wait_for};
+use crate::support::*;
+
+fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
+    client(bootstrap).create().unwrap()
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+fn create_topic_with(bootstrap: &str, name: &str, partitions: i32, configs: &[(&str, &str)]) {
+    let mut new = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    for (k, v) in configs {
+        new = new.set(k, v);
+    }
+    for r in block_on(admin(bootstrap).create_topics(&[new], &AdminOptions::new())).unwrap() {
+        r.unwrap();
+    }
+}
+
+/// The configs a cluster reports for a topic.
+fn configs(bootstrap: &str, topic: &str) -> BTreeMap<String, String> {
+    let results = block_on(
+        admin(bootstrap).describe_configs(&[ResourceSpecifier::Topic(topic)], &AdminOptions::new()),
+    )
+    .unwrap();
+    results
+        .into_iter()
+        .flat_map(|r| r.unwrap().entries)
+        .filter_map(|e| e.value.map(|v| (e.name, v)))
+        .collect()
+}
+
+fn alter(bootstrap: &str, topic: &str, ops: &[(&str, AlterOp)]) {
+    let admin = admin(bootstrap);
+    let request = vec![(
+        topic.to_owned(),
+        ops.iter()
+            .map(|(k, op)| ((*k).to_owned(), op.clone()))
+            .collect(),
+    )];
+    let outcomes = kmirror_admin::incremental_alter_topic_configs(
+        admin.inner(),
+        &request,
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    for (_, outcome) in outcomes {
+        outcome.unwrap();
+    }
+}
+
+fn set(v: &str) -> AlterOp {
+    AlterOp::Set(v.to_owned())
+}
+
+const SYNC_FROM_SOURCE: &str =
+    "        use.defaults.from: source\n        sync.topic.configs.interval.seconds: 2\n";
+
+#[test]
+fn topic_configs_follow_the_source_and_excluded_keys_are_left_alone() {
+    let source = Broker::start("source", "KMIRROR_TEST_SOURCE_BOOTSTRAP");
+    let target = Broker::start("target", "KMIRROR_TEST_TARGET_BOOTSTRAP");
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = format!("cfg-{}", rand_suffix());
+    let created = format!("{prefix}-created");
+    let existing = format!("{prefix}-existing");
+    create_topic_with(
+        &source.bootstrap,
+        &created,
+        2,
+        &[
+            ("cleanup.policy", "compact"),
+            ("retention.ms", "3600000"),
+            ("max.message.bytes", "200000"),
+            ("min.insync.replicas", "1"),
+        ],
+    );
+    // An existing remote topic whose configs differ, with an excluded key set on the target.
+    create_topic_with(
+        &source.bootstrap,
+        &existing,
+        1,
+        &[("retention.ms", "86400000")],
+    );
+    create_topic_with(
+        &target.bootstrap,
+        &existing,
+        1,
+        &[("retention.ms", "1000"), ("min.insync.replicas", "2")],
+    );
+    let config = write_config(
+        dir.path(),
+        &source.bootstrap,
+        &target.bootstrap,
+        &format!("{prefix}.*"),
+        SYNC_FROM_SOURCE,
+    );
+    let mut kmirror = Kmirror::start(&config, &[]);
+
+    // Created with the source's configs, except the excluded min.insync.replicas.
+    wait_for(
+        "the created topic's configs",
+        Duration::from_secs(15),
+        || {
+            let got = configs(&target.bootstrap, &created);
+            let want: BTreeMap<String, String> = [
+                ("cleanup.policy", "compact"),
+                ("max.message.bytes", "200000"),
+                ("retention.ms", "3600000"),
+            ]
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+            if got == want {
+                Ok(())
+            } else {
+                Err(format!("{got:?}"))
+            }
+        },
+    );
+    // The existing topic is brought in step; the target's excluded key stays.
+    wait_for(
+        "the existing topic's retention",
+        Duration::from_secs(15),
+        || {
+            let got = configs(&target.bootstrap, &existing);
+            match got.get("retention.ms").map(String::as_str) {
+                Some("86400000") => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    );
+
+    // Excluded keys set on the target are left alone, also on the topic kmirror created.
+    alter(
+        &target.bootstrap,
+        &created,
+        &[("min.insync.replicas", set("2"))],
+    );
+    // A change on the source reaches the target within one interval (2 s; polled for 6 s).
+    alter(
+        &source.bootstrap,
+        &created,
+        &[("retention.ms", set("7200000"))],
+    );
+    let changed = Instant::now();
+    wait_for(
+        "the changed retention.ms",
+        Duration::from_secs(6),
+        || match configs(&target.bootstrap, &created)
+            .get("retention.ms")
+            .map(String::as_str)
+        {
+            Some("7200000") => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    );
+    eprintln!(
+        "retention.ms reached the target after {:?}",
+        changed.elapsed()
+    );
+    // Two more intervals: the excluded key is still the target's own.
+    std::thread::sleep(Duration::from_secs(5));
+    for topic in [&created, &existing] {
+        assert_eq!(
+            configs(&target.bootstrap, topic)
+                .get("min.insync.replicas")
+                .map(String::as_str),
+            Some("2"),
+            "{topic}: min.insync.replicas is excluded and must be left alone"
+        );
+    }
+    assert_eq!(kmirror.terminate(Duration::from_secs(30)), Some(0));
+    let logs = kmirror.logs();
+    assert!(
+        logs.contains(&format!(
+            "changed target topic config: {created} retention.ms: 3600000 -> 7200000"
+        )),
+        "each change is logged with its old and new value:\n{logs}"
+    );
+    assert!(
+        logs.contains(&format!(
+            "changed target topic config: {existing} retention.ms: 1000 -> 86400000"
+        )),
+        "{logs}"
+    );
+    assert!(
+        !logs.contains("min.insync.replicas: "),
+        "excluded key touched:\n{logs}"
+    );
+}
+
+/// Whether the target broker can add partitions (tansu cannot).
+fn supports_create_partitions(bootstrap: &str) -> Result<(), String> {
+    let probe = format!("probe-partitions-{}", rand_suffix());
+    create_topic(bootstrap, &probe, 1);
+    let result = block_on(
+        admin(bootstrap).create_partitions(&[NewPartitions::new(&probe, 2)], &AdminOptions::new()),
+    );
+    match result {
+        Ok(r) => match r.into_iter().next() {
+            Some(Ok(_)) => Ok(()),
+            Some(Err((_, code))) => Err(code.to_string()),
+            None => Err("no answer".into()),
+        },
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn records(n: i32, partitions: i32) -> Vec<(i32, TestRecord)> {
+    (0..n)
+        .map(|i| {
+            (
+                i % partitions,
+                TestRecord {
+                    key: Some(i.to_be_bytes().to_vec()),
+                    value: Some(format!("v{i}").into_bytes()),
+                    headers: Vec::new(),
+                    timestamp: 1_000 + i64::from(i),
+                },
+            )
+        })
+        .collect()
+}
+
+fn by_partition(
+    records: &[(i32, TestRecord)],
+    keep: impl Fn(i32) -> bool,
+) -> BTreeMap<i32, Vec<TestRecord>> {
+    let mut want = BTreeMap::new();
+    for (p, r) in records.iter().filter(|(p, _)| keep(*p)) {
+        want.entry(*p).or_insert_with(Vec::new).push(r.clone());
+    }
+    want
+}
+
+#[test]
+fn a_short_target_topic_is_grown_before_its_new_partitions_are_copied() {
+    let source = Broker::start("source", "KMIRROR_TEST_SOURCE_BOOTSTRAP");
+    let target = Broker::start("target", "KMIRROR_TEST_TARGET_BOOTSTRAP");
+    let dir = tempfile::tempdir().unwrap();
+    let topic = format!("grow-{}", rand_suffix());
+    create_topic(&source.bootstrap, &topic, 3);
+    create_topic(&target.bootstrap, &topic, 1);
+    let sent = records(300, 3);
+    produce(&source.bootstrap, &topic, &sent);
+    let config = write_config(dir.path(), &source.bootstrap, &target.bootstrap, &topic, "");
+    let mut kmirror = Kmirror::start(&config, &[]);
+
+    match supports_create_partitions(&target.bootstrap) {
+        Ok(()) => {
+            let got = consume(
+                &target.bootstrap,
+                &topic,
+                3,
+                sent.len(),
+                Duration::from_secs(20),
+            );
+            assert_same(&by_partition(&sent, |_| true), &got, &topic);
+            assert_eq!(topics(&target.bootstrap).get(&topic), Some(&3));
+            assert_eq!(kmirror.terminate(Duration::from_secs(30)), Some(0));
+        }
+        Err(why) => {
+            eprintln!(
+                "skipped growing the target topic: the target broker cannot add partitions ({why}); \
+                 checking the fallback instead"
+            );
+            // The partition both sides have is copied; the others wait on the source.
+            let want = by_partition(&sent, |p| p == 0);
+            let got = consume(
+                &target.bootstrap,
+                &topic,
+                1,
+                want[&0].len(),
+                Duration::from_secs(20),
+            );
+            assert_same(&want, &got, &topic);
+            std::thread::sleep(Duration::from_secs(3));
+            assert_eq!(kmirror.terminate(Duration::from_secs(30)), Some(0));
+            let logs = kmirror.logs();
+            assert_eq!(
+                logs.matches("cannot add partitions on the target").count(),
+                1,
+                "reported once, not at every refresh:\n{logs}"
+            );
+            assert_eq!(
+                topics(&target.bootstrap).get(&topic),
+                Some(&1),
+                "never shrunk or recreated"
+            );
+        }
+    }
+}
+
+fn plan(config: &Path, json: bool) -> (Option<i32>, String, String) {
+    let mut args = vec!["plan", "--config", config.to_str().unwrap()];
+    if json {
+        args.push("--json");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_kmirror"))
+        .args(&args)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn plan_shows_the_next_sync_and_changes_nothing() {
+    let source = Broker::start("source", "KMIRROR_TEST_SOURCE_BOOTSTRAP");
+    let target = Broker::start("target", "KMIRROR_TEST_TARGET_BOOTSTRAP");
+    let dir = tempfile::tempdir().unwrap();
+    let p = format!("plan-{}", rand_suffix());
+    let (new, drifted, short, excluded) = (
+        format!("{p}-new"),
+        format!("{p}-drifted"),
+        format!("{p}-short"),
+        format!("{p}-x.internal"),
+    );
+    create_topic_with(&source.bootstrap, &new, 2, &[("cleanup.policy", "compact")]);
+    create_topic_with(&source.bootstrap, &drifted, 1, &[("retention.ms", "5000")]);
+    create_topic_with(&target.bootstrap, &drifted, 1, &[("retention.ms", "9000")]);
+    create_topic(&source.bootstrap, &short, 3);
+    create_topic(&target.bootstrap, &short, 1);
+    create_topic(&source.bootstrap, &excluded, 1);
+    let group = format!("{p}-billing");
+    commit(&source.bootstrap, &group, &drifted, &[(0, 0)]);
+    commit(&source.bootstrap, &group, &short, &[(0, 0), (2, 0)]);
+    let config = write_config(
+        dir.path(),
+        &source.bootstrap,
+        &target.bootstrap,
+        &format!("{p}.*"),
+        SYNC_FROM_SOURCE,
+    );
+    let before = topics(&target.bootstrap);
+
+    let (code, stdout, stderr) = plan(&config, false);
+    assert_eq!(code, Some(0), "{stderr}");
+    let expected = format!(
+        "flow source->target
+  topics to create (1):
+    {new}: 2 partitions, replication factor broker default
+      cleanup.policy=compact
+  partitions to add (1):
+    {short}: 1 -> 3
+  configs to change (1):
+    {drifted}: retention.ms: 9000 -> 5000
+  ACLs to create: none
+  groups to checkpoint (1):
+    {group} (3 partitions with committed offsets)
+"
+    );
+    assert_eq!(stdout, expected, "stderr:\n{stderr}");
+
+    let (code, stdout, stderr) = plan(&config, true);
+    assert_eq!(code, Some(0), "{stderr}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let flow = &json[0];
+    assert_eq!(flow["flow"], "source->target");
+    assert_eq!(
+        flow["topics_to_create"],
+        serde_json::json!([{"topic": new, "target_topic": new, "partitions": 2,
+            "replication_factor": null, "configs": {"cleanup.policy": "compact"}}])
+    );
+    assert_eq!(
+        flow["partitions_to_add"],
+        serde_json::json!([{"topic": short, "target_topic": short, "from": 1, "to": 3}])
+    );
+    assert_eq!(
+        flow["configs_to_change"],
+        serde_json::json!([{"topic": drifted, "target_topic": drifted, "changes": [
+            {"name": "retention.ms", "op": "set", "value": "5000", "old": "9000"}]}])
+    );
+    assert_eq!(flow["acls_to_create"], serde_json::json!([]));
+    assert_eq!(
+        flow["groups_to_checkpoint"],
+        serde_json::json!([{"group": group, "partitions": 3}])
+    );
+
+    // Nothing changed on the target.
+    assert_eq!(topics(&target.bootstrap), before);
+    assert_eq!(
+        configs(&target.bootstrap, &drifted)
+            .get("retention.ms")
+            .map(String::as_str),
+        Some("9000")
+    );
+
+    // `run` logs the same plan at start-up.
+    let mut kmirror = Kmirror::start(&config, &[]);
+    wait_for(
+        "the start-up plan in the log",
+        Duration::from_secs(15),
+        || {
+            let logs = kmirror.logs();
+            if logs.contains(&format!(
+                "start-up plan: change config of {drifted}: retention.ms: 9000 -> 5000"
+            )) && logs.contains(&format!(
+                "start-up plan: checkpoint group {group} (3 partitions)"
+            )) {
+                Ok(())
+            } else {
+                Err(logs)
+            }
+        },
+    );
+    assert_eq!(kmirror.terminate(Duration::from_secs(30)), Some(0));
+}
+
+#[test]
+fn plan_against_an_unreachable_cluster_exits_1_with_one_line() {
+    let source = Broker::start("source", "KMIRROR_TEST_SOURCE_BOOTSTRAP");
+    let dir = tempfile::tempdir().unwrap();
+    let dead = format!("127.0.0.1:{}", free_port());
+    let config = write_config(dir.path(), &source.bootstrap, &dead, ".*", "");
+    let (code, stdout, stderr) = plan(&config, false);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    let errors: Vec<&str> = stderr.lines().collect();
+    assert_eq!(errors.len(), 1, "one line, no client chatter: {stderr}");
+    assert!(
+        errors[0].starts_with("error: flow source->target: "),
+        "{stderr}"
+    );
+    assert!(
+        errors[0].contains("cannot reach target") && errors[0].contains(&dead),
+        "{stderr}"
+    );
+}
