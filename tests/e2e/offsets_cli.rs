@@ -1,6 +1,5 @@
 //! `kmirror offsets`: the failover report and commit.
 
-use std::process::Command;
 use std::time::Duration;
 
 use crate::checkpoints::{checkpoints, commit, committed, wait_for};
@@ -9,15 +8,7 @@ use crate::support::*;
 fn offsets(config: &std::path::Path, args: &[&str]) -> (Option<i32>, String, String) {
     let mut all = vec!["offsets", "--config", config.to_str().unwrap()];
     all.extend_from_slice(args);
-    let out = Command::new(env!("CARGO_BIN_EXE_kmirror"))
-        .args(&all)
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    kmirror_command(&all)
 }
 
 #[test]

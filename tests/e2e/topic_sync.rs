@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use kmirror_admin::AlterOp;
@@ -320,16 +319,7 @@ fn plan(config: &Path, json: bool) -> (Option<i32>, String, String) {
     if json {
         args.push("--json");
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_kmirror"))
-        .args(&args)
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    kmirror_command(&args)
 }
 
 #[test]

@@ -2,26 +2,18 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::Command;
 
 use crate::support::certs::{write_secret, Pki};
+use crate::support::kmirror_command;
 
 fn validate(config: &Path, secrets: &Path) -> (Option<i32>, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_kmirror"))
-        .args([
-            "validate",
-            "--config",
-            config.to_str().unwrap(),
-            "--secrets-dir",
-            secrets.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    kmirror_command(&[
+        "validate",
+        "--config",
+        config.to_str().unwrap(),
+        "--secrets-dir",
+        secrets.to_str().unwrap(),
+    ])
 }
 
 /// Lays out the Secrets the Strimzi example names, as Kubernetes mounts them.
@@ -214,11 +206,7 @@ fn secrets_without_secrets_dir_is_explained() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("mm2.yaml");
     fs::write(&config, example()).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_kmirror"))
-        .args(["validate", "--config", config.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2));
+    let (code, _, stderr) = kmirror_command(&["validate", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, Some(2));
     assert!(stderr.contains("pass --secrets-dir DIR"), "{stderr}");
 }

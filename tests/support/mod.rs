@@ -316,6 +316,21 @@ pub fn topics(bootstrap: &str) -> BTreeMap<String, usize> {
         .collect()
 }
 
+/// Runs a one-shot kmirror command (`validate`, `plan`, `offsets`, ...) with its default log
+/// filter, and returns its exit code, stdout and stderr.
+pub fn kmirror_command(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_kmirror"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// A running kmirror process.
 pub struct Kmirror {
     child: Option<Child>,

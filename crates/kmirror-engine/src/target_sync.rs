@@ -225,67 +225,53 @@ impl TopicSync {
 
     /// The ACLs the target lacks, or why ACL sync cannot run.
     pub(crate) async fn acl_round(&self) -> Result<AclRound> {
-        let timeout = self.mirror.admin_timeout;
-        let describe = |admin: Admin| async move {
-            tokio::task::spawn_blocking(move || {
-                kmirror_admin::describe_topic_acls(admin.inner(), timeout)
-            })
-            .await
-            .map_err(|e| Error::Internal(format!("ACL task: {e}")))
+        let should_replicate = |t: &str| crate::topics::should_replicate(&self.mirror, t);
+        let remote = |t: &str| {
+            self.mirror
+                .policy
+                .format_remote_topic(&self.mirror.source, t)
         };
-        let source = match describe(Arc::clone(&self.source)).await? {
+        let source = match self.read_acls(&self.source, &self.mirror.source).await? {
             Ok(acls) => acls,
-            Err(e) if is_permanent(&e) => {
-                return Ok(AclRound::Off(format!(
-                    "cannot read ACLs on {} ({e}): it has no authorizer or no ACL API",
-                    self.mirror.source
-                )))
-            }
-            Err(e) => {
-                return Err(Error::Retriable(format!(
-                    "reading ACLs on {}: {e}",
-                    self.mirror.source
-                )))
-            }
+            Err(why) => return Ok(AclRound::Off(why)),
         };
-        let mut keep: Vec<TopicAcl> = source
+        if source
             .iter()
-            .filter_map(|a| self.translate_acl(a))
-            .collect();
-        if keep.is_empty() {
+            .all(|a| acl::translate(a, should_replicate, remote).is_none())
+        {
             return Ok(AclRound::Create(Vec::new()));
         }
-        let target = match describe(Arc::clone(&self.target)).await? {
+        let target = match self.read_acls(&self.target, &self.mirror.target).await? {
             Ok(acls) => acls,
-            Err(e) if is_permanent(&e) => {
-                return Ok(AclRound::Off(format!(
-                    "cannot read ACLs on {} ({e}): it has no authorizer or no ACL API",
-                    self.mirror.target
-                )))
-            }
-            Err(e) => {
-                return Err(Error::Retriable(format!(
-                    "reading ACLs on {}: {e}",
-                    self.mirror.target
-                )))
-            }
+            Err(why) => return Ok(AclRound::Off(why)),
         };
-        keep.retain(|a| !target.contains(a));
-        keep.sort();
-        keep.dedup();
-        Ok(AclRound::Create(keep))
+        Ok(AclRound::Create(acl::to_create(
+            &source,
+            &target,
+            should_replicate,
+            remote,
+        )))
     }
 
-    fn translate_acl(&self, a: &TopicAcl) -> Option<TopicAcl> {
-        acl::translate(
-            a,
-            |t| crate::topics::should_replicate(&self.mirror, t),
-            |t| {
-                self.mirror
-                    .policy
-                    .format_remote_topic(&self.mirror.source, t)
-            },
-        )
+    /// A cluster's topic ACLs, or (inner `Err`) why it cannot have any.
+    async fn read_acls(
+        &self,
+        admin: &Admin,
+        alias: &kmirror_core::ClusterAlias,
+    ) -> Result<std::result::Result<Vec<TopicAcl>, String>> {
+        let (admin, timeout) = (Arc::clone(admin), self.mirror.admin_timeout);
+        let read = tokio::task::spawn_blocking(move || {
+            kmirror_admin::describe_topic_acls(admin.inner(), timeout)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("ACL task: {e}")))?;
+        match read {
+            Ok(acls) => Ok(Ok(acls)),
+            Err(e) if is_permanent(&e) => Ok(Err(format!(
+                "cannot read ACLs on {alias} ({e}): it has no authorizer or no ACL API"
+            ))),
+            Err(e) => Err(Error::Retriable(format!("reading ACLs on {alias}: {e}"))),
+        }
     }
 
     /// Creates ACL bindings; each outcome is logged.

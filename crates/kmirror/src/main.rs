@@ -239,16 +239,9 @@ fn main() -> ExitCode {
                     Severity::Info => tracing::info!(field = %n.field, "{}", n.message),
                 }
             }
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-            {
+            let runtime = match runtime() {
                 Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("error: cannot start the runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
+                Err(code) => return code,
             };
             let code = runtime.block_on(run(cfg, security, metrics_addr, shutdown_timeout));
             // Every task has ended; a metadata request still waiting on an unreachable
@@ -272,15 +265,10 @@ fn offsets(
         Ok(ok) => ok,
         Err(problems) => return report(&problems),
     };
-    let mirrors: Vec<_> = cfg
-        .mirrors
-        .iter()
-        .filter(|m| flow.is_none_or(|f| m.name() == f))
-        .collect();
-    if mirrors.is_empty() {
-        eprintln!("error: --flow {}: no such flow", flow.unwrap_or_default());
-        return ExitCode::from(EXIT_CONFIG);
-    }
+    let mirrors = match select_flows(&cfg, flow) {
+        Ok(m) => m,
+        Err(code) => return code,
+    };
     let factory = |alias: &kmirror_core::ClusterAlias| {
         cfg.cluster(alias).map(|c| {
             ClientFactory::new(
@@ -343,25 +331,13 @@ fn plan(args: &ConfigArgs, flow: Option<&str>, json: bool) -> ExitCode {
         Ok(ok) => ok,
         Err(problems) => return report(&problems),
     };
-    let mirrors: Vec<_> = cfg
-        .mirrors
-        .iter()
-        .filter(|m| flow.is_none_or(|f| m.name() == f))
-        .collect();
-    if mirrors.is_empty() {
-        eprintln!("error: --flow {}: no such flow", flow.unwrap_or_default());
-        return ExitCode::from(EXIT_CONFIG);
-    }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let mirrors = match select_flows(&cfg, flow) {
+        Ok(m) => m,
+        Err(code) => return code,
+    };
+    let runtime = match runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let options = FlowOptions {
         shutdown_timeout: Duration::from_secs(30),
@@ -390,6 +366,35 @@ fn plan(args: &ConfigArgs, flow: Option<&str>, json: bool) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// The flows a one-shot command works on: all, or the one `--flow` names.
+fn select_flows<'c>(
+    cfg: &'c Config,
+    flow: Option<&str>,
+) -> Result<Vec<&'c kmirror_core::config::Mirror>, ExitCode> {
+    let mirrors: Vec<_> = cfg
+        .mirrors
+        .iter()
+        .filter(|m| flow.is_none_or(|f| m.name() == f))
+        .collect();
+    if mirrors.is_empty() {
+        eprintln!("error: --flow {}: no such flow", flow.unwrap_or_default());
+        return Err(ExitCode::from(EXIT_CONFIG));
+    }
+    Ok(mirrors)
+}
+
+/// The async runtime: two workers (blocking librdkafka calls get their own threads).
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: cannot start the runtime: {e}");
+            ExitCode::FAILURE
+        })
 }
 
 /// One error line for a flow, and the exit code its kind calls for.
