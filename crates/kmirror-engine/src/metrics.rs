@@ -74,6 +74,8 @@ pub mod names {
         TOPICS_CREATED,
         PARTITIONS_CREATED,
         CONFIGS_CHANGED,
+        CONFIGS_REJECTED,
+        ACLS_CREATED,
         HEARTBEATS,
         CHECKPOINTS,
         CHECKPOINT_AGE,
