@@ -30,7 +30,7 @@ pub fn get(port: u16, path: &str) -> (u16, String) {
 }
 
 /// The value of the series `name{labels}` whose labels include every `want` pair.
-fn series(text: &str, name: &str, want: &[(&str, &str)]) -> Option<f64> {
+pub fn series(text: &str, name: &str, want: &[(&str, &str)]) -> Option<f64> {
     text.lines()
         .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))
         .find_map(|l| {

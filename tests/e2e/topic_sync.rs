@@ -15,6 +15,7 @@ use rdkafka::admin::{
 use rdkafka::client::DefaultClientContext;
 
 use crate::checkpoints::{commit, wait_for};
+use crate::operations::{get, series};
 use crate::support::*;
 
 fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
@@ -117,7 +118,8 @@ fn topic_configs_follow_the_source_and_excluded_keys_are_left_alone() {
         &format!("{prefix}.*"),
         SYNC_FROM_SOURCE,
     );
-    let mut kmirror = Kmirror::start(&config, &[]);
+    let port = free_port();
+    let mut kmirror = Kmirror::start(&config, &["--metrics-addr", &format!("127.0.0.1:{port}")]);
 
     // Created with the source's configs, except the excluded min.insync.replicas.
     wait_for(
@@ -192,6 +194,14 @@ fn topic_configs_follow_the_source_and_excluded_keys_are_left_alone() {
             "{topic}: min.insync.replicas is excluded and must be left alone"
         );
     }
+    // Both retention changes are counted.
+    let (_, metrics) = get(port, "/metrics");
+    let flow = [("source", "source"), ("target", "target")];
+    assert_eq!(
+        series(&metrics, "kmirror_topic_configs_changed_total", &flow),
+        Some(2.0),
+        "{metrics}"
+    );
     assert_eq!(kmirror.terminate(Duration::from_secs(30)), Some(0));
     let logs = kmirror.logs();
     assert!(
