@@ -248,9 +248,18 @@ impl Flow {
             target_admin,
             Arc::clone(&self.options.metrics),
         );
+        // Partitions that existed at the first topic sync: only these start where
+        // `auto.offset.reset` says when they have no stored progress.
+        let mut initial: Option<HashSet<TopicPartition>> = None;
         loop {
             match self
-                .run_replicator(&sync, progress_partitions, topics_synced, &shutdown)
+                .run_replicator(
+                    &sync,
+                    progress_partitions,
+                    &mut initial,
+                    topics_synced,
+                    &shutdown,
+                )
                 .await
             {
                 Ok(()) => return Ok(()),
@@ -322,6 +331,7 @@ impl Flow {
         &self,
         sync: &TopicSync,
         progress_partitions: i32,
+        initial: &mut Option<HashSet<TopicPartition>>,
         topics_synced: &CancellationToken,
         shutdown: &CancellationToken,
     ) -> Result<()> {
@@ -399,13 +409,22 @@ impl Flow {
                     topics_synced.cancel();
                     match synced {
                         Ok(partitions) => {
+                            if initial.is_none() {
+                                *initial = Some(partitions.iter().map(|r| r.source.clone()).collect());
+                            }
                             let new: Vec<Assignment> = partitions
                                 .into_iter()
                                 .filter(|r| !assigned.contains(&r.source))
                                 .map(|r| {
                                     let map = stored.maps.get(&r.source).cloned().unwrap_or_default();
+                                    let existed_at_start = initial.as_ref().is_some_and(|i| i.contains(&r.source));
                                     let start = match stored.positions.get(&r.source) {
                                         Some(next) => Start::At(*next),
+                                        // Every record of a topic or partition created while
+                                        // kmirror runs is new: it is copied from the start, whatever
+                                        // auto.offset.reset says, so nothing written before it was
+                                        // discovered is skipped.
+                                        None if !existed_at_start => Start::Earliest,
                                         None => match self.mirror.start_from {
                                             StartFrom::Earliest => Start::Earliest,
                                             StartFrom::Latest => Start::Latest,
