@@ -127,13 +127,7 @@ impl CheckpointJob {
         let mut latencies: HashMap<Key, kmirror_core::window::Window> = HashMap::new();
         let mut emit = tokio::time::interval(self.settings.interval);
         emit.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut sync = tokio::time::interval(
-            self.settings
-                .sync_group_offsets
-                .unwrap_or(Duration::from_secs(86_400)),
-        );
-        sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        sync.tick().await;
+        let mut sync = crate::every(self.settings.sync_group_offsets.unwrap_or(crate::NEVER));
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,

@@ -484,9 +484,8 @@ impl Flow {
         let Some(settings) = self.mirror.checkpoints.clone() else {
             return;
         };
-        tokio::select! {
-            () = stop.cancelled() => return,
-            () = started.cancelled() => {}
+        if !before_stop(started, &stop).await {
+            return;
         }
         let c = &self.mirror.clients;
         let job = crate::checkpoint::CheckpointJob {
@@ -518,9 +517,8 @@ impl Flow {
         topics_synced: CancellationToken,
         stop: CancellationToken,
     ) {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            () = topics_synced.cancelled() => {}
+        if !before_stop(topics_synced, &stop).await {
+            return;
         }
         let sync = TopicSync::new(
             Arc::clone(&self.mirror),
@@ -585,9 +583,8 @@ impl Flow {
         let Some(settings) = self.mirror.heartbeats.clone() else {
             return;
         };
-        tokio::select! {
-            () = stop.cancelled() => return,
-            () = started.cancelled() => {}
+        if !before_stop(started, &stop).await {
+            return;
         }
         let c = &self.mirror.clients;
         let producer = self.target.config(
@@ -614,13 +611,10 @@ impl Flow {
         started: CancellationToken,
         stop: CancellationToken,
     ) {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            () = started.cancelled() => {}
+        if !before_stop(started, &stop).await {
+            return;
         }
-        let mut tick = tokio::time::interval(HEALTH_INTERVAL);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await;
+        let mut tick = crate::every(HEALTH_INTERVAL);
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
@@ -644,6 +638,14 @@ impl Flow {
                 self.set_up(alias.as_str(), up);
             }
         }
+    }
+}
+
+/// Waits for `event`; `false` if `stop` comes first.
+async fn before_stop(event: CancellationToken, stop: &CancellationToken) -> bool {
+    tokio::select! {
+        () = stop.cancelled() => false,
+        () = event.cancelled() => true,
     }
 }
 

@@ -59,9 +59,7 @@ pub async fn run(
         }
     };
     let emitted = metrics.heartbeats.with_label_values(&[&source, &target]);
-    let mut tick = tokio::time::interval(settings.interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
+    let mut tick = crate::every(settings.interval);
     loop {
         tokio::select! {
             () = stop.cancelled() => return,

@@ -36,6 +36,17 @@ pub mod topics;
 
 pub use error::{Error, Result};
 
+/// The period of a ticker that a `select!` guard keeps from firing (a disabled sync).
+pub(crate) const NEVER: std::time::Duration = std::time::Duration::from_secs(86_400);
+
+/// A ticker whose first tick is one `period` from now; a late tick delays the next ones
+/// instead of bunching them.
+pub(crate) fn every(period: std::time::Duration) -> tokio::time::Interval {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick
+}
+
 /// Wall-clock time in epoch milliseconds (Kafka timestamps).
 pub(crate) fn now_millis() -> i64 {
     std::time::SystemTime::now()

@@ -310,6 +310,21 @@ impl TopicSync {
     /// What the next sync would do, without changing anything. `groups` is a source client
     /// config for listing consumer groups (`None`: checkpoints are off).
     pub async fn plan(&self, groups: Option<ClientConfig>) -> Result<FlowPlan> {
+        let (mut plan, acls) = self.plan_with_acls(groups).await?;
+        match acls {
+            Some(Ok(AclRound::Off(why))) => plan.notes.push(format!("ACL sync skipped: {why}")),
+            Some(Err(e)) => plan.notes.push(format!("ACLs not compared: {e}")),
+            Some(Ok(AclRound::Create(_))) | None => {}
+        }
+        Ok(plan)
+    }
+
+    /// The plan, and the ACL round it was made from (`None`: ACL sync is off), which the
+    /// caller reports or acts on.
+    async fn plan_with_acls(
+        &self,
+        groups: Option<ClientConfig>,
+    ) -> Result<(FlowPlan, Option<Result<AclRound>>)> {
         let mut plan = FlowPlan::new(self.mirror.name());
         let (source_topics, target_topics) = self.listings().await?;
         let mut partitions: Vec<TopicPartition> = Vec::new();
@@ -361,16 +376,17 @@ impl TopicSync {
                     .into(),
             );
         }
-        if self.mirror.sync_topic_acls.is_some() {
-            match self.acl_round().await {
-                Ok(AclRound::Create(acls)) => plan.acls_to_create = acls,
-                Ok(AclRound::Off(why)) => plan.notes.push(format!("ACL sync skipped: {why}")),
-                Err(e) => plan.notes.push(format!("ACLs not compared: {e}")),
+        let acls = if self.mirror.sync_topic_acls.is_some() {
+            let round = self.acl_round().await;
+            if let Ok(AclRound::Create(create)) = &round {
+                plan.acls_to_create.clone_from(create);
             }
+            Some(round)
         } else {
             plan.notes
                 .push("sync.topic.acls.enabled=false: ACLs are not synced".into());
-        }
+            None
+        };
         match groups {
             Some(cfg) if !partitions.is_empty() => {
                 let filter = self.mirror.groups.clone();
@@ -397,7 +413,7 @@ impl TopicSync {
                 .notes
                 .push("emit.checkpoints.enabled=false: no group is checkpointed".into()),
         }
-        Ok(plan)
+        Ok((plan, acls))
     }
 
     /// The config and ACL sync loop of a running flow: logs the plan once, then keeps configs
@@ -407,14 +423,14 @@ impl TopicSync {
         groups: Option<ClientConfig>,
         stop: CancellationToken,
     ) {
-        let plan = tokio::select! {
+        let planned = tokio::select! {
             () = stop.cancelled() => return,
-            p = self.plan(groups) => p,
+            p = self.plan_with_acls(groups) => p,
         };
         let mut configs_due = self.mirror.sync_topic_configs;
         let mut acls_due = self.mirror.sync_topic_acls;
-        match plan {
-            Ok(plan) => {
+        match planned {
+            Ok((plan, acls)) => {
                 if plan.changes_nothing() {
                     tracing::info!(
                         "start-up plan: the target's topics, configs and ACLs are in step"
@@ -424,31 +440,19 @@ impl TopicSync {
                     tracing::info!("start-up plan: {line}");
                 }
                 if configs_due.is_some() {
-                    if let Err(e) = self.apply_config_changes(&plan.configs_to_change).await {
-                        configs_due = self.config_sync_failed(&e);
-                    }
+                    self.apply_configs(&plan.configs_to_change, &mut configs_due)
+                        .await;
                 }
-                if acls_due.is_some() {
-                    if let Err(e) = self.apply_acls(plan.acls_to_create).await {
-                        tracing::warn!("ACL sync failed: {e}; retrying at the next interval");
-                    }
-                    if plan.notes.iter().any(|n| n.starts_with("ACL sync skipped")) {
-                        acls_due = None;
-                    }
+                if let Some(round) = acls {
+                    self.settle_acl_round(round, &mut acls_due).await;
                 }
             }
             Err(e) => tracing::warn!(
                 "cannot compute the start-up plan: {e}; syncing at the next interval"
             ),
         }
-        let forever = Duration::from_secs(86_400);
-        let mut configs_tick = tokio::time::interval(configs_due.unwrap_or(forever));
-        let mut acls_tick = tokio::time::interval(acls_due.unwrap_or(forever));
-        for t in [&mut configs_tick, &mut acls_tick] {
-            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        }
-        configs_tick.tick().await;
-        acls_tick.tick().await;
+        let mut configs_tick = crate::every(configs_due.unwrap_or(crate::NEVER));
+        let mut acls_tick = crate::every(acls_due.unwrap_or(crate::NEVER));
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
@@ -459,28 +463,40 @@ impl TopicSync {
                             for n in notes {
                                 tracing::warn!("config sync: {n}");
                             }
-                            if let Err(e) = self.apply_config_changes(&changes).await {
-                                configs_due = self.config_sync_failed(&e);
-                            }
+                            self.apply_configs(&changes, &mut configs_due).await;
                         }
                         Err(e) => tracing::warn!("config sync: {e}; retrying at the next interval"),
                     }
                 }
                 _ = acls_tick.tick(), if acls_due.is_some() => {
-                    match self.acl_round().await {
-                        Ok(AclRound::Create(acls)) => {
-                            if let Err(e) = self.apply_acls(acls).await {
-                                tracing::warn!("ACL sync failed: {e}; retrying at the next interval");
-                            }
-                        }
-                        Ok(AclRound::Off(why)) => {
-                            tracing::info!("ACL sync skipped for this run: {why}");
-                            acls_due = None;
-                        }
-                        Err(e) => tracing::warn!("ACL sync failed: {e}; retrying at the next interval"),
-                    }
+                    let round = self.acl_round().await;
+                    self.settle_acl_round(round, &mut acls_due).await;
                 }
             }
+        }
+    }
+
+    /// Applies config changes; a target that cannot take them turns config sync off (`due`).
+    async fn apply_configs(&self, changes: &[TopicConfigChanges], due: &mut Option<Duration>) {
+        if let Err(e) = self.apply_config_changes(changes).await {
+            *due = self.config_sync_failed(&e);
+        }
+    }
+
+    /// Creates what an ACL round found missing, or turns ACL sync off (`due`) with one log
+    /// line when a cluster cannot have ACLs.
+    async fn settle_acl_round(&self, round: Result<AclRound>, due: &mut Option<Duration>) {
+        match round {
+            Ok(AclRound::Create(acls)) => {
+                if let Err(e) = self.apply_acls(acls).await {
+                    tracing::warn!("ACL sync failed: {e}; retrying at the next interval");
+                }
+            }
+            Ok(AclRound::Off(why)) => {
+                tracing::info!("ACL sync skipped for this run: {why}");
+                *due = None;
+            }
+            Err(e) => tracing::warn!("ACL sync failed: {e}; retrying at the next interval"),
         }
     }
 
