@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+mod produce;
+
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -72,19 +74,11 @@ fn main() -> Result<()> {
                 let key = format!("key-{i}");
                 let value = format!("record {i} of {topic}");
                 let p = i32::try_from(i)? % partitions;
-                let mut rec = BaseRecord::<str, str>::to(&topic)
+                let rec = BaseRecord::<str, str>::to(&topic)
                     .key(&key)
                     .payload(&value)
                     .partition(p);
-                loop {
-                    match producer.send(rec) {
-                        Ok(()) => break,
-                        Err((_, back)) => {
-                            rec = back;
-                            producer.poll(Duration::from_millis(5));
-                        }
-                    }
-                }
+                produce::send(&producer, rec)?;
             }
             producer.flush(Duration::from_secs(60))?;
             println!("wrote {records} records to {topic}");

@@ -11,6 +11,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod produce;
+
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -118,19 +120,11 @@ fn preload(bootstrap: &str, topic: &str, args: &Args) -> Result<()> {
     let parts = usize::try_from(args.partitions)?;
     for i in 0..args.records {
         let key = format!("{i:010}");
-        let mut rec = BaseRecord::<[u8], [u8]>::to(topic)
+        let rec = BaseRecord::<[u8], [u8]>::to(topic)
             .key(key.as_bytes())
             .payload(&value)
             .partition(i32::try_from(i % parts)?);
-        loop {
-            match producer.send(rec) {
-                Ok(()) => break,
-                Err((_, back)) => {
-                    rec = back;
-                    producer.poll(Duration::from_millis(5));
-                }
-            }
-        }
+        produce::send(&producer, rec)?;
     }
     producer.flush(Duration::from_secs(300))?;
     Ok(())
@@ -208,15 +202,7 @@ fn baseline(
         if let Some(ts) = msg.timestamp().to_millis() {
             rec = rec.timestamp(ts);
         }
-        loop {
-            match producer.send(rec) {
-                Ok(()) => break,
-                Err((_, back)) => {
-                    rec = back;
-                    producer.poll(Duration::from_millis(10));
-                }
-            }
-        }
+        produce::send(&producer, rec)?;
         producer.poll(Duration::ZERO);
         sent += 1;
     }
