@@ -98,22 +98,7 @@ fn checkpoints_and_synced_group_offsets_are_exact() {
     // Target offsets differ from source offsets: the target topic already holds 100·(p+1) records.
     create_topic(&target.bootstrap, &topic, PARTITIONS);
     let shift = |p: i32| 100 * i64::from(p + 1);
-    let junk: Vec<(i32, TestRecord)> = (0..PARTITIONS)
-        .flat_map(|p| {
-            (0..shift(p)).map(move |i| {
-                (
-                    p,
-                    TestRecord {
-                        key: Some(format!("junk-{p}-{i}").into_bytes()),
-                        value: None,
-                        headers: Vec::new(),
-                        timestamp: 1,
-                    },
-                )
-            })
-        })
-        .collect();
-    produce(&target.bootstrap, &topic, &junk);
+    let filler = shift_offsets(&target.bootstrap, &topic, PARTITIONS, shift);
     let records: Vec<(i32, TestRecord)> = (0..PER_PARTITION * i64::from(PARTITIONS))
         .map(|i| {
             (
@@ -138,7 +123,7 @@ fn checkpoints_and_synced_group_offsets_are_exact() {
         extra,
     );
     let mut kmirror = Kmirror::start(&config, &[]);
-    let total = records.len() + junk.len();
+    let total = records.len() + filler;
     let copied = consume(
         &target.bootstrap,
         &topic,

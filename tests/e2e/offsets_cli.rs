@@ -21,22 +21,7 @@ fn offsets_commit_after_stopping_kmirror_resumes_exactly() {
     create_topic(&target.bootstrap, &topic, 2);
     // Target offsets run 50 ahead of source offsets in partition 0, 70 in partition 1.
     let shift = |p: i32| if p == 0 { 50 } else { 70 };
-    let junk: Vec<(i32, TestRecord)> = (0..2)
-        .flat_map(|p| {
-            (0..shift(p)).map(move |i| {
-                (
-                    p,
-                    TestRecord {
-                        key: Some(format!("junk{i}").into_bytes()),
-                        value: None,
-                        headers: Vec::new(),
-                        timestamp: 1,
-                    },
-                )
-            })
-        })
-        .collect();
-    produce(&target.bootstrap, &topic, &junk);
+    let filler = shift_offsets(&target.bootstrap, &topic, 2, shift);
     let records: Vec<(i32, TestRecord)> = (0..1_000)
         .map(|i: i32| {
             (
@@ -65,7 +50,7 @@ fn offsets_commit_after_stopping_kmirror_resumes_exactly() {
         &target.bootstrap,
         &topic,
         2,
-        records.len() + junk.len(),
+        records.len() + filler,
         Duration::from_secs(30),
     );
     let group = format!("billing-{}", rand_suffix());

@@ -1,6 +1,5 @@
 //! Data fidelity: what arrives on the target is what was written to the source.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::support::*;
@@ -51,15 +50,6 @@ fn mixed_records(partitions: i32, count: usize, seed: u64) -> Vec<(i32, TestReco
             )
         })
         .collect()
-}
-
-fn by_partition(records: &[(i32, TestRecord)], partitions: i32) -> BTreeMap<i32, Vec<TestRecord>> {
-    let mut out: BTreeMap<i32, Vec<TestRecord>> =
-        (0..partitions).map(|p| (p, Vec::new())).collect();
-    for (p, r) in records {
-        out.get_mut(p).unwrap().push(r.clone());
-    }
-    out
 }
 
 #[test]

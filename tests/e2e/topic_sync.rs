@@ -9,36 +9,11 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use kmirror_admin::AlterOp;
-use rdkafka::admin::{
-    AdminClient, AdminOptions, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication,
-};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::admin::{AdminOptions, NewPartitions, ResourceSpecifier};
 
 use crate::checkpoints::{commit, wait_for};
 use crate::operations::{get, series};
 use crate::support::*;
-
-fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
-    client(bootstrap).create().unwrap()
-}
-
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
-}
-
-fn create_topic_with(bootstrap: &str, name: &str, partitions: i32, configs: &[(&str, &str)]) {
-    let mut new = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
-    for (k, v) in configs {
-        new = new.set(k, v);
-    }
-    for r in block_on(admin(bootstrap).create_topics(&[new], &AdminOptions::new())).unwrap() {
-        r.unwrap();
-    }
-}
 
 /// The configs a cluster reports for a topic.
 fn configs(bootstrap: &str, topic: &str) -> BTreeMap<String, String> {
@@ -239,33 +214,6 @@ fn supports_create_partitions(bootstrap: &str) -> Result<(), String> {
     }
 }
 
-fn records(n: i32, partitions: i32) -> Vec<(i32, TestRecord)> {
-    (0..n)
-        .map(|i| {
-            (
-                i % partitions,
-                TestRecord {
-                    key: Some(i.to_be_bytes().to_vec()),
-                    value: Some(format!("v{i}").into_bytes()),
-                    headers: Vec::new(),
-                    timestamp: 1_000 + i64::from(i),
-                },
-            )
-        })
-        .collect()
-}
-
-fn by_partition(
-    records: &[(i32, TestRecord)],
-    keep: impl Fn(i32) -> bool,
-) -> BTreeMap<i32, Vec<TestRecord>> {
-    let mut want = BTreeMap::new();
-    for (p, r) in records.iter().filter(|(p, _)| keep(*p)) {
-        want.entry(*p).or_insert_with(Vec::new).push(r.clone());
-    }
-    want
-}
-
 #[test]
 fn a_short_target_topic_is_grown_before_its_new_partitions_are_copied() {
     let source = Broker::start("source", "KMIRROR_TEST_SOURCE_BOOTSTRAP");
@@ -274,7 +222,7 @@ fn a_short_target_topic_is_grown_before_its_new_partitions_are_copied() {
     let topic = format!("grow-{}", rand_suffix());
     create_topic(&source.bootstrap, &topic, 3);
     create_topic(&target.bootstrap, &topic, 1);
-    let sent = records(300, 3);
+    let sent = spread(300, 3);
     produce(&source.bootstrap, &topic, &sent);
     let config = write_config(dir.path(), &source.bootstrap, &target.bootstrap, &topic, "");
     let mut kmirror = Kmirror::start(&config, &[]);
@@ -288,7 +236,7 @@ fn a_short_target_topic_is_grown_before_its_new_partitions_are_copied() {
                 sent.len(),
                 Duration::from_secs(20),
             );
-            assert_same(&by_partition(&sent, |_| true), &got, &topic);
+            assert_same(&by_partition(&sent, 3), &got, &topic);
             assert_eq!(topics(&target.bootstrap).get(&topic), Some(&3));
             assert_eq!(kmirror.terminate(Duration::from_secs(30)), Some(0));
         }
@@ -298,7 +246,9 @@ fn a_short_target_topic_is_grown_before_its_new_partitions_are_copied() {
                  checking the fallback instead"
             );
             // The partition both sides have is copied; the others wait on the source.
-            let want = by_partition(&sent, |p| p == 0);
+            let first: Vec<(i32, TestRecord)> =
+                sent.iter().filter(|(p, _)| *p == 0).cloned().collect();
+            let want = by_partition(&first, 1);
             let got = consume(
                 &target.bootstrap,
                 &topic,

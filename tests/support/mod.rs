@@ -147,20 +147,32 @@ pub fn client(bootstrap: &str) -> ClientConfig {
 }
 
 pub fn create_topic(bootstrap: &str, name: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = client(bootstrap).create().unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let res = rt
-        .block_on(admin.create_topics(
-            &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
-            &AdminOptions::new(),
-        ))
-        .unwrap();
-    for r in res {
+    create_topic_with(bootstrap, name, partitions, &[]);
+}
+
+/// Creates a topic with topic configs (replication factor 1).
+pub fn create_topic_with(bootstrap: &str, name: &str, partitions: i32, configs: &[(&str, &str)]) {
+    let mut new = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    for (k, v) in configs {
+        new = new.set(k, v);
+    }
+    for r in block_on(admin(bootstrap).create_topics(&[new], &AdminOptions::new())).unwrap() {
         r.unwrap();
     }
+}
+
+/// An admin client for a cluster.
+pub fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
+    client(bootstrap).create().unwrap()
+}
+
+/// Runs an admin future to completion on a throwaway runtime.
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
 }
 
 /// Writes records to one partition each, in order; waits for every acknowledgement.
@@ -447,6 +459,63 @@ mirrors:
     );
     fs::write(&path, text).unwrap();
     path
+}
+
+/// `n` small distinct records spread round-robin over `partitions` (record `i` on `i % partitions`).
+pub fn spread(n: i32, partitions: i32) -> Vec<(i32, TestRecord)> {
+    (0..n)
+        .map(|i| {
+            let r = TestRecord {
+                key: Some(i.to_be_bytes().to_vec()),
+                value: Some(format!("v{i}").into_bytes()),
+                headers: Vec::new(),
+                timestamp: 1_000 + i64::from(i),
+            };
+            (i % partitions, r)
+        })
+        .collect()
+}
+
+/// Writes `shift(p)` filler records into each partition of a target topic, so that its offsets
+/// run ahead of the source's and a test can tell translated offsets from copied ones. Returns
+/// how many were written.
+pub fn shift_offsets(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    shift: impl Fn(i32) -> i64,
+) -> usize {
+    let filler: Vec<(i32, TestRecord)> = (0..partitions)
+        .flat_map(|p| {
+            (0..shift(p)).map(move |i| {
+                (
+                    p,
+                    TestRecord {
+                        key: Some(format!("filler-{p}-{i}").into_bytes()),
+                        value: None,
+                        headers: Vec::new(),
+                        timestamp: 1,
+                    },
+                )
+            })
+        })
+        .collect();
+    produce(bootstrap, topic, &filler);
+    filler.len()
+}
+
+/// Records grouped by partition, with every partition of `0..partitions` present (an empty
+/// one then asserts that the target's is empty too).
+pub fn by_partition(
+    records: &[(i32, TestRecord)],
+    partitions: i32,
+) -> BTreeMap<i32, Vec<TestRecord>> {
+    let mut out: BTreeMap<i32, Vec<TestRecord>> =
+        (0..partitions).map(|p| (p, Vec::new())).collect();
+    for (p, r) in records {
+        out.get_mut(p).unwrap().push(r.clone());
+    }
+    out
 }
 
 /// Compares per partition; panics with the first difference.
