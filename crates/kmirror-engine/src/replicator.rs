@@ -50,6 +50,11 @@ const IDLE_POLL: Duration = Duration::from_millis(50);
 const BATCH: usize = 2048;
 /// Back-off before a partition stopped by a retriable error is tried again.
 const RETRY_BACKOFF: Duration = Duration::from_secs(5);
+/// Back-off before a partition whose target partition the producer did not know is tried again
+/// (after a metadata refresh).
+const METADATA_BACKOFF: Duration = Duration::from_millis(500);
+/// Longest wait for the producer's metadata of one topic.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where a newly assigned partition starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -296,6 +301,8 @@ struct Slot {
     tracker: PartitionTracker,
     releasing: bool,
     retry_at: Option<Instant>,
+    /// The producer did not know the target partition: refresh its metadata before retrying.
+    refresh_target: bool,
     final_progress_sent: Option<Offset>,
     metrics: PartitionMetrics,
     delta: PartitionDelta,
@@ -472,6 +479,9 @@ impl Replicator {
                 continue;
             }
             slot.retry_at = None;
+            if std::mem::take(&mut slot.refresh_target) {
+                refresh_producer_metadata(&self.core.producer, &slot.target_topic);
+            }
             let from = slot.tracker.restart();
             let tp = &slot.source;
             self.consumer
@@ -536,6 +546,24 @@ impl Replicator {
     }
 
     fn assign(&mut self, list: Vec<Assignment>) -> Result<()> {
+        // Partitions added to a topic the producer already knows: librdkafka refreshes a
+        // known topic's metadata only every `topic.metadata.refresh.interval.ms` (5 min) and
+        // refuses records for partitions it has not seen, so refresh it now.
+        let mut known_topics: Vec<Arc<str>> = list
+            .iter()
+            .filter(|a| {
+                self.core
+                    .by_source
+                    .get(&a.source.topic)
+                    .is_some_and(|parts| parts.iter().any(|&i| i != u32::MAX))
+            })
+            .map(|a| Arc::clone(&a.target_topic))
+            .collect();
+        known_topics.sort_unstable();
+        known_topics.dedup();
+        for topic in &known_topics {
+            refresh_producer_metadata(&self.core.producer, topic);
+        }
         let mut tpl = TopicPartitionList::new();
         for a in list {
             if self
@@ -685,6 +713,7 @@ impl Core {
             tracker: PartitionTracker::new(next, stored),
             releasing: false,
             retry_at: None,
+            refresh_target: false,
             final_progress_sent: None,
             metrics,
             delta: PartitionDelta::default(),
@@ -763,10 +792,27 @@ impl Core {
                     let reason = describe(&e);
                     if let Some(slot) = self.slots[idx].as_mut() {
                         slot.tracker.on_rejected(offset, reason.clone());
-                        tracing::error!(
-                            topic = %slot.source.topic, partition = slot.source.partition, offset = offset.0,
-                            "partition stopped: the producer refused the record: {reason}; nothing after it is copied until this is fixed and kmirror restarted"
-                        );
+                        if is_retriable(&e) {
+                            // The producer's metadata is behind (a partition added a moment
+                            // ago): refresh it and copy from this record again.
+                            slot.refresh_target = true;
+                            slot.retry_at = Some(Instant::now() + METADATA_BACKOFF);
+                            self.settings.metrics.error(
+                                self.settings.source.as_str(),
+                                self.settings.target.as_str(),
+                                "delivery_retry",
+                            );
+                            tracing::warn!(
+                                topic = %slot.source.topic, partition = slot.source.partition, offset = offset.0,
+                                "the producer cannot send to {}[{}] yet ({reason}); refreshing its metadata and copying from offset {} again",
+                                slot.target_topic, slot.source.partition, offset.0
+                            );
+                        } else {
+                            tracing::error!(
+                                topic = %slot.source.topic, partition = slot.source.partition, offset = offset.0,
+                                "partition stopped: the producer refused the record: {reason}; nothing after it is copied until this is fixed and kmirror restarted"
+                            );
+                        }
                         to_pause.push(slot.source.clone());
                     }
                     return Ok(());
@@ -1138,6 +1184,20 @@ fn set_index(map: &mut HashMap<Arc<str>, Vec<u32>>, topic: &Arc<str>, partition:
         parts.resize(p + 1, u32::MAX);
     }
     parts[p] = idx;
+}
+
+/// Asks the target for `topic`'s metadata through the producer, so that its cache knows new
+/// partitions. Blocking, bounded by [`METADATA_TIMEOUT`].
+fn refresh_producer_metadata(producer: &BaseProducer<DeliveryContext>, topic: &str) {
+    if let Err(e) = producer
+        .client()
+        .fetch_metadata(Some(topic), METADATA_TIMEOUT)
+    {
+        tracing::warn!(
+            topic,
+            "cannot refresh the target's metadata of the topic: {e}"
+        );
+    }
 }
 
 fn describe(e: &KafkaError) -> String {
