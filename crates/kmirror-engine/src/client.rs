@@ -307,6 +307,10 @@ impl ClusterContext {
 }
 
 impl ClientContext for ClusterContext {
+    /// Statistics of the clients with this context (admin, heartbeat, checkpoint and offset-sync
+    /// clients) are not used: skip parsing them. (rdkafka's default logs each one at INFO.)
+    fn stats_raw(&self, _statistics: &[u8]) {}
+
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
         // Connection failures reach clients that do not poll their main queue only as logs.
         if let Some(explained) = self.explain(log_message) {
