@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Runs kmirror's whole test suite: unit tests, librdkafka mock-cluster fault tests, and
-# end-to-end tests against two real tansu brokers started on random loopback ports.
+# end-to-end tests against real Apache Kafka clusters (KRaft, started from the Maven Central
+# jars that scripts/kafka.sh resolves) on random loopback ports.
 #
-# To run the end-to-end tests against your own clusters instead, set
-# KMIRROR_TEST_SOURCE_BOOTSTRAP and KMIRROR_TEST_TARGET_BOOTSTRAP.
+# KMIRROR_KAFKA_VERSION picks the Kafka version (default 4.1.1; 3.9.1 passes too).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-KMIRROR_TANSU_BIN=$(scripts/tansu.sh)
-export KMIRROR_TANSU_BIN
+KMIRROR_KAFKA_HOME=$(scripts/kafka.sh)
+export KMIRROR_KAFKA_HOME
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace -- --test-threads=2

@@ -46,15 +46,16 @@ pub fn committed(bootstrap: &str, group: &str, topic: &str) -> BTreeMap<i32, i64
         .collect()
 }
 
-/// The latest checkpoint per partition for `group` (read from the beginning, last wins).
-pub fn checkpoints(bootstrap: &str, group: &str, topic: &str) -> BTreeMap<i32, (i64, i64)> {
-    let c: BaseConsumer = client(bootstrap)
+/// The latest checkpoint per partition for `group` in the checkpoints topic of `env`'s flow
+/// (read from the beginning, last wins).
+pub fn checkpoints(env: &Env, group: &str, topic: &str) -> BTreeMap<i32, (i64, i64)> {
+    let c: BaseConsumer = client(&env.target.bootstrap)
         .set("group.id", format!("cp-{}", rand_suffix()))
         .set("enable.partition.eof", "true")
         .create()
         .unwrap();
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset("source.checkpoints.internal", 0, Offset::Beginning)
+    tpl.add_partition_offset(&env.checkpoints_topic(), 0, Offset::Beginning)
         .unwrap();
     c.assign(&tpl).unwrap();
     let mut out = BTreeMap::new();
@@ -90,9 +91,8 @@ pub fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> Result<(),
 #[test]
 #[allow(clippy::needless_range_loop)] // rounds index four partition sequences at once
 fn checkpoints_and_synced_group_offsets_are_exact() {
-    let source = Broker::start("source", "KMIRROR_TEST_SOURCE_BOOTSTRAP");
-    let target = Broker::start("target", "KMIRROR_TEST_TARGET_BOOTSTRAP");
-    let dir = tempfile::tempdir().unwrap();
+    let env = Env::shared();
+    let (source, target) = (&env.source, &env.target);
     let topic = format!("cp-{}", rand_suffix());
     create_topic(&source.bootstrap, &topic, PARTITIONS);
     // Target offsets differ from source offsets: the target topic already holds 100·(p+1) records.
@@ -114,14 +114,8 @@ fn checkpoints_and_synced_group_offsets_are_exact() {
         .collect();
     produce(&source.bootstrap, &topic, &records);
 
-    let extra = "        emit.checkpoints.interval.seconds: 1\n        refresh.groups.interval.seconds: 1\n        sync.group.offsets.enabled: true\n        sync.group.offsets.interval.seconds: 1\n        checkpoints.topic.replication.factor: -1\n        offset-syncs.topic.replication.factor: -1\n";
-    let config = write_config(
-        dir.path(),
-        &source.bootstrap,
-        &target.bootstrap,
-        &topic,
-        extra,
-    );
+    let extra = "        emit.checkpoints.interval.seconds: 1\n        refresh.groups.interval.seconds: 1\n        sync.group.offsets.enabled: true\n        sync.group.offsets.interval.seconds: 1\n";
+    let config = env.config(&topic, extra);
     let mut kmirror = Kmirror::start(&config, &[]);
     let total = records.len() + filler;
     let copied = consume(
@@ -170,7 +164,7 @@ fn checkpoints_and_synced_group_offsets_are_exact() {
             &format!("round {round}: checkpoints"),
             Duration::from_secs(15),
             || {
-                let cps = checkpoints(&target.bootstrap, &group, &topic);
+                let cps = checkpoints(&env, &group, &topic);
                 for (p, u) in &offsets {
                     let want = (*u, shift(*p) + u);
                     if cps.get(p) != Some(&want) {
@@ -225,7 +219,7 @@ fn checkpoints_and_synced_group_offsets_are_exact() {
         "checkpoint for the group ahead",
         Duration::from_secs(15),
         || {
-            (checkpoints(&target.bootstrap, &ahead, &topic).get(&0) == Some(&(100, shift(0) + 100)))
+            (checkpoints(&env, &ahead, &topic).get(&0) == Some(&(100, shift(0) + 100)))
                 .then_some(())
                 .ok_or_else(|| "no checkpoint yet".into())
         },

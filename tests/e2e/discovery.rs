@@ -6,17 +6,10 @@ use crate::support::*;
 
 #[test]
 fn topic_created_while_running_is_mirrored_within_ten_seconds() {
-    let source = Broker::start("source", "KMIRROR_TEST_SOURCE_BOOTSTRAP");
-    let target = Broker::start("target", "KMIRROR_TEST_TARGET_BOOTSTRAP");
-    let dir = tempfile::tempdir().unwrap();
+    let env = Env::shared();
+    let (source, target) = (&env.source, &env.target);
     let prefix = format!("late-{}", rand_suffix());
-    let config = write_config(
-        dir.path(),
-        &source.bootstrap,
-        &target.bootstrap,
-        &format!("{prefix}.*"),
-        "",
-    );
+    let config = env.config(&format!("{prefix}.*"), "");
     let mut kmirror = Kmirror::start(&config, &[]);
     std::thread::sleep(Duration::from_secs(2));
 
@@ -48,20 +41,13 @@ fn topic_created_while_running_is_mirrored_within_ten_seconds() {
 /// next refresh found it are new data, not history.
 #[test]
 fn a_topic_created_while_running_is_copied_whole_even_with_latest() {
-    let source = Broker::start("source", "KMIRROR_TEST_SOURCE_BOOTSTRAP");
-    let target = Broker::start("target", "KMIRROR_TEST_TARGET_BOOTSTRAP");
-    let dir = tempfile::tempdir().unwrap();
+    let env = Env::shared();
+    let (source, target) = (&env.source, &env.target);
     let prefix = format!("latest-{}", rand_suffix());
     let old = format!("{prefix}-old");
     create_topic(&source.bootstrap, &old, 1);
     produce(&source.bootstrap, &old, &spread(50, 1));
-    let config = write_config(
-        dir.path(),
-        &source.bootstrap,
-        &target.bootstrap,
-        &format!("{prefix}.*"),
-        "",
-    );
+    let config = env.config(&format!("{prefix}.*"), "");
     let text = std::fs::read_to_string(&config).unwrap().replace(
         "refresh.topics.interval.seconds: 1",
         "refresh.topics.interval.seconds: 5\n        consumer.auto.offset.reset: latest",
@@ -83,7 +69,23 @@ fn a_topic_created_while_running_is_copied_whole_even_with_latest() {
         Duration::from_secs(15),
     );
     assert_same(&by_partition(&records, 2), &got, &new);
-    // Not asserted: that the old topic's history was skipped. tansu answers ListOffsets LATEST
-    // with the newest batch's base offset + 1 (TESTING.md), so "latest" lands inside it there.
+    // The old topic's history was skipped: its target topic exists and holds nothing.
+    assert_eq!(topics(&target.bootstrap).get(&old), Some(&1));
+    let history = consume_until_quiet(&target.bootstrap, &old, 1, Duration::from_secs(2));
+    assert!(
+        history[&0].is_empty(),
+        "history copied with latest: {history:?}"
+    );
+    // What is written to it now is copied.
+    let later = spread(20, 1);
+    produce(&source.bootstrap, &old, &later);
+    let got = consume(
+        &target.bootstrap,
+        &old,
+        1,
+        later.len(),
+        Duration::from_secs(15),
+    );
+    assert_same(&by_partition(&later, 1), &got, &old);
     assert_eq!(kmirror.terminate(Duration::from_secs(30)), Some(0));
 }

@@ -9,7 +9,7 @@ mod checkpoints;
 mod discovery;
 mod heartbeats;
 mod import;
-mod mtls;
+// mod mtls;
 mod offset_syncs;
 mod offsets_cli;
 mod operations;

@@ -8,9 +8,8 @@ use kmirror_core::mm2::OffsetSync;
 use crate::support::*;
 
 fn run(location: Option<&str>) {
-    let source = Broker::start("source", "KMIRROR_TEST_SOURCE_BOOTSTRAP");
-    let target = Broker::start("target", "KMIRROR_TEST_TARGET_BOOTSTRAP");
-    let dir = tempfile::tempdir().unwrap();
+    let env = Env::shared();
+    let (source, target) = (&env.source, &env.target);
     let topic = format!("syncs-{}", rand_suffix());
     create_topic(&source.bootstrap, &topic, 2);
     let records: Vec<(i32, TestRecord)> = (0..1_000)
@@ -27,14 +26,10 @@ fn run(location: Option<&str>) {
         })
         .collect();
     produce(&source.bootstrap, &topic, &records);
-    let extra = location.map(|l| format!("        offset-syncs.topic.location: {l}\n        offset-syncs.topic.replication.factor: -1\n")).unwrap_or_else(|| "        offset-syncs.topic.replication.factor: -1\n".into());
-    let config = write_config(
-        dir.path(),
-        &source.bootstrap,
-        &target.bootstrap,
-        &topic,
-        &extra,
-    );
+    let extra = location
+        .map(|l| format!("        offset-syncs.topic.location: {l}\n"))
+        .unwrap_or_default();
+    let config = env.config(&topic, &extra);
     let mut kmirror = Kmirror::start(&config, &[]);
     let copied = consume(
         &target.bootstrap,
@@ -52,23 +47,32 @@ fn run(location: Option<&str>) {
     );
 
     let (holder, other, name) = match location {
-        Some("target") => (&target, &source, "mm2-offset-syncs.source.internal"),
-        _ => (&source, &target, "mm2-offset-syncs.target.internal"),
+        Some("target") => (
+            target,
+            source,
+            format!("mm2-offset-syncs.{}.internal", env.src),
+        ),
+        _ => (
+            source,
+            target,
+            format!("mm2-offset-syncs.{}.internal", env.tgt),
+        ),
     };
     assert_eq!(
-        topics(&holder.bootstrap).get(name),
+        topics(&holder.bootstrap).get(&name),
         Some(&1),
         "{name} (1 partition) on the right cluster"
     );
     assert!(
         !topics(&other.bootstrap)
             .keys()
-            .any(|t| t.starts_with("mm2-offset-syncs")),
-        "no offset-syncs topic on the other cluster"
+            .any(|t| t.starts_with("mm2-offset-syncs")
+                && (t.contains(&env.src) || t.contains(&env.tgt))),
+        "no offset-syncs topic of this flow on the other cluster"
     );
 
     let source_records = consume_until_quiet(&source.bootstrap, &topic, 2, Duration::from_secs(2));
-    let syncs = consume_until_quiet(&holder.bootstrap, name, 1, Duration::from_secs(2));
+    let syncs = consume_until_quiet(&holder.bootstrap, &name, 1, Duration::from_secs(2));
     let mut last = [-1i64; 2];
     for r in &syncs[&0] {
         let s = OffsetSync::decode(r.key.as_deref().unwrap(), r.value.as_deref().unwrap())

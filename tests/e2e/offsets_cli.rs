@@ -13,9 +13,9 @@ fn offsets(config: &std::path::Path, args: &[&str]) -> (Option<i32>, String, Str
 
 #[test]
 fn offsets_commit_after_stopping_kmirror_resumes_exactly() {
-    let mut source = Broker::start("source", "KMIRROR_TEST_SOURCE_BOOTSTRAP");
-    let target = Broker::start("target", "KMIRROR_TEST_TARGET_BOOTSTRAP");
-    let dir = tempfile::tempdir().unwrap();
+    // The test stops the source: clusters of its own.
+    let env = Env::dedicated();
+    let (source, target) = (&env.source, &env.target);
     let topic = format!("failover-{}", rand_suffix());
     create_topic(&source.bootstrap, &topic, 2);
     create_topic(&target.bootstrap, &topic, 2);
@@ -36,14 +36,8 @@ fn offsets_commit_after_stopping_kmirror_resumes_exactly() {
         })
         .collect();
     produce(&source.bootstrap, &topic, &records);
-    let extra = "        emit.checkpoints.interval.seconds: 1\n        refresh.groups.interval.seconds: 1\n        checkpoints.topic.replication.factor: -1\n        offset-syncs.topic.replication.factor: -1\n";
-    let config = write_config(
-        dir.path(),
-        &source.bootstrap,
-        &target.bootstrap,
-        &topic,
-        extra,
-    );
+    let extra = "        emit.checkpoints.interval.seconds: 1\n        refresh.groups.interval.seconds: 1\n";
+    let config = env.config(&topic, extra);
     let port = free_port();
     let mut kmirror = Kmirror::start(&config, &["--metrics-addr", &format!("127.0.0.1:{port}")]);
     let copied = consume(
@@ -56,7 +50,7 @@ fn offsets_commit_after_stopping_kmirror_resumes_exactly() {
     let group = format!("billing-{}", rand_suffix());
     commit(&source.bootstrap, &group, &topic, &[(0, 123), (1, 456)]);
     wait_for("checkpoints", Duration::from_secs(15), || {
-        let cps = checkpoints(&target.bootstrap, &group, &topic);
+        let cps = checkpoints(&env, &group, &topic);
         (cps.len() == 2)
             .then_some(())
             .ok_or_else(|| format!("{cps:?}"))
@@ -129,7 +123,7 @@ fn offsets_commit_after_stopping_kmirror_resumes_exactly() {
     );
 
     // The source is lost: the report comes from the checkpoints on the target.
-    source.stop();
+    source.stop_node(0);
     let (code, stdout, stderr) = offsets(&config, &["--group", &group, "--json"]);
     assert_eq!(code, Some(0), "{stderr}");
     let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();

@@ -70,22 +70,22 @@ fn records(n: i32, from: i32) -> Vec<(i32, TestRecord)> {
 
 #[test]
 fn metrics_move_with_traffic_and_readiness_follows_the_target() {
-    let source = Broker::start("source", "KMIRROR_TEST_SOURCE_BOOTSTRAP");
-    let mut target = Broker::start("target", "KMIRROR_TEST_TARGET_BOOTSTRAP");
-    let dir = tempfile::tempdir().unwrap();
+    // The test stops the target: clusters of its own.
+    let env = Env::dedicated();
+    let (source, target) = (&env.source, &env.target);
     let topic = format!("metrics-{}", rand_suffix());
     create_topic(&source.bootstrap, &topic, 2);
     produce(&source.bootstrap, &topic, &records(1_000, 0));
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
-    let config = write_config(dir.path(), &source.bootstrap, &target.bootstrap, &topic, "");
+    let config = env.config(&topic, "");
     let mut kmirror = Kmirror::start(&config, &["--metrics-addr", &addr]);
 
     let mm2 = "kafka_connect_mirror_mirrorsourceconnector_record_count";
     let labels = |p: &'static str| {
         [
-            ("source", "source"),
-            ("target", "target"),
+            ("source", env.src.as_str()),
+            ("target", env.tgt.as_str()),
             ("topic", topic.as_str()),
             ("partition", p),
         ]
@@ -125,7 +125,7 @@ fn metrics_move_with_traffic_and_readiness_follows_the_target() {
     assert!(series(
         &text,
         "kmirror_recovery_point_objective_seconds",
-        &[("source", "source"), ("target", "target")]
+        &env.flow_labels()
     )
     .is_some());
     assert_eq!(
@@ -158,13 +158,16 @@ fn metrics_move_with_traffic_and_readiness_follows_the_target() {
     );
 
     // The target goes away: not ready, with a reason.
-    target.stop();
+    target.stop_node(0);
     assert!(
         wait_until(Duration::from_secs(20), || get(port, "/readyz").0 == 503),
         "/readyz stayed 200 after the target stopped"
     );
     let (_, reason) = get(port, "/readyz");
-    assert!(reason.contains("cluster target is unreachable"), "{reason}");
+    assert!(
+        reason.contains(&format!("cluster {} is unreachable", env.tgt)),
+        "{reason}"
+    );
     assert_eq!(
         get(port, "/healthz").0,
         200,
@@ -175,18 +178,27 @@ fn metrics_move_with_traffic_and_readiness_follows_the_target() {
 
 #[test]
 fn json_logs_parse_and_carry_no_secrets() {
-    let source = Broker::start("source", "KMIRROR_TEST_SOURCE_BOOTSTRAP");
-    let target = Broker::start("target", "KMIRROR_TEST_TARGET_BOOTSTRAP");
-    let dir = tempfile::tempdir().unwrap();
+    let env = Env::shared();
+    let dir = &env.dir;
     let password = format!("Pa55-{}-secret", rand_suffix());
     fs::write(dir.path().join("password.txt"), &password).unwrap();
     let key = crate::support::certs::Pki::new("ca").leaf("user", &[], false);
     fs::write(dir.path().join("user.key"), &key.key_pem).unwrap();
     fs::write(dir.path().join("user.crt"), &key.cert_pem).unwrap();
     let jaas_secret = format!("jaas-{}", rand_suffix());
+    fs::write(
+        dir.path().join("ca.crt"),
+        fs::read_to_string(&env.target.ca_file).unwrap(),
+    )
+    .unwrap();
+    // A wrong SCRAM password over TLS: the authentication error is logged, the password never.
     let text = format!(
-        "clusters:\n  - alias: source\n    bootstrapServers: {}\n    config:\n      ssl.key.password: {jaas_secret}\n  - alias: target\n    bootstrapServers: {}\n    authentication:\n      type: scram-sha-512\n      username: kmirror\n      passwordSecret:\n        password: password.txt\nmirrors:\n  - sourceCluster: source\n    targetCluster: target\n",
-        source.bootstrap, target.bootstrap
+        "clusters:\n  - alias: {src}\n    bootstrapServers: {}\n    config:\n      ssl.key.password: {jaas_secret}\n  - alias: {tgt}\n    bootstrapServers: {}\n    tls:\n      trustedCertificates:\n        - certificate: ca.crt\n    authentication:\n      type: scram-sha-512\n      username: kmirror\n      passwordSecret:\n        password: password.txt\nmirrors:\n  - sourceCluster: {src}\n    targetCluster: {tgt}\n    topicsPattern: \"secrets-{}\"\n",
+        env.source.bootstrap,
+        env.target.sasl_bootstrap,
+        rand_suffix(),
+        src = env.src,
+        tgt = env.tgt,
     );
     let config = dir.path().join("kmirror.yaml");
     fs::write(&config, text).unwrap();

@@ -16,9 +16,8 @@ fn rec(i: i32, size: usize) -> TestRecord {
 
 #[test]
 fn refused_record_stops_only_its_partition_and_loses_nothing() {
-    let source = Broker::start("source", "KMIRROR_TEST_SOURCE_BOOTSTRAP");
-    let target = Broker::start("target", "KMIRROR_TEST_TARGET_BOOTSTRAP");
-    let dir = tempfile::tempdir().unwrap();
+    let env = Env::shared();
+    let (source, target) = (&env.source, &env.target);
     let topic = format!("refused-{}", rand_suffix());
     create_topic(&source.bootstrap, &topic, 2);
     // Partition 0: 50 small records, one of 200 KB at offset 50, then 50 more. Partition 1: 100 small.
@@ -27,13 +26,7 @@ fn refused_record_stops_only_its_partition_and_loses_nothing() {
     produce(&source.bootstrap, &topic, &records);
 
     // The producer accepts at most 100 KB per record: the big one is refused.
-    let small = write_config(
-        dir.path(),
-        &source.bootstrap,
-        &target.bootstrap,
-        &topic,
-        "        producer.message.max.bytes: 100000\n",
-    );
+    let small = env.config(&topic, "        producer.message.max.bytes: 100000\n");
     let port = free_port();
     let mut kmirror = Kmirror::start(&small, &["--metrics-addr", &format!("127.0.0.1:{port}")]);
     let got = consume(&target.bootstrap, &topic, 2, 150, Duration::from_secs(30));
@@ -56,26 +49,24 @@ fn refused_record_stops_only_its_partition_and_loses_nothing() {
             && line.contains("MessageSizeTooLarge"),
         "{line}"
     );
-    let metrics = std::process::Command::new("curl")
-        .args(["-s", &format!("http://127.0.0.1:{port}/metrics")])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
-    if !metrics.is_empty() {
-        assert!(
-            metrics
-                .lines()
-                .any(|l| l.starts_with("kmirror_partition_state")
-                    && l.contains("state=\"failed\"")
-                    && l.contains("partition=\"0\"")
-                    && l.ends_with(" 1")),
-            "{metrics}"
-        );
-    }
+    let (_, metrics) = crate::operations::get(port, "/metrics");
+    assert_eq!(
+        crate::operations::series(
+            &metrics,
+            "kmirror_partition_state",
+            &[
+                ("topic", topic.as_str()),
+                ("partition", "0"),
+                ("state", "failed")
+            ]
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
     assert_eq!(kmirror.terminate(Duration::from_secs(30)), Some(0));
 
     // Fixed (default limits) and restarted: it continues at the refused record, in order.
-    let fixed = write_config(dir.path(), &source.bootstrap, &target.bootstrap, &topic, "");
+    let fixed = env.config(&topic, "");
     let mut kmirror = Kmirror::start(&fixed, &[]);
     let got = consume(&target.bootstrap, &topic, 2, 201, Duration::from_secs(30));
     assert_eq!(kmirror.terminate(Duration::from_secs(30)), Some(0));

@@ -54,9 +54,8 @@ fn mixed_records(partitions: i32, count: usize, seed: u64) -> Vec<(i32, TestReco
 
 #[test]
 fn mixed_records_arrive_identical_per_partition_and_in_order() {
-    let source = Broker::start("source", "KMIRROR_TEST_SOURCE_BOOTSTRAP");
-    let target = Broker::start("target", "KMIRROR_TEST_TARGET_BOOTSTRAP");
-    let dir = tempfile::tempdir().unwrap();
+    let env = Env::shared();
+    let (source, target) = (&env.source, &env.target);
     let prefix = format!("fidelity-{}", rand_suffix());
     let layout = [(1, 5_000), (4, 15_000), (12, 30_000)];
     let mut expected = Vec::new();
@@ -72,13 +71,7 @@ fn mixed_records_arrive_identical_per_partition_and_in_order() {
             *count,
         ));
     }
-    let config = write_config(
-        dir.path(),
-        &source.bootstrap,
-        &target.bootstrap,
-        &format!("{prefix}-.*"),
-        "",
-    );
+    let config = env.config(&format!("{prefix}-.*"), "");
     let mut kmirror = Kmirror::start(&config, &[]);
     let started = Instant::now();
     for (topic, partitions, want, count) in &expected {

@@ -60,14 +60,14 @@ fn check_no_loss_in_order(want: &[TestRecord], got: &[TestRecord], partition: i3
 /// Every source offset translates, through the maps kmirror stored, to the target offset of
 /// the same record (the newest copy after a replay), or to the target end past the last one.
 fn check_translation(
-    target: &str,
+    env: &Env,
     topic: &str,
     source: &BTreeMap<i32, Vec<TestRecord>>,
     copied: &BTreeMap<i32, Vec<TestRecord>>,
 ) {
     let stored = consume_until_quiet(
-        target,
-        "mm2-offsets.source.internal",
+        &env.target.bootstrap,
+        &env.progress_topic(),
         3,
         Duration::from_secs(2),
     );
@@ -77,7 +77,7 @@ fn check_translation(
             r.key.as_deref().unwrap_or_default(),
             r.value.as_deref(),
         ) {
-            if cluster == "source" && &*tp.topic == topic {
+            if cluster == env.src && &*tp.topic == topic {
                 maps.insert(tp.partition, map);
             }
         }
@@ -113,9 +113,8 @@ fn check_translation(
 
 #[test]
 fn sigkill_loses_nothing_and_sigterm_copies_nothing_twice() {
-    let source = Broker::start("source", "KMIRROR_TEST_SOURCE_BOOTSTRAP");
-    let target = Broker::start("target", "KMIRROR_TEST_TARGET_BOOTSTRAP");
-    let dir = tempfile::tempdir().unwrap();
+    let env = Env::shared();
+    let (source, target) = (&env.source, &env.target);
     let topic = format!("crash-{}", rand_suffix());
     let partitions = 4;
     create_topic(&source.bootstrap, &topic, partitions);
@@ -138,7 +137,7 @@ fn sigkill_loses_nothing_and_sigterm_copies_nothing_twice() {
             thread::sleep(Duration::from_millis(150));
         }
     });
-    let config = write_config(dir.path(), &source.bootstrap, &target.bootstrap, &topic, "");
+    let config = env.config(&topic, "");
     let mut first = Kmirror::start(&config, &[]);
     thread::sleep(Duration::from_millis(1_800));
     assert!(
@@ -184,7 +183,7 @@ fn sigkill_loses_nothing_and_sigterm_copies_nothing_twice() {
         partitions,
         Duration::from_secs(2),
     );
-    check_translation(&target.bootstrap, &topic, &want, &before);
+    check_translation(&env, &topic, &want, &before);
     let before_count: usize = before.values().map(Vec::len).sum();
 
     // After a clean stop, a restart copies only the new records.

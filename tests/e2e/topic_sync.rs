@@ -1,21 +1,17 @@
 //! Topic configs, partition counts and the plan, against real brokers.
-//!
-//! tansu reports every config it holds as a default (TESTING.md), so these flows use
-//! `use.defaults.from=source` (MM2's own option) to have reported entries copied; the
-//! DELETE-versus-SET rules for real defaults are unit-tested in kmirror-core.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use kmirror_admin::AlterOp;
-use rdkafka::admin::{AdminOptions, NewPartitions, ResourceSpecifier};
+use rdkafka::admin::{AdminOptions, ConfigSource, NewPartitions, ResourceSpecifier};
 
 use crate::checkpoints::{commit, wait_for};
 use crate::operations::{get, series};
 use crate::support::*;
 
-/// The configs a cluster reports for a topic.
+/// The configs set on a topic (not broker or built-in defaults).
 fn configs(bootstrap: &str, topic: &str) -> BTreeMap<String, String> {
     let results = block_on(
         admin(bootstrap).describe_configs(&[ResourceSpecifier::Topic(topic)], &AdminOptions::new()),
@@ -24,6 +20,7 @@ fn configs(bootstrap: &str, topic: &str) -> BTreeMap<String, String> {
     results
         .into_iter()
         .flat_map(|r| r.unwrap().entries)
+        .filter(|e| e.source == ConfigSource::DynamicTopic)
         .filter_map(|e| e.value.map(|v| (e.name, v)))
         .collect()
 }
@@ -51,14 +48,12 @@ fn set(v: &str) -> AlterOp {
     AlterOp::Set(v.to_owned())
 }
 
-const SYNC_FROM_SOURCE: &str =
-    "        use.defaults.from: source\n        sync.topic.configs.interval.seconds: 2\n";
+const SYNC_FAST: &str = "        sync.topic.configs.interval.seconds: 2\n";
 
 #[test]
 fn topic_configs_follow_the_source_and_excluded_keys_are_left_alone() {
-    let source = Broker::start("source", "KMIRROR_TEST_SOURCE_BOOTSTRAP");
-    let target = Broker::start("target", "KMIRROR_TEST_TARGET_BOOTSTRAP");
-    let dir = tempfile::tempdir().unwrap();
+    let env = Env::shared();
+    let (source, target) = (&env.source, &env.target);
     let prefix = format!("cfg-{}", rand_suffix());
     let created = format!("{prefix}-created");
     let existing = format!("{prefix}-existing");
@@ -86,13 +81,7 @@ fn topic_configs_follow_the_source_and_excluded_keys_are_left_alone() {
         1,
         &[("retention.ms", "1000"), ("min.insync.replicas", "2")],
     );
-    let config = write_config(
-        dir.path(),
-        &source.bootstrap,
-        &target.bootstrap,
-        &format!("{prefix}.*"),
-        SYNC_FROM_SOURCE,
-    );
+    let config = env.config(&format!("{prefix}.*"), SYNC_FAST);
     let port = free_port();
     let mut kmirror = Kmirror::start(&config, &["--metrics-addr", &format!("127.0.0.1:{port}")]);
 
@@ -171,9 +160,12 @@ fn topic_configs_follow_the_source_and_excluded_keys_are_left_alone() {
     }
     // Both retention changes are counted.
     let (_, metrics) = get(port, "/metrics");
-    let flow = [("source", "source"), ("target", "target")];
     assert_eq!(
-        series(&metrics, "kmirror_topic_configs_changed_total", &flow),
+        series(
+            &metrics,
+            "kmirror_topic_configs_changed_total",
+            &env.flow_labels()
+        ),
         Some(2.0),
         "{metrics}"
     );
@@ -197,81 +189,94 @@ fn topic_configs_follow_the_source_and_excluded_keys_are_left_alone() {
     );
 }
 
-/// Whether the target broker can add partitions (tansu cannot).
-fn supports_create_partitions(bootstrap: &str) -> Result<(), String> {
-    let probe = format!("probe-partitions-{}", rand_suffix());
-    create_topic(bootstrap, &probe, 1);
-    let result = block_on(
-        admin(bootstrap).create_partitions(&[NewPartitions::new(&probe, 2)], &AdminOptions::new()),
-    );
-    match result {
-        Ok(r) => match r.into_iter().next() {
-            Some(Ok(_)) => Ok(()),
-            Some(Err((_, code))) => Err(code.to_string()),
-            None => Err("no answer".into()),
-        },
-        Err(e) => Err(e.to_string()),
-    }
-}
-
 #[test]
 fn a_short_target_topic_is_grown_before_its_new_partitions_are_copied() {
-    let source = Broker::start("source", "KMIRROR_TEST_SOURCE_BOOTSTRAP");
-    let target = Broker::start("target", "KMIRROR_TEST_TARGET_BOOTSTRAP");
-    let dir = tempfile::tempdir().unwrap();
+    let env = Env::shared();
+    let (source, target) = (&env.source, &env.target);
     let topic = format!("grow-{}", rand_suffix());
     create_topic(&source.bootstrap, &topic, 3);
     create_topic(&target.bootstrap, &topic, 1);
     let sent = spread(300, 3);
     produce(&source.bootstrap, &topic, &sent);
-    let config = write_config(dir.path(), &source.bootstrap, &target.bootstrap, &topic, "");
+    let config = env.config(&topic, "");
     let mut kmirror = Kmirror::start(&config, &[]);
+    let got = consume(
+        &target.bootstrap,
+        &topic,
+        3,
+        sent.len(),
+        Duration::from_secs(20),
+    );
+    assert_same(&by_partition(&sent, 3), &got, &topic);
+    assert_eq!(topics(&target.bootstrap).get(&topic), Some(&3));
+    assert_eq!(kmirror.terminate(Duration::from_secs(30)), Some(0));
+    let logs = kmirror.logs();
+    assert!(
+        logs.contains("added partitions to the target topic"),
+        "{logs}"
+    );
+}
 
-    match supports_create_partitions(&target.bootstrap) {
-        Ok(()) => {
-            let got = consume(
-                &target.bootstrap,
-                &topic,
-                3,
-                sent.len(),
-                Duration::from_secs(20),
-            );
-            assert_same(&by_partition(&sent, 3), &got, &topic);
-            assert_eq!(topics(&target.bootstrap).get(&topic), Some(&3));
-            assert_eq!(kmirror.terminate(Duration::from_secs(30)), Some(0));
-        }
-        Err(why) => {
-            eprintln!(
-                "skipped growing the target topic: the target broker cannot add partitions ({why}); \
-                 checking the fallback instead"
-            );
-            // The partition both sides have is copied; the others wait on the source.
-            let first: Vec<(i32, TestRecord)> =
-                sent.iter().filter(|(p, _)| *p == 0).cloned().collect();
-            let want = by_partition(&first, 1);
-            let got = consume(
-                &target.bootstrap,
-                &topic,
-                1,
-                want[&0].len(),
-                Duration::from_secs(20),
-            );
-            assert_same(&want, &got, &topic);
-            std::thread::sleep(Duration::from_secs(3));
-            assert_eq!(kmirror.terminate(Duration::from_secs(30)), Some(0));
-            let logs = kmirror.logs();
-            assert_eq!(
-                logs.matches("cannot add partitions on the target").count(),
-                1,
-                "reported once, not at every refresh:\n{logs}"
-            );
-            assert_eq!(
-                topics(&target.bootstrap).get(&topic),
-                Some(&1),
-                "never shrunk or recreated"
-            );
-        }
+/// Regression: partitions added to a source topic while kmirror runs were assigned, and then
+/// not one of their records was copied (the consumer did not know the new partitions).
+#[test]
+fn partitions_added_on_the_source_while_running_are_copied_within_ten_seconds() {
+    let env = Env::shared();
+    let (source, target) = (&env.source, &env.target);
+    let topic = format!("grown-{}", rand_suffix());
+    create_topic(&source.bootstrap, &topic, 3);
+    let before = spread(300, 3);
+    produce(&source.bootstrap, &topic, &before);
+    let config = env.config(&topic, "");
+    let mut kmirror = Kmirror::start(&config, &[]);
+    let got = consume(
+        &target.bootstrap,
+        &topic,
+        3,
+        before.len(),
+        Duration::from_secs(20),
+    );
+    assert_same(&by_partition(&before, 3), &got, &topic);
+
+    let grown = block_on(
+        admin(&source.bootstrap)
+            .create_partitions(&[NewPartitions::new(&topic, 5)], &AdminOptions::new()),
+    )
+    .unwrap();
+    for r in grown {
+        r.unwrap();
     }
+    let appeared = Instant::now();
+    // 100 records into each of the two new partitions, and more into the old ones.
+    let new: Vec<(i32, TestRecord)> = (0..200)
+        .map(|i: i32| {
+            (
+                3 + i % 2,
+                TestRecord {
+                    key: Some(format!("new-{i}").into_bytes()),
+                    value: Some(vec![3; 10]),
+                    headers: Vec::new(),
+                    timestamp: 50_000 + i64::from(i),
+                },
+            )
+        })
+        .collect();
+    produce(&source.bootstrap, &topic, &new);
+    let mut all = before.clone();
+    all.extend(new.iter().cloned());
+    let got = consume(
+        &target.bootstrap,
+        &topic,
+        5,
+        all.len(),
+        Duration::from_secs(10),
+    );
+    let elapsed = appeared.elapsed();
+    assert_same(&by_partition(&all, 5), &got, &topic);
+    assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
+    eprintln!("records in the new partitions arrived {elapsed:?} after they appeared");
+    assert_eq!(topics(&target.bootstrap).get(&topic), Some(&5));
+    assert_eq!(kmirror.terminate(Duration::from_secs(30)), Some(0));
 }
 
 fn plan(config: &Path, json: bool) -> (Option<i32>, String, String) {
@@ -284,9 +289,8 @@ fn plan(config: &Path, json: bool) -> (Option<i32>, String, String) {
 
 #[test]
 fn plan_shows_the_next_sync_and_changes_nothing() {
-    let source = Broker::start("source", "KMIRROR_TEST_SOURCE_BOOTSTRAP");
-    let target = Broker::start("target", "KMIRROR_TEST_TARGET_BOOTSTRAP");
-    let dir = tempfile::tempdir().unwrap();
+    let env = Env::shared();
+    let (source, target) = (&env.source, &env.target);
     let p = format!("plan-{}", rand_suffix());
     let (new, drifted, short, excluded) = (
         format!("{p}-new"),
@@ -303,19 +307,13 @@ fn plan_shows_the_next_sync_and_changes_nothing() {
     let group = format!("{p}-billing");
     commit(&source.bootstrap, &group, &drifted, &[(0, 0)]);
     commit(&source.bootstrap, &group, &short, &[(0, 0), (2, 0)]);
-    let config = write_config(
-        dir.path(),
-        &source.bootstrap,
-        &target.bootstrap,
-        &format!("{p}.*"),
-        SYNC_FROM_SOURCE,
-    );
+    let config = env.config(&format!("{p}.*"), SYNC_FAST);
     let before = topics(&target.bootstrap);
 
     let (code, stdout, stderr) = plan(&config, false);
     assert_eq!(code, Some(0), "{stderr}");
     let expected = format!(
-        "flow source->target
+        "flow {src}->{tgt}
   topics to create (1):
     {new}: 2 partitions, replication factor broker default
       cleanup.policy=compact
@@ -326,7 +324,9 @@ fn plan_shows_the_next_sync_and_changes_nothing() {
   ACLs to create: none
   groups to checkpoint (1):
     {group} (3 partitions with committed offsets)
-"
+",
+        src = env.src,
+        tgt = env.tgt,
     );
     assert_eq!(stdout, expected, "stderr:\n{stderr}");
 
@@ -334,7 +334,7 @@ fn plan_shows_the_next_sync_and_changes_nothing() {
     assert_eq!(code, Some(0), "{stderr}");
     let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     let flow = &json[0];
-    assert_eq!(flow["flow"], "source->target");
+    assert_eq!(flow["flow"], format!("{}->{}", env.src, env.tgt));
     assert_eq!(
         flow["topics_to_create"],
         serde_json::json!([{"topic": new, "target_topic": new, "partitions": 2,
@@ -387,21 +387,26 @@ fn plan_shows_the_next_sync_and_changes_nothing() {
 
 #[test]
 fn plan_against_an_unreachable_cluster_exits_1_with_one_line() {
-    let source = Broker::start("source", "KMIRROR_TEST_SOURCE_BOOTSTRAP");
-    let dir = tempfile::tempdir().unwrap();
+    let env = Env::shared();
     let dead = format!("127.0.0.1:{}", free_port());
-    let config = write_config(dir.path(), &source.bootstrap, &dead, ".*", "");
+    let config = write_config(
+        env.dir.path(),
+        (&env.src, &env.source.bootstrap),
+        (&env.tgt, &dead),
+        ".*",
+        "",
+    );
     let (code, stdout, stderr) = plan(&config, false);
     assert_eq!(code, Some(1), "{stdout}{stderr}");
     assert!(stdout.is_empty(), "{stdout}");
     let errors: Vec<&str> = stderr.lines().collect();
     assert_eq!(errors.len(), 1, "one line, no client chatter: {stderr}");
     assert!(
-        errors[0].starts_with("error: flow source->target: "),
+        errors[0].starts_with(&format!("error: flow {}->{}: ", env.src, env.tgt)),
         "{stderr}"
     );
     assert!(
-        errors[0].contains("cannot reach target") && errors[0].contains(&dead),
+        errors[0].contains(&format!("cannot reach {}", env.tgt)) && errors[0].contains(&dead),
         "{stderr}"
     );
 }

@@ -1,9 +1,8 @@
 //! Test harness: real brokers on random loopback ports, the real kmirror binary, and helpers
 //! that write records and read them back for record-by-record comparison.
 //!
-//! Brokers: tansu, found through `KMIRROR_TANSU_BIN`. To run the same suite against existing
-//! clusters (e.g. real Apache Kafka), set `KMIRROR_TEST_SOURCE_BOOTSTRAP` and
-//! `KMIRROR_TEST_TARGET_BOOTSTRAP`; every test uses random topic names.
+//! Brokers: Apache Kafka from Maven Central ([`kafka`]); most tests share one source and one
+//! target cluster, each test with its own topic, group and cluster-alias names.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::missing_panics_doc)]
 
@@ -12,6 +11,7 @@ use std::fs;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -21,90 +21,70 @@ use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
-/// A broker process (or an external cluster) for one test.
-pub struct Broker {
-    pub bootstrap: String,
-    child: Option<Child>,
-    name: String,
+/// What one test works with: a source and a target cluster (shared with other tests unless
+/// the test asked for its own), cluster aliases of its own (so that internal topics such as
+/// `mm2-offsets.<alias>.internal` and the heartbeats' keys are the test's alone), and a folder
+/// for its files.
+pub struct Env {
+    pub source: Arc<Kafka>,
+    pub target: Arc<Kafka>,
+    /// Alias of the source cluster in the test's kmirror config.
+    pub src: String,
+    /// Alias of the target cluster.
+    pub tgt: String,
+    pub dir: tempfile::TempDir,
 }
 
-impl Broker {
-    /// Starts a tansu broker on a free loopback port, or uses the external cluster named by
-    /// `env_bootstrap` if that variable is set.
-    pub fn start(name: &str, env_bootstrap: &str) -> Broker {
-        if let Ok(bootstrap) = std::env::var(env_bootstrap) {
-            return Broker {
-                bootstrap,
-                child: None,
-                name: name.into(),
-            };
-        }
-        let port = free_port();
-        let child = spawn_tansu(name, port, port);
-        let bootstrap = format!("127.0.0.1:{port}");
-        wait_for_port(port);
-        Broker {
-            bootstrap,
-            child: Some(child),
-            name: name.into(),
-        }
+impl Env {
+    /// The shared clusters.
+    pub fn shared() -> Env {
+        let (source, target) = kafka::shared();
+        Env::on(source, target)
     }
 
-    /// Starts tansu on `listen` advertising `advertised` (for a TLS proxy in front of it).
-    pub fn start_advertising(name: &str, listen: u16, advertised: u16) -> Broker {
-        let child = spawn_tansu(name, listen, advertised);
-        wait_for_port(listen);
-        Broker {
-            bootstrap: format!("127.0.0.1:{listen}"),
-            child: Some(child),
-            name: name.into(),
+    /// Clusters of the test's own, for a test that stops or breaks one.
+    pub fn dedicated() -> Env {
+        let (source, target) = kafka::start_pair();
+        Env::on(source, target)
+    }
+
+    /// Given clusters.
+    pub fn on(source: Arc<Kafka>, target: Arc<Kafka>) -> Env {
+        let id = rand_suffix();
+        Env {
+            source,
+            target,
+            src: format!("src{id}"),
+            tgt: format!("tgt{id}"),
+            dir: tempfile::tempdir().unwrap(),
         }
     }
 
-    /// Stops the broker (its data is gone: memory storage).
-    pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+    /// A plain config for the `src -> tgt` flow with identity naming (see [`write_config`]).
+    pub fn config(&self, topics: &str, extra_connector: &str) -> PathBuf {
+        write_config(
+            self.dir.path(),
+            (&self.src, &self.source.bootstrap),
+            (&self.tgt, &self.target.bootstrap),
+            topics,
+            extra_connector,
+        )
     }
-}
 
-impl Drop for Broker {
-    fn drop(&mut self) {
-        self.stop();
+    /// The flow's metric labels.
+    pub fn flow_labels(&self) -> [(&'static str, &str); 2] {
+        [("source", self.src.as_str()), ("target", self.tgt.as_str())]
     }
-}
 
-pub fn tansu_bin() -> PathBuf {
-    match std::env::var_os("KMIRROR_TANSU_BIN") {
-        Some(p) => PathBuf::from(p),
-        None => panic!(
-            "KMIRROR_TANSU_BIN is not set: point it at a tansu binary (see TESTING in README.md), \
-             or set KMIRROR_TEST_SOURCE_BOOTSTRAP and KMIRROR_TEST_TARGET_BOOTSTRAP to use existing clusters"
-        ),
+    /// The progress topic on the target.
+    pub fn progress_topic(&self) -> String {
+        format!("mm2-offsets.{}.internal", self.src)
     }
-}
 
-fn spawn_tansu(name: &str, listen: u16, advertised: u16) -> Child {
-    let id = format!("{name}-{}", rand_suffix());
-    Command::new(tansu_bin())
-        .args([
-            "broker",
-            "--listener-url",
-            &format!("tcp://127.0.0.1:{listen}"),
-            "--advertised-listener-url",
-            &format!("tcp://127.0.0.1:{advertised}"),
-            "--storage-engine",
-            &format!("memory://{id}/"),
-            "--cluster-id",
-            &id,
-            "--silent",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start tansu")
+    /// The checkpoints topic on the target.
+    pub fn checkpoints_topic(&self) -> String {
+        format!("{}.checkpoints.internal", self.src)
+    }
 }
 
 pub fn free_port() -> u16 {
@@ -316,7 +296,7 @@ pub fn consume_until_quiet(
     out
 }
 
-/// Lists topics on a cluster (full listing: per-topic requests may auto-create on tansu).
+/// Lists topics on a cluster, with their partition counts.
 pub fn topics(bootstrap: &str) -> BTreeMap<String, usize> {
     let consumer: BaseConsumer = client(bootstrap).create().unwrap();
     let md = consumer
@@ -427,27 +407,28 @@ impl Drop for Kmirror {
     }
 }
 
-/// A plain kmirror config for a source → target flow with identity naming.
+/// A plain kmirror config for a source → target flow with identity naming: `(alias,
+/// bootstrap)` of each cluster, the topics pattern, and extra connector config lines.
 pub fn write_config(
     dir: &Path,
-    source: &str,
-    target: &str,
+    (src, source): (&str, &str),
+    (tgt, target): (&str, &str),
     topics: &str,
     extra_connector: &str,
 ) -> PathBuf {
     let path = dir.join(format!("kmirror-{}.yaml", rand_suffix()));
     let text = format!(
         r#"clusters:
-  - alias: source
+  - alias: {src}
     bootstrapServers: {source}
-  - alias: target
+  - alias: {tgt}
     bootstrapServers: {target}
     config:
       offset.storage.partitions: 3
       offset.flush.interval.ms: 500
 mirrors:
-  - sourceCluster: source
-    targetCluster: target
+  - sourceCluster: {src}
+    targetCluster: {tgt}
     topicsPattern: "{topics}"
     sourceConnector:
       config:
@@ -455,6 +436,8 @@ mirrors:
         replication.factor: -1
         refresh.topics.interval.seconds: 1
         heartbeats.topic.replication.factor: -1
+        checkpoints.topic.replication.factor: -1
+        offset-syncs.topic.replication.factor: -1
 {extra_connector}"#
     );
     fs::write(&path, text).unwrap();
@@ -542,5 +525,7 @@ pub fn assert_same(
 #[path = "certs.rs"]
 pub mod certs;
 
-#[path = "tls_proxy.rs"]
-pub mod tls_proxy;
+#[path = "kafka.rs"]
+pub mod kafka;
+
+pub use kafka::Kafka;

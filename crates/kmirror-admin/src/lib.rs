@@ -506,6 +506,31 @@ pub fn describe_topic_acls<C: ClientContext>(
     Ok(out)
 }
 
+/// The kind of resource an ACL binding names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AclResource {
+    /// A topic (the binding's `topic` is its name or prefix).
+    Topic,
+    /// A consumer group.
+    Group,
+    /// The cluster (the name is `kafka-cluster`).
+    Cluster,
+    /// A transactional id.
+    TransactionalId,
+}
+
+impl AclResource {
+    fn to_rd(self) -> rd::rd_kafka_ResourceType_t {
+        use rd::rd_kafka_ResourceType_t as R;
+        match self {
+            AclResource::Topic => R::RD_KAFKA_RESOURCE_TOPIC,
+            AclResource::Group => R::RD_KAFKA_RESOURCE_GROUP,
+            AclResource::Cluster => R::RD_KAFKA_RESOURCE_BROKER,
+            AclResource::TransactionalId => R::RD_KAFKA_RESOURCE_TRANSACTIONAL_ID,
+        }
+    }
+}
+
 /// CreateAcls for TOPIC bindings, in one request. Returns each binding's own outcome, in
 /// order; `Err` only when the whole request failed. Blocking.
 pub fn create_topic_acls<C: ClientContext>(
@@ -513,12 +538,25 @@ pub fn create_topic_acls<C: ClientContext>(
     acls: &[TopicAcl],
     timeout: Duration,
 ) -> Result<Vec<Result<(), AdminError>>, AdminError> {
+    let bindings: Vec<(AclResource, &TopicAcl)> =
+        acls.iter().map(|a| (AclResource::Topic, a)).collect();
+    create_acls(client, &bindings, timeout)
+}
+
+/// CreateAcls for bindings on any resource kind (the binding's `topic` names the resource),
+/// in one request. Returns each binding's own outcome, in order; `Err` only when the whole
+/// request failed. Blocking.
+pub fn create_acls<C: ClientContext>(
+    client: &Client<C>,
+    acls: &[(AclResource, &TopicAcl)],
+    timeout: Duration,
+) -> Result<Vec<Result<(), AdminError>>, AdminError> {
     if acls.is_empty() {
         return Ok(Vec::new());
     }
     let rk = client.native_ptr();
     let mut owned_bindings = Vec::with_capacity(acls.len());
-    for acl in acls {
+    for &(resource, acl) in acls {
         let invalid = |what: &str| {
             AdminError::new(
                 RDKafkaErrorCode::InvalidArgument,
@@ -547,7 +585,7 @@ pub fn create_topic_acls<C: ClientContext>(
         // SAFETY: valid C strings (copied by librdkafka); `errstr` writable for its length.
         let raw = unsafe {
             rd::rd_kafka_AclBinding_new(
-                rd::rd_kafka_ResourceType_t::RD_KAFKA_RESOURCE_TOPIC,
+                resource.to_rd(),
                 name.as_ptr(),
                 pattern,
                 principal.as_ptr(),

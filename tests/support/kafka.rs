@@ -1,0 +1,626 @@
+//! Apache Kafka for the tests: KRaft clusters started from the Maven Central jars that
+//! `scripts/kafka.sh` resolves (`KMIRROR_KAFKA_VERSION`, default 4.1.1).
+//!
+//! Every node is a combined broker and controller on random loopback ports with four listeners:
+//! - `PLAINTEXT`: what the harness itself uses (principal `User:ANONYMOUS`, a super user);
+//! - `SSL`: TLS with client certificates required, signed by the cluster's [`Pki`];
+//! - `SASL_SSL`: SCRAM-SHA-512 over TLS, user [`Kafka::SCRAM_USER`];
+//! - `INTERNAL`: between brokers.
+//!
+//! The `StandardAuthorizer` is on: principals other than the super user have only the ACLs a
+//! test grants them ([`Kafka::grant`]).
+//!
+//! A node runs under a small bash watchdog that holds the read end of a pipe from the test
+//! process: when the test process ends, however it ends (a killed `cargo test` included), the
+//! pipe closes and the watchdog kills the broker and removes its data. Through the same pipe a
+//! test stops, kills, freezes (`SIGSTOP`) and thaws a node.
+
+use std::fs;
+use std::io::Write;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use kmirror_admin::AclResource;
+use kmirror_core::acl::{AclOperation, AclPermission, PatternType, TopicAcl};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+
+use super::certs::Pki;
+use super::{client, free_port, rand_suffix};
+
+/// Kills the node's process when told to, or when the test process is gone (stdin closes).
+const WATCHDOG: &str = r#"
+"$@" </dev/null &
+pid=$!
+while read -r cmd; do
+  case "$cmd" in
+    term) kill -TERM "$pid"; wait "$pid"; exit 0 ;;
+    kill) kill -KILL "$pid"; wait "$pid"; exit 0 ;;
+    stop) kill -STOP "$pid" ;;
+    cont) kill -CONT "$pid" ;;
+  esac
+done
+kill -KILL "$pid" 2>/dev/null
+wait "$pid" 2>/dev/null
+rm -rf -- "$KMIRROR_NODE_DIR"
+"#;
+
+/// The folder holding the Kafka jars (`libs/`) and the log4j2 config.
+pub fn kafka_home() -> &'static Path {
+    static HOME: OnceLock<PathBuf> = OnceLock::new();
+    HOME.get_or_init(|| {
+        if let Some(dir) = std::env::var_os("KMIRROR_KAFKA_HOME") {
+            return PathBuf::from(dir);
+        }
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/kafka.sh");
+        let out = Command::new(&script)
+            .stderr(Stdio::inherit())
+            .output()
+            .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
+        assert!(
+            out.status.success(),
+            "{} failed: Apache Kafka could not be resolved from Maven Central",
+            script.display()
+        );
+        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    })
+}
+
+/// The Kafka version under test.
+pub fn kafka_version() -> String {
+    std::env::var("KMIRROR_KAFKA_VERSION").unwrap_or_else(|_| "4.1.1".into())
+}
+
+/// `java` with the Kafka jars on the class path and quiet logging.
+pub fn java() -> Command {
+    let home = kafka_home();
+    let mut cmd = Command::new("java");
+    cmd.arg(format!(
+        "-Dlog4j2.configurationFile={}",
+        home.join("log4j2.properties").display()
+    ))
+    .arg("-cp")
+    .arg(format!("{}/libs/*", home.display()));
+    cmd
+}
+
+/// Where the harness keeps cluster data: a folder per test process under the target dir.
+fn run_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join("kafka");
+        // Folders of test processes that are gone (their watchdogs removed the node data).
+        if let Ok(entries) = fs::read_dir(&base) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let pid = name.split('-').next().unwrap_or_default();
+                if !Path::new("/proc").join(pid).exists() {
+                    let _ = fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        let dir = base.join(format!("{}-{}", std::process::id(), rand_suffix()));
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    })
+}
+
+/// How a cluster is built.
+#[derive(Clone, Debug)]
+pub struct KafkaOptions {
+    /// Nodes (each a broker and a controller).
+    pub nodes: usize,
+    /// The port advertised for each node's `PLAINTEXT` listener, if not its own (a proxy in
+    /// front of it).
+    pub advertise: Vec<Option<u16>>,
+    /// Extra broker properties.
+    pub properties: Vec<(String, String)>,
+}
+
+impl Default for KafkaOptions {
+    fn default() -> Self {
+        Self {
+            nodes: 1,
+            advertise: Vec::new(),
+            properties: Vec::new(),
+        }
+    }
+}
+
+struct Node {
+    id: usize,
+    plain: u16,
+    controller: u16,
+    ssl: u16,
+    sasl: u16,
+    internal: u16,
+    dir: PathBuf,
+    process: Option<(Child, ChildStdin)>,
+}
+
+/// A running Apache Kafka cluster.
+pub struct Kafka {
+    /// Name in logs and paths.
+    pub name: String,
+    /// `PLAINTEXT` bootstrap (super user).
+    pub bootstrap: String,
+    /// `SSL` bootstrap (client certificate required).
+    pub ssl_bootstrap: String,
+    /// `SASL_SSL` bootstrap (SCRAM-SHA-512).
+    pub sasl_bootstrap: String,
+    /// The CA that signed the brokers' certificates and signs accepted client certificates.
+    pub pki: Arc<Pki>,
+    /// The password of [`Kafka::SCRAM_USER`].
+    pub scram_password: String,
+    /// `ca.crt` of [`Kafka::pki`], PEM.
+    pub ca_file: PathBuf,
+    nodes: Mutex<Vec<Node>>,
+    dir: PathBuf,
+}
+
+impl Kafka {
+    /// The SCRAM-SHA-512 user created with every cluster.
+    pub const SCRAM_USER: &'static str = "kmirror";
+
+    /// Formats and starts a cluster; returns once every node answers metadata requests.
+    pub fn start(name: &str, options: &KafkaOptions) -> Kafka {
+        let dir = run_dir().join(format!("{name}-{}", rand_suffix()));
+        fs::create_dir_all(&dir).unwrap();
+        let pki = Arc::new(Pki::new(&format!("{name} cluster CA")));
+        let ca_file = dir.join("ca.crt");
+        fs::write(&ca_file, &pki.ca_pem).unwrap();
+        let leaf = pki.leaf("broker", &["127.0.0.1", "localhost"], false);
+        let keystore = dir.join("broker.pem");
+        fs::write(&keystore, format!("{}{}", leaf.key_pem, leaf.cert_pem)).unwrap();
+        let scram_password = format!("scram-{}", rand_suffix());
+
+        let mut nodes: Vec<Node> = (0..options.nodes)
+            .map(|i| Node {
+                id: i + 1,
+                plain: free_port(),
+                controller: free_port(),
+                ssl: free_port(),
+                sasl: free_port(),
+                internal: free_port(),
+                dir: dir.join(format!("node-{}", i + 1)),
+                process: None,
+            })
+            .collect();
+        let voters = nodes
+            .iter()
+            .map(|n| format!("{}@127.0.0.1:{}", n.id, n.controller))
+            .collect::<Vec<_>>()
+            .join(",");
+        let replication = options.nodes.min(3);
+        let cluster_id = cluster_id();
+        for (i, n) in nodes.iter().enumerate() {
+            fs::create_dir_all(&n.dir).unwrap();
+            let advertised_plain = options
+                .advertise
+                .get(i)
+                .copied()
+                .flatten()
+                .unwrap_or(n.plain);
+            let mut props = vec![
+                ("process.roles".to_owned(), "broker,controller".to_owned()),
+                ("node.id".into(), n.id.to_string()),
+                ("controller.quorum.voters".into(), voters.clone()),
+                (
+                    "listeners".into(),
+                    format!(
+                        "PLAINTEXT://127.0.0.1:{},CONTROLLER://127.0.0.1:{},SSL://127.0.0.1:{},SASL_SSL://127.0.0.1:{},INTERNAL://127.0.0.1:{}",
+                        n.plain, n.controller, n.ssl, n.sasl, n.internal
+                    ),
+                ),
+                (
+                    "advertised.listeners".into(),
+                    format!(
+                        "PLAINTEXT://127.0.0.1:{advertised_plain},SSL://127.0.0.1:{},SASL_SSL://127.0.0.1:{},INTERNAL://127.0.0.1:{}",
+                        n.ssl, n.sasl, n.internal
+                    ),
+                ),
+                ("controller.listener.names".into(), "CONTROLLER".into()),
+                ("inter.broker.listener.name".into(), "INTERNAL".into()),
+                (
+                    "listener.security.protocol.map".into(),
+                    "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,INTERNAL:PLAINTEXT,SSL:SSL,SASL_SSL:SASL_SSL".into(),
+                ),
+                ("log.dirs".into(), n.dir.join("data").display().to_string()),
+                ("offsets.topic.replication.factor".into(), replication.to_string()),
+                ("offsets.topic.num.partitions".into(), "5".into()),
+                ("transaction.state.log.replication.factor".into(), replication.to_string()),
+                ("transaction.state.log.min.isr".into(), "1".into()),
+                ("transaction.state.log.num.partitions".into(), "5".into()),
+                ("default.replication.factor".into(), replication.to_string()),
+                ("min.insync.replicas".into(), "1".into()),
+                ("group.initial.rebalance.delay.ms".into(), "0".into()),
+                ("auto.create.topics.enable".into(), "false".into()),
+                ("num.network.threads".into(), "2".into()),
+                ("num.io.threads".into(), "4".into()),
+                ("log.segment.bytes".into(), "104857600".into()),
+                ("ssl.keystore.type".into(), "PEM".into()),
+                ("ssl.keystore.location".into(), keystore.display().to_string()),
+                ("ssl.truststore.type".into(), "PEM".into()),
+                ("ssl.truststore.location".into(), ca_file.display().to_string()),
+                ("listener.name.ssl.ssl.client.auth".into(), "required".into()),
+                ("sasl.enabled.mechanisms".into(), "SCRAM-SHA-512".into()),
+                ("listener.name.sasl_ssl.sasl.enabled.mechanisms".into(), "SCRAM-SHA-512".into()),
+                (
+                    "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config".into(),
+                    "org.apache.kafka.common.security.scram.ScramLoginModule required;".into(),
+                ),
+                (
+                    "authorizer.class.name".into(),
+                    "org.apache.kafka.metadata.authorizer.StandardAuthorizer".into(),
+                ),
+                ("super.users".into(), "User:ANONYMOUS".into()),
+            ];
+            props.extend(options.properties.iter().cloned());
+            let text: String = props.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+            fs::write(n.dir.join("server.properties"), text).unwrap();
+        }
+        // Format every node's storage (the JVMs start in parallel).
+        let formats: Vec<_> = nodes
+            .iter()
+            .map(|n| {
+                java()
+                    .arg("-Xmx256m")
+                    .arg("kafka.tools.StorageTool")
+                    .args(["format", "-t", &cluster_id, "-c"])
+                    .arg(n.dir.join("server.properties"))
+                    .arg("--add-scram")
+                    .arg(format!(
+                        "SCRAM-SHA-512=[name={},password={scram_password}]",
+                        Kafka::SCRAM_USER
+                    ))
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("start Kafka's StorageTool (is Java 17 installed?)")
+            })
+            .collect();
+        for f in formats {
+            let out = f.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "formatting {name}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        for n in &mut nodes {
+            spawn_node(n);
+        }
+        let kafka = Kafka {
+            name: name.to_owned(),
+            bootstrap: join(&nodes, |n| n.plain, &options.advertise),
+            ssl_bootstrap: join(&nodes, |n| n.ssl, &[]),
+            sasl_bootstrap: join(&nodes, |n| n.sasl, &[]),
+            pki,
+            scram_password,
+            ca_file,
+            nodes: Mutex::new(nodes),
+            dir,
+        };
+        kafka.wait_ready(options.nodes, Duration::from_secs(90));
+        kafka
+    }
+
+    /// A folder of this cluster's own, for files a test writes.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Number of nodes.
+    pub fn nodes(&self) -> usize {
+        self.nodes.lock().unwrap().len()
+    }
+
+    /// The `PLAINTEXT` port node `i` (0-based) listens on.
+    pub fn plain_port(&self, i: usize) -> u16 {
+        self.nodes.lock().unwrap()[i].plain
+    }
+
+    /// Waits until `brokers` brokers answer metadata through the plaintext listener and every
+    /// node's listeners accept connections.
+    pub fn wait_ready(&self, brokers: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let ports: Vec<u16> = {
+            let nodes = self.nodes.lock().unwrap();
+            nodes
+                .iter()
+                .filter(|n| n.process.is_some())
+                .flat_map(|n| [n.plain, n.ssl, n.sasl])
+                .collect()
+        };
+        for port in ports {
+            while TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(
+                    Instant::now() < deadline,
+                    "{}: nothing listens on {port}:\n{}",
+                    self.name,
+                    self.log_tail()
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        let consumer: BaseConsumer = client(&self.bootstrap).create().unwrap();
+        loop {
+            match consumer.fetch_metadata(None, Duration::from_secs(5)) {
+                Ok(md) if md.brokers().len() >= brokers => return,
+                _ if Instant::now() > deadline => {
+                    panic!("{}: not ready:\n{}", self.name, self.log_tail())
+                }
+                _ => std::thread::sleep(Duration::from_millis(200)),
+            }
+        }
+    }
+
+    fn send(&self, node: usize, command: &str) {
+        let mut nodes = self.nodes.lock().unwrap();
+        let n = &mut nodes[node];
+        let (_, stdin) = n
+            .process
+            .as_mut()
+            .unwrap_or_else(|| panic!("{}: node {} is not running", self.name, n.id));
+        writeln!(stdin, "{command}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    fn wait_exit(&self, node: usize) {
+        let process = self.nodes.lock().unwrap()[node].process.take();
+        if let Some((mut child, stdin)) = process {
+            let status = child.wait().unwrap();
+            drop(stdin);
+            assert!(status.success(), "{}: watchdog of node {node}", self.name);
+        }
+    }
+
+    /// Stops node `i` with SIGTERM (a controlled shutdown) and waits; its data is kept.
+    pub fn stop_node(&self, i: usize) {
+        self.send(i, "term");
+        self.wait_exit(i);
+    }
+
+    /// Kills node `i` with SIGKILL and waits; its data is kept.
+    pub fn kill_node(&self, i: usize) {
+        self.send(i, "kill");
+        self.wait_exit(i);
+    }
+
+    /// Starts a stopped node `i` again on the same ports and data.
+    pub fn restart_node(&self, i: usize) {
+        let mut nodes = self.nodes.lock().unwrap();
+        assert!(nodes[i].process.is_none(), "node {i} is running");
+        spawn_node(&mut nodes[i]);
+    }
+
+    /// Freezes node `i` (SIGSTOP): connections stay open and nothing answers.
+    pub fn freeze_node(&self, i: usize) {
+        self.send(i, "stop");
+    }
+
+    /// Thaws a frozen node.
+    pub fn thaw_node(&self, i: usize) {
+        self.send(i, "cont");
+    }
+
+    /// The last lines each node logged.
+    pub fn log_tail(&self) -> String {
+        let nodes = self.nodes.lock().unwrap();
+        let mut out = String::new();
+        for n in nodes.iter() {
+            let text = fs::read_to_string(n.dir.join("broker.log")).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let from = lines.len().saturating_sub(30);
+            out.push_str(&format!("--- {} node {} ---\n", self.name, n.id));
+            for l in &lines[from..] {
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    /// Grants `principal` (e.g. `User:CN=app` or `User:kmirror`) the operations on a resource.
+    pub fn grant(
+        &self,
+        principal: &str,
+        resource: AclResource,
+        name: &str,
+        pattern: PatternType,
+        operations: &[AclOperation],
+    ) {
+        let acls: Vec<TopicAcl> = operations
+            .iter()
+            .map(|op| TopicAcl {
+                topic: name.to_owned(),
+                pattern,
+                principal: principal.to_owned(),
+                host: "*".into(),
+                operation: *op,
+                permission: AclPermission::Allow,
+            })
+            .collect();
+        let bindings: Vec<(AclResource, &TopicAcl)> = acls.iter().map(|a| (resource, a)).collect();
+        let admin = super::admin(&self.bootstrap);
+        let outcomes =
+            kmirror_admin::create_acls(admin.inner(), &bindings, Duration::from_secs(30))
+                .unwrap_or_else(|e| panic!("{}: CreateAcls: {e}", self.name));
+        for o in outcomes {
+            o.unwrap_or_else(|e| panic!("{}: CreateAcls: {e}", self.name));
+        }
+    }
+
+    /// Grants a replicator principal what kmirror needs for a flow whose topics (and consumer
+    /// groups) start with `prefix`, and whose aliases are `source` and `target`, on this
+    /// cluster in the given role. No more: not super-user rights.
+    pub fn grant_kmirror(&self, principal: &str, prefix: &str, source: &str, target: &str) {
+        use AclOperation as Op;
+        use PatternType::{Literal, Prefixed};
+        let topic_ops = [
+            Op::Describe,
+            Op::DescribeConfigs,
+            Op::Read,
+            Op::Write,
+            Op::Create,
+            Op::AlterConfigs,
+        ];
+        self.grant(principal, AclResource::Topic, prefix, Prefixed, &topic_ops);
+        for internal in [
+            format!("mm2-offsets.{source}.internal"),
+            format!("mm2-offset-syncs.{target}.internal"),
+            format!("mm2-offset-syncs.{source}.internal"),
+            format!("{source}.checkpoints.internal"),
+            "heartbeats".to_owned(),
+        ] {
+            self.grant(
+                principal,
+                AclResource::Topic,
+                &internal,
+                Literal,
+                &topic_ops,
+            );
+        }
+        self.grant(
+            principal,
+            AclResource::Group,
+            prefix,
+            Prefixed,
+            &[Op::Describe, Op::Read],
+        );
+        self.grant(
+            principal,
+            AclResource::Group,
+            "kmirror|",
+            Prefixed,
+            &[Op::Describe, Op::Read],
+        );
+        self.grant(
+            principal,
+            AclResource::Cluster,
+            "kafka-cluster",
+            Literal,
+            &[Op::Describe, Op::Alter, Op::IdempotentWrite],
+        );
+    }
+}
+
+impl Drop for Kafka {
+    fn drop(&mut self) {
+        let nodes = std::mem::take(&mut *self.nodes.lock().unwrap());
+        for n in nodes {
+            if let Some((mut child, stdin)) = n.process {
+                // EOF: the watchdog kills the broker and removes its data.
+                drop(stdin);
+                let _ = child.wait();
+            }
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn spawn_node(n: &mut Node) {
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(n.dir.join("broker.log"))
+        .unwrap();
+    let mut child = Command::new("bash")
+        .arg("-c")
+        .arg(WATCHDOG)
+        .arg("kafka-node")
+        .arg("java")
+        .arg("-Xms128m")
+        .arg("-Xmx512m")
+        .arg("-XX:+UseSerialGC")
+        .arg(format!(
+            "-Dlog4j2.configurationFile={}",
+            kafka_home().join("log4j2.properties").display()
+        ))
+        .arg("-cp")
+        .arg(format!("{}/libs/*", kafka_home().display()))
+        .arg("kafka.Kafka")
+        .arg(n.dir.join("server.properties"))
+        .env("KMIRROR_NODE_DIR", &n.dir)
+        .stdin(Stdio::piped())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("start a Kafka node (bash and java are needed)");
+    let stdin = child.stdin.take().unwrap();
+    n.process = Some((child, stdin));
+}
+
+fn join(nodes: &[Node], port: impl Fn(&Node) -> u16, advertise: &[Option<u16>]) -> String {
+    nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let p = advertise
+                .get(i)
+                .copied()
+                .flatten()
+                .unwrap_or_else(|| port(n));
+            format!("127.0.0.1:{p}")
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// 16 random bytes in unpadded base64url, not starting with `-` (StorageTool would read it as
+/// an option).
+fn cluster_id() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        ^ u64::from(std::process::id()).rotate_left(32);
+    loop {
+        let mut bytes = [0u8; 16];
+        for b in &mut bytes {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            *b = (seed >> 56) as u8;
+        }
+        // 128 bits as 22 six-bit digits (the last one carries 2 bits, then zeros).
+        let bits = u128::from_be_bytes(bytes);
+        let id: String = (0..22i32)
+            .map(|i| {
+                let shift = 128 - 6 * (i + 1);
+                let digit = if shift >= 0 {
+                    (bits >> shift) & 0x3f
+                } else {
+                    (bits << -shift) & 0x3f
+                };
+                ALPHABET[digit as usize] as char
+            })
+            .collect();
+        if !id.starts_with('-') {
+            return id;
+        }
+    }
+}
+
+/// The source and target clusters most tests share (each test uses its own topics, groups
+/// and cluster aliases). Started on first use, in parallel.
+pub fn shared() -> (Arc<Kafka>, Arc<Kafka>) {
+    static PAIR: OnceLock<(Arc<Kafka>, Arc<Kafka>)> = OnceLock::new();
+    let (s, t) = PAIR.get_or_init(start_pair);
+    (Arc::clone(s), Arc::clone(t))
+}
+
+/// A fresh source and target of one node each, for a test that stops or breaks a cluster.
+pub fn start_pair() -> (Arc<Kafka>, Arc<Kafka>) {
+    std::thread::scope(|s| {
+        let source = s.spawn(|| Kafka::start("source", &KafkaOptions::default()));
+        let target = s.spawn(|| Kafka::start("target", &KafkaOptions::default()));
+        (
+            Arc::new(source.join().unwrap()),
+            Arc::new(target.join().unwrap()),
+        )
+    })
+}
