@@ -240,6 +240,9 @@ impl Kafka {
                 ("num.network.threads".into(), "2".into()),
                 ("num.io.threads".into(), "4".into()),
                 ("log.segment.bytes".into(), "104857600".into()),
+                // Test records carry timestamps from 1970 on: time-based retention would delete
+                // them at the first retention check. Tests that need deletion use DeleteRecords.
+                ("log.retention.ms".into(), "-1".into()),
                 ("ssl.keystore.type".into(), "PEM".into()),
                 ("ssl.keystore.location".into(), keystore.display().to_string()),
                 ("ssl.truststore.type".into(), "PEM".into()),
@@ -453,26 +456,63 @@ impl Kafka {
         }
     }
 
-    /// Grants a replicator principal what kmirror needs for a flow whose topics (and consumer
-    /// groups) start with `prefix`, and whose aliases are `source` and `target`, on this
-    /// cluster in the given role. No more: not super-user rights.
-    pub fn grant_kmirror(&self, principal: &str, prefix: &str, source: &str, target: &str) {
+    /// Grants a replicator principal what kmirror needs on this cluster as the *source* of a
+    /// flow whose topics (and consumer groups) start with `prefix` and whose target alias is
+    /// `target`. No more: not super-user rights.
+    pub fn grant_source(&self, principal: &str, prefix: &str, target: &str) {
+        use AclOperation as Op;
+        use PatternType::{Literal, Prefixed};
+        self.grant(
+            principal,
+            AclResource::Topic,
+            prefix,
+            Prefixed,
+            &[Op::Describe, Op::DescribeConfigs, Op::Read],
+        );
+        self.grant(
+            principal,
+            AclResource::Topic,
+            &format!("mm2-offset-syncs.{target}.internal"),
+            Literal,
+            &[Op::Create, Op::Write, Op::Describe, Op::Read],
+        );
+        for group in [prefix, "kmirror|"] {
+            self.grant(
+                principal,
+                AclResource::Group,
+                group,
+                Prefixed,
+                &[Op::Describe, Op::Read],
+            );
+        }
+        self.grant(
+            principal,
+            AclResource::Cluster,
+            "kafka-cluster",
+            Literal,
+            &[Op::Describe],
+        );
+    }
+
+    /// Grants a replicator principal what kmirror needs on this cluster as the *target* of a
+    /// flow whose topics (and consumer groups) start with `prefix` and whose source alias is
+    /// `source`. No more: not super-user rights.
+    pub fn grant_target(&self, principal: &str, prefix: &str, source: &str) {
         use AclOperation as Op;
         use PatternType::{Literal, Prefixed};
         let topic_ops = [
+            Op::Create,
+            Op::Write,
+            Op::Read,
             Op::Describe,
             Op::DescribeConfigs,
-            Op::Read,
-            Op::Write,
-            Op::Create,
             Op::AlterConfigs,
         ];
         self.grant(principal, AclResource::Topic, prefix, Prefixed, &topic_ops);
         for internal in [
             format!("mm2-offsets.{source}.internal"),
-            format!("mm2-offset-syncs.{target}.internal"),
-            format!("mm2-offset-syncs.{source}.internal"),
             format!("{source}.checkpoints.internal"),
+            format!("mm2-offset-syncs.{source}.internal"),
             "heartbeats".to_owned(),
         ] {
             self.grant(
@@ -483,26 +523,21 @@ impl Kafka {
                 &topic_ops,
             );
         }
-        self.grant(
-            principal,
-            AclResource::Group,
-            prefix,
-            Prefixed,
-            &[Op::Describe, Op::Read],
-        );
-        self.grant(
-            principal,
-            AclResource::Group,
-            "kmirror|",
-            Prefixed,
-            &[Op::Describe, Op::Read],
-        );
+        for group in [prefix, "kmirror|"] {
+            self.grant(
+                principal,
+                AclResource::Group,
+                group,
+                Prefixed,
+                &[Op::Describe, Op::Read],
+            );
+        }
         self.grant(
             principal,
             AclResource::Cluster,
             "kafka-cluster",
             Literal,
-            &[Op::Describe, Op::Alter, Op::IdempotentWrite],
+            &[Op::Describe, Op::Alter],
         );
     }
 }
@@ -623,4 +658,74 @@ pub fn start_pair() -> (Arc<Kafka>, Arc<Kafka>) {
             Arc::new(target.join().unwrap()),
         )
     })
+}
+
+/// Runs a Java class from the Kafka jars (plus `extra_classpath`) and returns its stdout;
+/// panics with its stderr if it fails.
+pub fn run_java(extra_classpath: Option<&Path>, class: &str, args: &[&str]) -> String {
+    let home = kafka_home();
+    let mut classpath = format!("{}/libs/*", home.display());
+    if let Some(extra) = extra_classpath {
+        classpath = format!("{}:{classpath}", extra.display());
+    }
+    let out = Command::new("java")
+        .arg("-Xmx256m")
+        .arg(format!(
+            "-Dlog4j2.configurationFile={}",
+            home.join("log4j2.properties").display()
+        ))
+        .arg("-cp")
+        .arg(classpath)
+        .arg(class)
+        .args(args)
+        .output()
+        .expect("run java");
+    assert!(
+        out.status.success(),
+        "{class} {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Compiles `tests/java/KmirrorInterop.java` against the Kafka jars (once per test run) and
+/// returns the folder of its classes.
+pub fn interop_classes() -> &'static Path {
+    static CLASSES: OnceLock<PathBuf> = OnceLock::new();
+    CLASSES.get_or_init(|| {
+        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/java/KmirrorInterop.java");
+        let out_dir = run_dir().join("java-classes");
+        fs::create_dir_all(&out_dir).unwrap();
+        let status = Command::new("javac")
+            .arg("-cp")
+            .arg(format!("{}/libs/*", kafka_home().display()))
+            .arg("-d")
+            .arg(&out_dir)
+            .arg(&source)
+            .status()
+            .expect("javac (a JDK 17 is needed)");
+        assert!(status.success(), "javac {} failed", source.display());
+        out_dir
+    })
+}
+
+/// Every record of `topic` through Kafka's console consumer with one of MM2's formatters
+/// (`CheckpointFormatter`, `HeartbeatFormatter`, `OffsetSyncFormatter`), one line each.
+pub fn console_consume_formatted(bootstrap: &str, topic: &str, formatter: &str) -> Vec<String> {
+    let out = run_java(
+        None,
+        "org.apache.kafka.tools.consumer.ConsoleConsumer",
+        &[
+            "--bootstrap-server",
+            bootstrap,
+            "--topic",
+            topic,
+            "--from-beginning",
+            "--timeout-ms",
+            "5000",
+            "--formatter",
+            &format!("org.apache.kafka.connect.mirror.formatters.{formatter}"),
+        ],
+    );
+    out.lines().map(str::to_owned).collect()
 }

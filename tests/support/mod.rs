@@ -337,7 +337,10 @@ impl Kmirror {
         args.extend_from_slice(extra);
         let child = Command::new(env!("CARGO_BIN_EXE_kmirror"))
             .args(&args)
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("KMIRROR_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::null())
             .stderr(file)
             .spawn()

@@ -1,5 +1,6 @@
 //! The admin calls kmirror needs that rdkafka's safe API does not offer: IncrementalAlterConfigs
-//! (KIP-339), DescribeAcls and CreateAcls. Each is a thin, blocking wrapper over librdkafka's C
+//! (KIP-339), DescribeAcls and CreateAcls, and DescribeTopics and DescribeCluster with topic ids
+//! and the principal's authorized operations (KIP-430). Each is a thin, blocking wrapper over librdkafka's C
 //! API (through `rdkafka::bindings`, the same library rdkafka links), run on the caller's
 //! thread: call them from `spawn_blocking`, never from an async worker.
 //!
@@ -647,6 +648,200 @@ pub fn create_acls<C: ClientContext>(
         out.push(Err(AdminError::new(code.into(), message)));
     }
     Ok(out)
+}
+
+/// A topic as DescribeTopics (KIP-516 ids, KIP-430 authorized operations) reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicDescription {
+    /// The topic id (base64), which changes when a topic is deleted and created again.
+    pub id: String,
+    /// Number of partitions.
+    pub partitions: usize,
+    /// What the client's principal may do on the topic, if asked for and reported.
+    pub authorized: Option<Vec<AclOperation>>,
+}
+
+impl Options {
+    /// Asks the broker for the principal's authorized operations (KIP-430).
+    fn include_authorized_operations(&self) -> Result<(), AdminError> {
+        // SAFETY: the options are alive; the returned error, if any, is ours to destroy.
+        let err = unsafe { rd::rd_kafka_AdminOptions_set_include_authorized_operations(self.0, 1) };
+        if err.is_null() {
+            return Ok(());
+        }
+        // SAFETY: a non-null error we own.
+        Err(unsafe { take_error(err) })
+    }
+}
+
+/// Copies an array of operations owned by a live event.
+///
+/// # Safety
+/// `ops` is null or points to `n` operations that stay valid during the call.
+unsafe fn operations(
+    ops: *const rd::rd_kafka_AclOperation_t,
+    n: usize,
+) -> Option<Vec<AclOperation>> {
+    if ops.is_null() {
+        return None;
+    }
+    // SAFETY: per this function's contract.
+    let slice = unsafe { std::slice::from_raw_parts(ops, n) };
+    Some(slice.iter().map(|&o| operation_from(o)).collect())
+}
+
+/// Each topic's outcome of a DescribeTopics request, in order.
+pub type TopicDescriptions = Vec<(String, Result<TopicDescription, AdminError>)>;
+
+/// DescribeTopics: id, partition count and (with `authorized`) the operations the client's
+/// principal may perform, for each topic in `topics`, in order, each with its own outcome (a
+/// topic the principal may not describe answers `TopicAuthorizationFailed`). `Err` only when
+/// the whole request failed. Blocking.
+pub fn describe_topics<C: ClientContext>(
+    client: &Client<C>,
+    topics: &[String],
+    authorized: bool,
+    timeout: Duration,
+) -> Result<TopicDescriptions, AdminError> {
+    if topics.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rk = client.native_ptr();
+    let names: Vec<CString> = topics
+        .iter()
+        .map(|t| c_string(t))
+        .collect::<Result<_, _>>()?;
+    let mut ptrs: Vec<*const c_char> = names.iter().map(|n| n.as_ptr()).collect();
+    // SAFETY: `ptrs` holds `ptrs.len()` valid C strings; librdkafka copies them.
+    let collection =
+        unsafe { rd::rd_kafka_TopicCollection_of_topic_names(ptrs.as_mut_ptr(), ptrs.len()) };
+    if collection.is_null() {
+        return Err(AdminError::new(
+            RDKafkaErrorCode::Fail,
+            "librdkafka could not build a topic collection",
+        ));
+    }
+    struct Collection(*mut rd::rd_kafka_TopicCollection_t);
+    impl Drop for Collection {
+        fn drop(&mut self) {
+            // SAFETY: created above and destroyed once; a request works on its own copy.
+            unsafe { rd::rd_kafka_TopicCollection_destroy(self.0) }
+        }
+    }
+    let collection = Collection(collection);
+    let queue = Queue::new(rk)?;
+    let options = Options::new(
+        rk,
+        rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_DESCRIBETOPICS,
+        timeout,
+    )?;
+    if authorized {
+        options.include_authorized_operations()?;
+    }
+    // SAFETY: every handle is alive for the call.
+    unsafe { rd::rd_kafka_DescribeTopics(rk, collection.0, options.0, queue.0) };
+    let event = queue.poll(timeout + POLL_SLACK)?;
+    event.check()?;
+    // SAFETY: the event is alive; the result is part of it.
+    let result = unsafe { rd::rd_kafka_event_DescribeTopics_result(event.0) };
+    if result.is_null() {
+        return Err(AdminError::new(
+            RDKafkaErrorCode::Fail,
+            "unexpected event in place of the DescribeTopics result",
+        ));
+    }
+    let mut n = 0usize;
+    // SAFETY: `result` belongs to the live event; `n` receives the count.
+    let array = unsafe { rd::rd_kafka_DescribeTopics_result_topics(result, &mut n) };
+    let described: &[*const rd::rd_kafka_TopicDescription_t] = if array.is_null() || n == 0 {
+        &[]
+    } else {
+        // SAFETY: librdkafka returns `n` valid pointers that live as long as the event.
+        unsafe { std::slice::from_raw_parts(array, n) }
+    };
+    let mut out = Vec::with_capacity(described.len());
+    for &d in described {
+        // SAFETY: `d` is a description of the live event; everything read from it is copied
+        // at once (as in the reads below).
+        let name = unsafe { owned(rd::rd_kafka_TopicDescription_name(d)) };
+        // SAFETY: see above.
+        let err = unsafe { rd::rd_kafka_TopicDescription_error(d) };
+        if !err.is_null() {
+            // SAFETY: the error belongs to the event; it is read, not destroyed.
+            let (code, message) = unsafe {
+                (
+                    rd::rd_kafka_error_code(err),
+                    owned(rd::rd_kafka_error_string(err)),
+                )
+            };
+            if code != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+                out.push((name, Err(AdminError::new(code.into(), message))));
+                continue;
+            }
+        }
+        let mut parts = 0usize;
+        // SAFETY: see above; only the count is used.
+        unsafe { rd::rd_kafka_TopicDescription_partitions(d, &mut parts) };
+        // SAFETY: see above.
+        let id = unsafe {
+            owned(rd::rd_kafka_Uuid_base64str(
+                rd::rd_kafka_TopicDescription_topic_id(d),
+            ))
+        };
+        let mut ops_n = 0usize;
+        // SAFETY: see above; the array lives as long as the event and is copied at once.
+        let authorized = unsafe {
+            operations(
+                rd::rd_kafka_TopicDescription_authorized_operations(d, &mut ops_n),
+                ops_n,
+            )
+        };
+        out.push((
+            name,
+            Ok(TopicDescription {
+                id,
+                partitions: parts,
+                authorized,
+            }),
+        ));
+    }
+    Ok(out)
+}
+
+/// The operations the client's principal may perform on the cluster resource (KIP-430), or
+/// `None` if the broker did not say. Blocking.
+pub fn describe_cluster_authorized_operations<C: ClientContext>(
+    client: &Client<C>,
+    timeout: Duration,
+) -> Result<Option<Vec<AclOperation>>, AdminError> {
+    let rk = client.native_ptr();
+    let queue = Queue::new(rk)?;
+    let options = Options::new(
+        rk,
+        rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_DESCRIBECLUSTER,
+        timeout,
+    )?;
+    options.include_authorized_operations()?;
+    // SAFETY: every handle is alive for the call.
+    unsafe { rd::rd_kafka_DescribeCluster(rk, options.0, queue.0) };
+    let event = queue.poll(timeout + POLL_SLACK)?;
+    event.check()?;
+    // SAFETY: the event is alive; the result is part of it.
+    let result = unsafe { rd::rd_kafka_event_DescribeCluster_result(event.0) };
+    if result.is_null() {
+        return Err(AdminError::new(
+            RDKafkaErrorCode::Fail,
+            "unexpected event in place of the DescribeCluster result",
+        ));
+    }
+    let mut n = 0usize;
+    // SAFETY: `result` belongs to the live event; the array is copied at once.
+    Ok(unsafe {
+        operations(
+            rd::rd_kafka_DescribeCluster_result_authorized_operations(result, &mut n),
+            n,
+        )
+    })
 }
 
 #[cfg(test)]

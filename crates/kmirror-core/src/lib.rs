@@ -11,6 +11,8 @@
 //! - [`topic_config`]: which source topic configs are copied and what the periodic sync
 //!   changes (MM2's property filter), and partition growth.
 //! - [`acl`]: which source ACLs are copied and how (MM2's ACL sync).
+//! - [`permissions`]: what kmirror's principal must be allowed on each cluster, and what the
+//!   brokers say it lacks.
 //! - [`plan`]: what the next sync would do, as text or JSON.
 //! - [`window`]: windowed min/max/avg/rate statistics with MM2's semantics.
 //! - [`properties`], [`import`]: reading MM2's dedicated-mode properties and converting them.
@@ -28,6 +30,7 @@ pub mod filter;
 pub mod import;
 pub mod mm2;
 pub mod offset_sync;
+pub mod permissions;
 pub mod plan;
 pub mod policy;
 pub mod progress;

@@ -42,6 +42,8 @@ pub struct CheckpointJob {
     pub source: ClientConfig,
     /// A client config on the target (group id set per group).
     pub target: ClientConfig,
+    /// A progress-reader config on the target, for reading stored checkpoints.
+    pub reader: ClientConfig,
     /// Producer config on the target.
     pub producer: ClientConfig,
     /// Target context for the producer.
@@ -90,7 +92,7 @@ impl CheckpointJob {
                 return;
             }
         }
-        let (cfg, tp) = (self.target.clone(), topic.clone());
+        let (cfg, tp) = (self.reader.clone(), topic.clone());
         let mut store: HashMap<Key, Stored> = match tokio::task::spawn_blocking(move || {
             read_checkpoints(&cfg, &tp)
         })
@@ -386,7 +388,8 @@ fn commit_groups(
     Ok(())
 }
 
-/// Reads partition 0 of the checkpoints topic: the latest checkpoint per key. Blocking.
+/// Reads partition 0 of the checkpoints topic with a progress-reader config (see
+/// [`crate::client::Role::ProgressReader`]): the latest checkpoint per key. Blocking.
 ///
 /// # Errors
 /// When the topic cannot be read.
@@ -394,9 +397,10 @@ pub fn read_checkpoints(
     cfg: &ClientConfig,
     topic: &str,
 ) -> Result<HashMap<Key, Stored>, KafkaError> {
+    // `cfg` is a progress reader's: its group id is the flow's own (`kmirror|S->T|...`, one
+    // prefix to grant DESCRIBE on); nothing is ever committed with it.
     let mut c = cfg.clone();
-    c.set("group.id", "kmirror-checkpoint-reader")
-        .set("enable.partition.eof", "true")
+    c.set("enable.partition.eof", "true")
         .set("enable.auto.commit", "false");
     let consumer: BaseConsumer<crate::progress_store::ReaderContext> =
         c.create_with_context(crate::progress_store::ReaderContext)?;

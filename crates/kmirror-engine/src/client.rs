@@ -117,6 +117,15 @@ impl ClientFactory {
         &self.security
     }
 
+    /// The same factory with security material read again (rotated Secrets).
+    #[must_use]
+    pub fn with_security(&self, security: ClusterSecurity) -> Self {
+        Self {
+            security,
+            ..self.clone()
+        }
+    }
+
     /// The config for a client of `role`, with `overrides` applied in order.
     pub fn config(&self, role: Role, overrides: &[&ClientProps]) -> ClientConfig {
         let mut cfg = ClientConfig::new();
@@ -190,14 +199,25 @@ pub fn redact(cfg: &ClientConfig, message: &str) -> String {
     out
 }
 
+/// A TLS or authentication failure, explained for the operator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnosis {
+    /// `tls` or `authentication` (the `kind` label of the error counter).
+    pub kind: &'static str,
+    /// One line naming the cluster, the cause and the files or settings involved.
+    pub message: String,
+}
+
 /// Client context shared by kmirror's clients: turns librdkafka's error callbacks into log
 /// lines that name the cluster, and remembers the last TLS or authentication failure so that
-/// start-up can report it with the files involved.
+/// start-up and the health probe can report it with the files involved.
 pub struct ClusterContext {
     alias: String,
     ca_files: Vec<String>,
     client_cert: Option<String>,
-    last_fatal: Mutex<Option<String>>,
+    last_fatal: Mutex<Option<Diagnosis>>,
+    /// Leave logging the diagnosis to the caller (probes retried in a loop).
+    quiet: bool,
 }
 
 impl ClusterContext {
@@ -217,6 +237,15 @@ impl ClusterContext {
                 .as_ref()
                 .map(|(c, _)| c.display().to_string()),
             last_fatal: Mutex::new(None),
+            quiet: false,
+        }
+    }
+
+    /// A context whose diagnosis the caller logs.
+    fn quiet(factory: &ClientFactory) -> Self {
+        Self {
+            quiet: true,
+            ..Self::new(factory)
         }
     }
 
@@ -227,15 +256,28 @@ impl ClusterContext {
             ca_files: Vec::new(),
             client_cert: None,
             last_fatal: Mutex::new(None),
+            quiet: false,
         }
     }
 
     /// The last TLS/authentication failure seen, explained.
-    pub fn diagnosis(&self) -> Option<String> {
+    pub fn diagnosis(&self) -> Option<Diagnosis> {
         self.last_fatal.lock().ok().and_then(|g| g.clone())
     }
 
-    fn explain(&self, reason: &str) -> Option<String> {
+    /// Forgets the last failure (the cluster answered since).
+    pub fn clear_diagnosis(&self) {
+        if let Ok(mut g) = self.last_fatal.lock() {
+            *g = None;
+        }
+    }
+
+    fn explain(&self, reason: &str) -> Option<Diagnosis> {
+        let (kind, message) = self.explain_text(reason)?;
+        Some(Diagnosis { kind, message })
+    }
+
+    fn explain_text(&self, reason: &str) -> Option<(&'static str, String)> {
         let r = reason.to_ascii_lowercase();
         if r.contains("certificate verify failed") || r.contains("unable to get local issuer") {
             let cas = if self.ca_files.is_empty() {
@@ -243,24 +285,33 @@ impl ClusterContext {
             } else {
                 self.ca_files.join(", ")
             };
-            return Some(format!(
-                "cluster {}: the broker's TLS certificate is not signed by a CA in {cas} ({reason})",
-                self.alias
+            return Some((
+                "tls",
+                format!(
+                    "cluster {}: the broker's TLS certificate is not signed by a CA in {cas} ({reason})",
+                    self.alias
+                ),
             ));
         }
         if r.contains("ssl") && (r.contains("alert") || r.contains("handshake")) {
             let who = self.client_cert.as_deref().map_or_else(String::new, |c| {
                 format!("; check that the broker trusts the client certificate {c}")
             });
-            return Some(format!(
-                "cluster {}: TLS handshake failed ({reason}){who}",
-                self.alias
+            return Some((
+                "tls",
+                format!(
+                    "cluster {}: TLS handshake failed ({reason}){who}",
+                    self.alias
+                ),
             ));
         }
         if r.contains("sasl") && r.contains("authentication") {
-            return Some(format!(
-                "cluster {}: SASL authentication failed ({reason})",
-                self.alias
+            return Some((
+                "authentication",
+                format!(
+                    "cluster {}: SASL authentication failed ({reason}); check the user name and password",
+                    self.alias
+                ),
             ));
         }
         None
@@ -275,15 +326,15 @@ impl rdkafka::producer::ProducerContext for ClusterContext {
 
 /// Checks that a cluster answers a metadata request, as a client with `cfg` would see it.
 /// On failure returns the error and, if the cause is TLS or authentication, an explanation
-/// naming the files involved. Blocking.
+/// naming the files involved (not logged: the caller decides). Blocking.
 pub fn probe(
     factory: &ClientFactory,
     cfg: &ClientConfig,
     timeout: std::time::Duration,
-) -> Result<(), (String, Option<String>)> {
+) -> Result<(), (String, Option<Diagnosis>)> {
     use rdkafka::producer::{BaseProducer, Producer};
     let producer: BaseProducer<ClusterContext> = cfg
-        .create_with_context(ClusterContext::new(factory))
+        .create_with_context(ClusterContext::quiet(factory))
         .map_err(|e| (e.to_string(), None))?;
     match producer.client().fetch_metadata(None, timeout) {
         Ok(_) => Ok(()),
@@ -296,12 +347,12 @@ pub fn probe(
 }
 
 impl ClusterContext {
-    fn remember(&self, explained: &str) {
+    fn remember(&self, explained: Diagnosis) {
         if let Ok(mut g) = self.last_fatal.lock() {
-            if g.is_none() {
-                tracing::error!(cluster = %self.alias, "{explained}");
+            if g.is_none() && !self.quiet {
+                tracing::error!(cluster = %self.alias, "{}", explained.message);
             }
-            *g = Some(explained.to_owned());
+            *g = Some(explained);
         }
     }
 }
@@ -314,7 +365,7 @@ impl ClientContext for ClusterContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
         // Connection failures reach clients that do not poll their main queue only as logs.
         if let Some(explained) = self.explain(log_message) {
-            self.remember(&explained);
+            self.remember(explained);
             return;
         }
         match level {
@@ -338,7 +389,7 @@ impl ClientContext for ClusterContext {
 
     fn error(&self, error: KafkaError, reason: &str) {
         if let Some(explained) = self.explain(reason) {
-            self.remember(&explained);
+            self.remember(explained);
         } else {
             tracing::warn!(cluster = %self.alias, error = %error, "{reason}");
         }

@@ -14,7 +14,7 @@ use crate::client::{check_properties, probe, ClientFactory, ClusterContext, Role
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::replicator::{Assignment, Command, Replicator, ReplicatorSettings, Start, SyncTarget};
-use crate::security::ClusterSecurity;
+use crate::security::{check_cluster, ClusterSecurity};
 use crate::status::{Connectivity, StatusBoard};
 use crate::topics::{ensure_compacted_topic_retrying, Admin, TopicSync};
 
@@ -22,6 +22,8 @@ use crate::topics::{ensure_compacted_topic_retrying, Admin, TopicSync};
 const PREFLIGHT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Back-off between restarts of a failed replicator or unreachable clusters.
 const RESTART_BACKOFF: Duration = Duration::from_secs(5);
+/// A problem that persists is logged again after this long.
+const REPORT_AGAIN_AFTER: Duration = Duration::from_secs(60);
 /// How often both clusters are probed for the readiness check.
 const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -127,57 +129,58 @@ impl Flow {
     }
 
     /// Runs until `shutdown` is cancelled. Returns an error only for problems the operator
-    /// must fix; cluster trouble is retried.
-    pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
+    /// must fix; cluster trouble (unreachable, refused credentials, missing permissions) is
+    /// reported and retried.
+    pub async fn run(mut self, shutdown: CancellationToken) -> Result<()> {
+        if !self.preflight(&shutdown).await? {
+            return Ok(());
+        }
         let c = &self.mirror.clients;
         let source_admin = self.admin(&self.source, &[&c.source_all, &c.source_admin])?;
         let target_admin = self.admin(&self.target, &[&c.target_all, &c.target_admin])?;
-        // Readiness probes run beside the flow (topic sync can block for admin.timeout.ms
-        // when a cluster is down) and stop with it.
-        let health_stop = shutdown.child_token();
-        // Probes and heartbeats start once both clusters answered, so that a failed start-up
-        // leaves no librdkafka call behind.
-        let started = CancellationToken::new();
+        // Probes, heartbeats, checkpoints and syncs run beside the flow (topic sync can block
+        // for admin.timeout.ms when a cluster is down) and stop with it.
+        let side_stop = shutdown.child_token();
         // The config and ACL sync starts after the first topic sync, so that its start-up plan
         // shows what remains to do rather than racing the creation of topics.
         let topics_synced = CancellationToken::new();
         let health = self.health_loop(
             Arc::clone(&source_admin),
             Arc::clone(&target_admin),
-            started.clone(),
-            health_stop.clone(),
+            side_stop.clone(),
         );
-        let heartbeats = self.heartbeats(
-            Arc::clone(&target_admin),
-            started.clone(),
-            health_stop.clone(),
-        );
-        let checkpoints = self.checkpoints(
-            Arc::clone(&target_admin),
-            started.clone(),
-            health_stop.clone(),
-        );
+        let heartbeats = self.heartbeats(Arc::clone(&target_admin), side_stop.clone());
+        let checkpoints = self.checkpoints(Arc::clone(&target_admin), side_stop.clone());
         let target_sync = self.config_and_acl_sync(
             Arc::clone(&source_admin),
             Arc::clone(&target_admin),
             topics_synced.clone(),
-            health_stop.clone(),
+            side_stop.clone(),
+        );
+        let permissions = crate::permissions::run(
+            Arc::clone(&self.mirror),
+            Arc::clone(&source_admin),
+            Arc::clone(&target_admin),
+            Arc::clone(&self.options.metrics),
+            Arc::clone(&self.options.connectivity),
+            topics_synced.clone(),
+            side_stop.clone(),
         );
         let main = async {
             let result = self
-                .run_flow(
-                    source_admin,
-                    target_admin,
-                    &started,
-                    &topics_synced,
-                    &shutdown,
-                )
+                .run_flow(source_admin, target_admin, &topics_synced, &shutdown)
                 .await;
-            health_stop.cancel();
+            side_stop.cancel();
             result
         };
-        let (result, (), (), (), ()) =
-            tokio::join!(main, health, heartbeats, checkpoints, target_sync);
+        let (result, (), (), (), (), ()) = tokio::join!(
+            main,
+            health,
+            heartbeats,
+            checkpoints,
+            target_sync,
+            permissions
+        );
         result
     }
 
@@ -185,15 +188,10 @@ impl Flow {
         &self,
         source_admin: Admin,
         target_admin: Admin,
-        started: &CancellationToken,
         topics_synced: &CancellationToken,
         shutdown: &CancellationToken,
     ) -> Result<()> {
         let shutdown = shutdown.clone();
-        if !self.preflight(&shutdown).await? {
-            return Ok(());
-        }
-        started.cancel();
         let progress = &self.mirror.progress;
         let timeout = self.mirror.admin_timeout;
         let Some(progress_partitions) = ensure_compacted_topic_retrying(
@@ -282,49 +280,81 @@ impl Flow {
         }
     }
 
-    /// Waits until both clusters answer. TLS and authentication failures are the operator's
-    /// to fix and end the run; unreachable clusters are retried. Returns `false` on shutdown.
-    async fn preflight(&self, shutdown: &CancellationToken) -> Result<bool> {
-        let c = &self.mirror.clients;
-        let clusters = [
-            (
-                self.source.clone(),
-                self.source
-                    .config(Role::Admin, &[&c.source_all, &c.source_admin]),
-            ),
-            (
-                self.target.clone(),
-                self.target
-                    .config(Role::Admin, &[&c.target_all, &c.target_admin]),
-            ),
-        ];
-        for (factory, cfg) in clusters {
-            let alias = factory.cluster().alias.clone();
+    /// Waits until both clusters answer. Unreachable clusters, and TLS or authentication
+    /// failures, are reported (log line, `/readyz`, metrics) and retried; before each retry the
+    /// certificates, keys and passwords are read again, so that Secrets fixed or rotated in place
+    /// are picked up without a restart. Returns `false` on shutdown.
+    async fn preflight(&mut self, shutdown: &CancellationToken) -> Result<bool> {
+        for source_side in [true, false] {
+            let mut reported: Option<(String, tokio::time::Instant)> = None;
             loop {
-                let (f, conf) = (factory.clone(), cfg.clone());
+                let c = &self.mirror.clients;
+                let (factory, cfg) = if source_side {
+                    let f = self.source.clone();
+                    let cfg = f.config(Role::Admin, &[&c.source_all, &c.source_admin]);
+                    (f, cfg)
+                } else {
+                    let f = self.target.clone();
+                    let cfg = f.config(Role::Admin, &[&c.target_all, &c.target_admin]);
+                    (f, cfg)
+                };
+                let alias = factory.cluster().alias.clone();
+                let f = factory.clone();
                 let outcome =
-                    tokio::task::spawn_blocking(move || probe(&f, &conf, PREFLIGHT_TIMEOUT))
+                    tokio::task::spawn_blocking(move || probe(&f, &cfg, PREFLIGHT_TIMEOUT))
                         .await
                         .map_err(|e| Error::Internal(format!("probe: {e}")))?;
-                match outcome {
+                let (kind, message) = match outcome {
                     Ok(()) => {
                         tracing::info!(cluster = %alias, "connected");
-                        self.set_up(alias.as_str(), true);
+                        self.set_health(alias.as_str(), Ok(()));
                         break;
                     }
-                    Err((_, Some(diagnosis))) => return Err(Error::Config(diagnosis)),
-                    Err((e, None)) => {
-                        self.set_up(alias.as_str(), false);
-                        tracing::error!(cluster = %alias, bootstrap = %factory.cluster().bootstrap_servers,
-                            "cannot reach the cluster ({e}); retrying in {}s", RESTART_BACKOFF.as_secs());
-                        if sleep_or_cancel(RESTART_BACKOFF, shutdown).await {
-                            return Ok(false);
-                        }
-                    }
+                    Err((_, Some(diagnosis))) => (diagnosis.kind, diagnosis.message),
+                    Err((e, None)) => (
+                        "cluster_unreachable",
+                        format!(
+                            "cluster {alias} is unreachable at {} ({e})",
+                            factory.cluster().bootstrap_servers
+                        ),
+                    ),
+                };
+                self.set_health(alias.as_str(), Err(message.clone()));
+                self.options.metrics.error(
+                    self.mirror.source.as_str(),
+                    self.mirror.target.as_str(),
+                    kind,
+                );
+                let repeat = reported.as_ref().is_none_or(|(last, at)| {
+                    *last != message || at.elapsed() >= REPORT_AGAIN_AFTER
+                });
+                if repeat {
+                    tracing::error!(cluster = %alias, "{message}; nothing is copied until this is fixed; retrying every {}s", RESTART_BACKOFF.as_secs());
+                    reported = Some((message, tokio::time::Instant::now()));
                 }
+                if sleep_or_cancel(RESTART_BACKOFF, shutdown).await {
+                    return Ok(false);
+                }
+                self.reload_security(source_side);
             }
         }
         Ok(true)
+    }
+
+    /// Reads a cluster's certificates, keys and password files again.
+    fn reload_security(&mut self, source_side: bool) {
+        let factory = if source_side {
+            &mut self.source
+        } else {
+            &mut self.target
+        };
+        match check_cluster(factory.cluster(), std::time::SystemTime::now()) {
+            Ok(security) => *factory = factory.with_security(security),
+            Err(problems) => {
+                let shown: Vec<String> = problems.iter().map(ToString::to_string).collect();
+                tracing::error!(cluster = %factory.cluster().alias, "cannot read the security files again: {}; retrying with the ones read before", shown.join("; "));
+            }
+        }
     }
 
     async fn run_replicator(
@@ -448,8 +478,9 @@ impl Flow {
 }
 
 impl Flow {
-    fn set_up(&self, alias: &str, up: bool) {
-        self.options.connectivity.set(alias, up);
+    fn set_health(&self, alias: &str, outcome: std::result::Result<(), String>) {
+        let up = outcome.is_ok();
+        self.options.connectivity.set(alias, outcome);
         self.options
             .metrics
             .cluster_up
@@ -475,18 +506,10 @@ impl Flow {
     }
 
     /// Emits checkpoints (and syncs group offsets) until `stop`, if enabled.
-    async fn checkpoints(
-        &self,
-        target_admin: Admin,
-        started: CancellationToken,
-        stop: CancellationToken,
-    ) {
+    async fn checkpoints(&self, target_admin: Admin, stop: CancellationToken) {
         let Some(settings) = self.mirror.checkpoints.clone() else {
             return;
         };
-        if !before_stop(started, &stop).await {
-            return;
-        }
         let c = &self.mirror.clients;
         let job = crate::checkpoint::CheckpointJob {
             mirror: Arc::clone(&self.mirror),
@@ -497,6 +520,7 @@ impl Flow {
             target: self
                 .target
                 .config(Role::Admin, &[&c.target_all, &c.target_admin]),
+            reader: self.target.config(Role::ProgressReader, &[&c.target_all]),
             producer: self.target.config(
                 Role::ReplicationProducer,
                 &[&c.target_all, &c.target_producer],
@@ -554,7 +578,7 @@ impl Flow {
                 .map_err(|e| Error::Internal(format!("probe: {e}")))?;
             match outcome {
                 Ok(()) => {}
-                Err((_, Some(diagnosis))) => return Err(Error::Config(diagnosis)),
+                Err((_, Some(diagnosis))) => return Err(Error::Config(diagnosis.message)),
                 Err((e, None)) => {
                     return Err(Error::Retriable(format!(
                         "cannot reach {} at {}: {e}",
@@ -574,18 +598,10 @@ impl Flow {
     }
 
     /// Emits heartbeats until `stop`, if enabled.
-    async fn heartbeats(
-        &self,
-        target_admin: Admin,
-        started: CancellationToken,
-        stop: CancellationToken,
-    ) {
+    async fn heartbeats(&self, target_admin: Admin, stop: CancellationToken) {
         let Some(settings) = self.mirror.heartbeats.clone() else {
             return;
         };
-        if !before_stop(started, &stop).await {
-            return;
-        }
         let c = &self.mirror.clients;
         let producer = self.target.config(
             Role::ReplicationProducer,
@@ -604,16 +620,7 @@ impl Flow {
     }
 
     /// Probes both clusters every [`HEALTH_INTERVAL`] until `stop`.
-    async fn health_loop(
-        &self,
-        source: Admin,
-        target: Admin,
-        started: CancellationToken,
-        stop: CancellationToken,
-    ) {
-        if !before_stop(started, &stop).await {
-            return;
-        }
+    async fn health_loop(&self, source: Admin, target: Admin, stop: CancellationToken) {
         let mut tick = crate::every(HEALTH_INTERVAL);
         loop {
             tokio::select! {
@@ -624,18 +631,32 @@ impl Flow {
                 crate::topics::list_topics(&source, HEALTH_INTERVAL),
                 crate::topics::list_topics(&target, HEALTH_INTERVAL)
             );
-            for (alias, up) in [
-                (&self.mirror.source, s.is_ok()),
-                (&self.mirror.target, t.is_ok()),
+            for (alias, admin, up) in [
+                (&self.mirror.source, &source, s.is_ok()),
+                (&self.mirror.target, &target, t.is_ok()),
             ] {
-                if !up {
+                let context = admin.inner().context();
+                let outcome = if up {
+                    context.clear_diagnosis();
+                    Ok(())
+                } else {
+                    let (kind, reason) = context.diagnosis().map_or_else(
+                        || {
+                            (
+                                "cluster_unreachable",
+                                format!("cluster {alias} is unreachable"),
+                            )
+                        },
+                        |d| (d.kind, d.message),
+                    );
                     self.options.metrics.error(
                         self.mirror.source.as_str(),
                         self.mirror.target.as_str(),
-                        "cluster_unreachable",
+                        kind,
                     );
-                }
-                self.set_up(alias.as_str(), up);
+                    Err(reason)
+                };
+                self.set_health(alias.as_str(), outcome);
             }
         }
     }

@@ -8,6 +8,7 @@
 //! - [`topics`]: discovering source topics and creating or growing them on the target.
 //! - [`target_sync`]: topic config and ACL sync, and the plan of what the next sync does.
 //! - [`offsets`]: the failover report and commit of `kmirror offsets`.
+//! - [`permissions`]: which permissions kmirror's principal lacks, named and reported.
 //! - [`progress_store`]: reading stored replication progress.
 //! - [`replicator`]: the per-flow data plane (consumer → producer, per-partition pipelines).
 //! - [`flow`]: one mirror end to end: start-up checks, topic sync loop, replicator supervision.
@@ -27,6 +28,7 @@ pub mod http;
 pub mod load;
 pub mod metrics;
 pub mod offsets;
+pub mod permissions;
 pub mod progress_store;
 pub mod replicator;
 pub mod security;

@@ -61,6 +61,8 @@ pub mod names {
     pub const CLIENT_QUEUE: &str = "kmirror_client_queue_messages";
     /// Whether a cluster answered the last health probe.
     pub const CLUSTER_UP: &str = "kmirror_cluster_up";
+    /// 1 for each permission kmirror's principal lacks (KIP-430 authorized operations).
+    pub const MISSING_PERMISSION: &str = "kmirror_missing_permission";
 
     /// Every `kmirror_` family.
     pub const ALL_OWN: &[&str] = &[
@@ -83,6 +85,7 @@ pub mod names {
         BROKER_RTT,
         CLIENT_QUEUE,
         CLUSTER_UP,
+        MISSING_PERMISSION,
     ];
 }
 
@@ -126,9 +129,16 @@ pub mod labels {
     pub const BROKER: &str = "broker";
     /// Topic config key.
     pub const KEY: &str = "key";
+    /// An ACL resource, e.g. `TOPIC orders`.
+    pub const RESOURCE: &str = "resource";
+    /// An ACL operation, e.g. `READ`.
+    pub const OPERATION: &str = "operation";
 }
 
-use labels::{BROKER, CLIENT, CLUSTER, GROUP, KEY, KIND, PARTITION, SOURCE, STATE, TARGET, TOPIC};
+use labels::{
+    BROKER, CLIENT, CLUSTER, GROUP, KEY, KIND, OPERATION, PARTITION, RESOURCE, SOURCE, STATE,
+    TARGET, TOPIC,
+};
 
 /// Partition states reported by [`names::PARTITION_STATE`].
 pub const STATES: &[&str] = &["running", "draining", "retrying", "failed"];
@@ -178,6 +188,8 @@ pub struct Metrics {
     pub client_queue: GaugeVec,
     /// See [`names::CLUSTER_UP`].
     pub cluster_up: GaugeVec,
+    /// See [`names::MISSING_PERMISSION`].
+    pub missing_permission: GaugeVec,
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
@@ -265,6 +277,7 @@ impl Metrics {
             broker_rtt: gauge(&r, names::BROKER_RTT, "Average broker round-trip time (librdkafka statistics)", &[CLUSTER, CLIENT, BROKER]),
             client_queue: gauge(&r, names::CLIENT_QUEUE, "Messages in the client's queues (librdkafka statistics)", &[CLUSTER, CLIENT]),
             cluster_up: gauge(&r, names::CLUSTER_UP, "1 if the cluster answered the last health probe", &[CLUSTER]),
+            missing_permission: gauge(&r, names::MISSING_PERMISSION, "1 for each permission kmirror's principal lacks", &[CLUSTER, RESOURCE, OPERATION]),
             registry: r,
         }
     }

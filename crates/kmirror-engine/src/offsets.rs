@@ -107,9 +107,11 @@ pub fn report(
                     "the source is unreachable and checkpoints are disabled for this flow".into(),
                 )
             })?;
-            let stored_cps =
-                crate::checkpoint::read_checkpoints(&target.config(Role::Admin, &[]), &cps.topic)
-                    .map_err(|e| Error::Retriable(format!("reading {}: {e}", cps.topic)))?;
+            let stored_cps = crate::checkpoint::read_checkpoints(
+                &target.config(Role::ProgressReader, &[]),
+                &cps.topic,
+            )
+            .map_err(|e| Error::Retriable(format!("reading {}: {e}", cps.topic)))?;
             for ((g, topic, partition), s) in stored_cps {
                 if g == group {
                     rows.push(Row {

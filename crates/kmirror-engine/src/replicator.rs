@@ -200,6 +200,9 @@ pub struct SyncContext {
 }
 
 impl ClientContext for SyncContext {
+    /// Not used: skip parsing (rdkafka's default logs each report at INFO).
+    fn stats_raw(&self, _statistics: &[u8]) {}
+
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
         self.cluster.log(level, fac, log_message);
     }
@@ -1231,6 +1234,8 @@ fn is_retriable(e: &KafkaError) -> bool {
                 | C::UnknownPartition
                 | C::PurgeQueue
                 | C::PurgeInflight
+                // Granting the ACL fixes it: the permission check names what is missing.
+                | C::TopicAuthorizationFailed
         )
     )
 }

@@ -54,29 +54,50 @@ impl StatusBoard {
     }
 }
 
-/// Whether each cluster answered its last probe, by alias.
+/// Whether each cluster answered its last probe (and if not, why), by alias; and the
+/// permissions each flow lacks.
 #[derive(Default)]
 pub struct Connectivity {
-    clusters: Mutex<BTreeMap<String, bool>>,
+    clusters: Mutex<BTreeMap<String, Option<String>>>,
+    permissions: Mutex<BTreeMap<String, Vec<String>>>,
 }
 
 impl Connectivity {
-    /// Records a probe result.
-    pub fn set(&self, alias: &str, up: bool) {
+    /// Records a probe result: `Err` carries the readiness reason (a sentence naming the
+    /// cluster).
+    pub fn set(&self, alias: &str, outcome: Result<(), String>) {
         if let Ok(mut m) = self.clusters.lock() {
-            m.insert(alias.to_owned(), up);
+            m.insert(alias.to_owned(), outcome.err());
         }
     }
 
-    /// Clusters and whether they are up.
-    pub fn snapshot(&self) -> BTreeMap<String, bool> {
+    /// Clusters and why each is not usable (`None`: up).
+    pub fn snapshot(&self) -> BTreeMap<String, Option<String>> {
         self.clusters.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    /// Replaces the permissions `flow` lacks (one sentence each).
+    pub fn set_missing_permissions(&self, flow: &str, missing: Vec<String>) {
+        if let Ok(mut m) = self.permissions.lock() {
+            if missing.is_empty() {
+                m.remove(flow);
+            } else {
+                m.insert(flow.to_owned(), missing);
+            }
+        }
+    }
+
+    fn missing_permissions(&self) -> Vec<String> {
+        self.permissions
+            .lock()
+            .map(|m| m.values().flatten().cloned().collect())
+            .unwrap_or_default()
     }
 }
 
 impl StatusBoard {
-    /// Ready when every cluster answered its last probe and every assigned partition is
-    /// running; otherwise the reasons.
+    /// Ready when every cluster answered its last probe, no permission is missing and every
+    /// assigned partition is running; otherwise the reasons.
     pub fn readiness(
         &self,
         clusters: &Connectivity,
@@ -87,11 +108,8 @@ impl StatusBoard {
         if conn.len() < expected_clusters {
             reasons.push("not connected to every cluster yet".to_owned());
         }
-        for (alias, up) in &conn {
-            if !up {
-                reasons.push(format!("cluster {alias} is unreachable"));
-            }
-        }
+        reasons.extend(conn.into_values().flatten());
+        reasons.extend(clusters.missing_permissions());
         for p in self.snapshot() {
             if p.state != "running" {
                 let why = p.error.as_deref().unwrap_or("");
