@@ -41,9 +41,18 @@ impl Run {
 pub const MAX_RUNS: usize = 4096;
 
 /// The runs of one partition, oldest first.
+///
+/// `known_from`, when set, is the first source offset the runs account for: records before it
+/// were copied by someone else (MirrorMaker 2 before a takeover), or their runs were dropped to
+/// bound memory. A group committed before it cannot be translated from this map; it is never
+/// sent to the first known run, which would skip the records in between. Without it, the map
+/// starts at the source's first record, and a group before the first run translates to it
+/// (those records no longer exist on the source).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OffsetMap {
     runs: Vec<Run>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    known_from: Option<i64>,
 }
 
 impl OffsetMap {
@@ -62,8 +71,27 @@ impl OffsetMap {
             len: 1,
         });
         if self.runs.len() > MAX_RUNS {
-            self.runs.remove(0);
+            let dropped = self.runs.remove(0);
+            let from = self
+                .runs
+                .first()
+                .map_or(dropped.end_upstream(), |r| r.upstream);
+            self.known_from = Some(self.known_from.map_or(from, |k| k.max(from)));
         }
+    }
+
+    /// A map for a partition whose records before `from` were copied by someone else.
+    pub fn known_from(from: i64) -> Self {
+        Self {
+            runs: Vec::new(),
+            known_from: Some(from),
+        }
+    }
+
+    /// The first source offset the map accounts for, if it does not start at the source's
+    /// first record.
+    pub fn known_from_offset(&self) -> Option<i64> {
+        self.known_from
     }
 
     /// The runs, oldest first.
@@ -77,8 +105,11 @@ impl OffsetMap {
     }
 
     /// The target offset where a consumer that has read everything before source offset `u`
-    /// resumes; `None` if nothing was copied yet.
+    /// resumes; `None` if nothing was copied yet, or if `u` is before what the map accounts for.
     pub fn translate(&self, u: i64) -> Option<i64> {
+        if self.known_from.is_some_and(|k| u < k) {
+            return None;
+        }
         // The newest copy of the record at `u`.
         if let Some(r) = self.runs.iter().rev().find(|r| r.contains(u)) {
             return Some(r.downstream + (u - r.upstream));
@@ -99,7 +130,8 @@ impl OffsetMap {
         self.runs.last().map(|r| r.downstream + r.len)
     }
 
-    /// Drops runs entirely below `log_start` on the source (always keeping the newest).
+    /// Drops runs entirely below `log_start` on the source (always keeping the newest). Records
+    /// below the log start no longer exist: nothing is forgotten that a group could resume at.
     pub fn prune_below(&mut self, log_start: i64) {
         let newest = self.runs.len().saturating_sub(1);
         let mut i = 0;
@@ -173,6 +205,44 @@ mod tests {
         );
         assert_eq!(m.translate(149), Some(199));
         assert_eq!(m.translate(150), Some(200));
+    }
+
+    #[test]
+    fn a_group_before_what_the_map_accounts_for_is_not_translated() {
+        // Taken over at source offset 1000 (MM2 copied 0..1000 before).
+        let mut m = OffsetMap::known_from(1000);
+        assert_eq!(m.translate(1000), None, "nothing copied yet");
+        for u in 1000..1100 {
+            m.record(u, u + 5);
+        }
+        assert_eq!(m.translate(999), None, "copied by someone else: unknown");
+        assert_eq!(m.translate(300), None);
+        assert_eq!(m.translate(1000), Some(1005));
+        assert_eq!(m.translate(1100), Some(1105));
+        let json = serde_json::to_string(&m).expect("serializes");
+        assert_eq!(serde_json::from_str::<OffsetMap>(&json).expect("parses"), m);
+        assert_eq!(
+            serde_json::from_str::<OffsetMap>(r#"{"runs":[]}"#).expect("parses"),
+            OffsetMap::default(),
+            "maps stored before known_from existed still load"
+        );
+    }
+
+    #[test]
+    fn dropping_the_oldest_runs_never_translates_into_a_skip() {
+        // Every other source offset is a gap: one run per record.
+        let mut m = OffsetMap::default();
+        for i in 0..=i64::try_from(MAX_RUNS).expect("fits") {
+            m.record(2 * i, i);
+        }
+        assert_eq!(m.runs().len(), MAX_RUNS);
+        assert_eq!(
+            m.translate(0),
+            None,
+            "the dropped run is unknown now, not skipped"
+        );
+        assert_eq!(m.translate(1), None);
+        assert_eq!(m.translate(2), Some(1));
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use kmirror_core::config::{Config, Mirror, SyncLocation};
+use kmirror_core::translate::OffsetMap;
 use kmirror_core::{ClusterAlias, StartFrom, TopicPartition};
 use rdkafka::admin::AdminClient;
 use tokio_util::sync::CancellationToken;
@@ -446,7 +447,13 @@ impl Flow {
                                 .into_iter()
                                 .filter(|r| !assigned.contains(&r.source))
                                 .map(|r| {
-                                    let map = stored.maps.get(&r.source).cloned().unwrap_or_default();
+                                    let map = match (stored.maps.get(&r.source), stored.positions.get(&r.source)) {
+                                        (Some(map), _) => map.clone(),
+                                        // Progress without a map: another replicator (MirrorMaker
+                                        // 2) copied what came before; it cannot be translated.
+                                        (None, Some(next)) => OffsetMap::known_from(next.0),
+                                        (None, None) => OffsetMap::default(),
+                                    };
                                     let existed_at_start = initial.as_ref().is_some_and(|i| i.contains(&r.source));
                                     let start = match stored.positions.get(&r.source) {
                                         Some(next) => Start::At(*next),

@@ -72,14 +72,50 @@ pub fn report(
         mirror.source.as_str(),
         Duration::from_secs(30),
     )?;
-    let partitions: Vec<TopicPartition> = stored.maps.keys().cloned().collect();
+    let partitions: Vec<TopicPartition> = stored
+        .maps
+        .keys()
+        .chain(stored.positions.keys())
+        .cloned()
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    // Read on demand: offsets copied before kmirror took over are translated by the
+    // checkpoint the previous replicator (MirrorMaker 2) wrote for the same source offset.
+    let mut checkpoints: Option<
+        std::collections::HashMap<crate::checkpoint::Key, crate::checkpoint::Stored>,
+    > = None;
     let mut rows = Vec::new();
     let mut basis = "source";
     match committed_on_source(source, group, &partitions) {
         Ok(committed) => {
             let c = consumer(source, group)?;
             for (tp, u) in committed {
-                let Some(d) = stored.maps.get(&tp).and_then(|m| m.translate(u)) else {
+                let remote = mirror.policy.format_remote_topic(&mirror.source, &tp.topic);
+                let translated = stored.maps.get(&tp).and_then(|m| m.translate(u));
+                let d = match translated {
+                    Some(d) => Some(d),
+                    None => {
+                        if checkpoints.is_none() {
+                            checkpoints = Some(match &mirror.checkpoints {
+                                Some(cps) => crate::checkpoint::read_checkpoints(
+                                    &target.config(Role::ProgressReader, &[]),
+                                    &cps.topic,
+                                )
+                                .unwrap_or_default(),
+                                None => Default::default(),
+                            });
+                        }
+                        checkpoints
+                            .as_ref()
+                            .and_then(|c| c.get(&(group.to_owned(), remote.clone(), tp.partition)))
+                            .filter(|s| s.upstream == u)
+                            .map(|s| s.downstream)
+                    }
+                };
+                let Some(d) = d else {
+                    tracing::warn!(topic = %tp.topic, partition = tp.partition, source_offset = u,
+                        "cannot translate: kmirror did not copy this offset and no checkpoint has it; the partition is left out");
                     continue;
                 };
                 let progress = stored.positions.get(&tp).map_or(0, |o| o.0);
@@ -88,7 +124,7 @@ pub fn report(
                     .ok()
                     .map(|(_, hi)| (hi - progress).max(0));
                 rows.push(Row {
-                    target_topic: mirror.policy.format_remote_topic(&mirror.source, &tp.topic),
+                    target_topic: remote,
                     topic: tp.topic.to_string(),
                     partition: tp.partition,
                     source_offset: u,
