@@ -9,6 +9,8 @@ mod checkpoints;
 mod discovery;
 mod heartbeats;
 mod import;
+mod java_interop;
+mod mm2_handover;
 mod offset_syncs;
 mod offsets_cli;
 mod operations;

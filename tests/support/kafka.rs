@@ -44,7 +44,7 @@ while read -r cmd; do
 done
 kill -KILL "$pid" 2>/dev/null
 wait "$pid" 2>/dev/null
-rm -rf -- "$KMIRROR_NODE_DIR"
+[ -z "$KMIRROR_NODE_DIR" ] || rm -rf -- "$KMIRROR_NODE_DIR"
 "#;
 
 /// The folder holding the Kafka jars (`libs/`) and the log4j2 config.
@@ -693,7 +693,8 @@ pub fn run_java(extra_classpath: Option<&Path>, class: &str, args: &[&str]) -> S
 pub fn interop_classes() -> &'static Path {
     static CLASSES: OnceLock<PathBuf> = OnceLock::new();
     CLASSES.get_or_init(|| {
-        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/java/KmirrorInterop.java");
+        let source =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/java/KmirrorInterop.java");
         let out_dir = run_dir().join("java-classes");
         fs::create_dir_all(&out_dir).unwrap();
         let status = Command::new("javac")
@@ -728,4 +729,87 @@ pub fn console_consume_formatted(bootstrap: &str, topic: &str, formatter: &str) 
         ],
     );
     out.lines().map(str::to_owned).collect()
+}
+
+/// A Java process (MirrorMaker 2) under the same watchdog as the brokers: it never outlives
+/// the test run.
+pub struct JavaProcess {
+    child: Option<(Child, ChildStdin)>,
+    /// Where its stdout and stderr go.
+    pub log: PathBuf,
+}
+
+impl JavaProcess {
+    /// Starts `class` with `args`; output goes to `log`.
+    pub fn start(class: &str, args: &[&str], log: PathBuf) -> JavaProcess {
+        let file = fs::File::create(&log).unwrap();
+        let home = kafka_home();
+        let mut child = Command::new("bash")
+            .arg("-c")
+            .arg(WATCHDOG)
+            .arg("java-process")
+            .arg("java")
+            .arg("-Xmx512m")
+            .arg(format!(
+                "-Dlog4j2.configurationFile={}",
+                home.join("log4j2.properties").display()
+            ))
+            .arg("-cp")
+            .arg(format!("{}/libs/*", home.display()))
+            .arg(class)
+            .args(args)
+            .env("KMIRROR_NODE_DIR", "")
+            .stdin(Stdio::piped())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .expect("start java");
+        let stdin = child.stdin.take().unwrap();
+        JavaProcess {
+            child: Some((child, stdin)),
+            log,
+        }
+    }
+
+    /// MirrorMaker 2 in dedicated mode with `properties`.
+    pub fn mirror_maker(properties: &Path) -> JavaProcess {
+        JavaProcess::start(
+            "org.apache.kafka.connect.mirror.MirrorMaker",
+            &[properties.to_str().unwrap()],
+            properties.with_extension("log"),
+        )
+    }
+
+    /// SIGTERM (a graceful stop) and wait.
+    pub fn stop(&mut self) {
+        if let Some((mut child, mut stdin)) = self.child.take() {
+            let _ = writeln!(stdin, "term");
+            let _ = stdin.flush();
+            let _ = child.wait();
+        }
+    }
+
+    /// What it logged.
+    pub fn logs(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for JavaProcess {
+    fn drop(&mut self) {
+        if let Some((mut child, stdin)) = self.child.take() {
+            drop(stdin);
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            let logs = self.logs();
+            let tail: Vec<&str> = logs.lines().rev().take(200).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            eprintln!(
+                "---- {} (tail) ----\n{}",
+                self.log.display(),
+                tail.join("\n")
+            );
+        }
+    }
 }
