@@ -20,6 +20,7 @@ fn mm2_properties(env: &Env, topic: &str, groups: &str) -> PathBuf {
 {tgt}.bootstrap.servers = {}
 {src}->{tgt}.enabled = true
 {tgt}->{src}.enabled = false
+{tgt}->{src}.emit.heartbeats.enabled = false
 {src}->{tgt}.topics = {topic}
 {src}->{tgt}.groups = {groups}
 replication.policy.class = {IDENTITY}

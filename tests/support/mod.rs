@@ -4,18 +4,22 @@
 //! Brokers: Apache Kafka from Maven Central ([`kafka`]); most tests share one source and one
 //! target cluster, each test with its own topic, group and cluster-alias names.
 
-#![allow(dead_code, clippy::unwrap_used, clippy::missing_panics_doc)]
+#![allow(
+    dead_code,
+    unused_imports,
+    clippy::unwrap_used,
+    clippy::missing_panics_doc
+)]
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -87,28 +91,12 @@ impl Env {
     }
 }
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 pub fn wait_for_port(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "nothing listens on port {port}");
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-pub fn rand_suffix() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("{:x}{:x}", std::process::id(), nanos)
 }
 
 /// A record as written and as read back.
@@ -118,12 +106,6 @@ pub struct TestRecord {
     pub value: Option<Vec<u8>>,
     pub headers: Vec<(String, Option<Vec<u8>>)>,
     pub timestamp: i64,
-}
-
-pub fn client(bootstrap: &str) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", bootstrap);
-    c
 }
 
 pub fn create_topic(bootstrap: &str, name: &str, partitions: i32) {
@@ -139,20 +121,6 @@ pub fn create_topic_with(bootstrap: &str, name: &str, partitions: i32, configs: 
     for r in block_on(admin(bootstrap).create_topics(&[new], &AdminOptions::new())).unwrap() {
         r.unwrap();
     }
-}
-
-/// An admin client for a cluster.
-pub fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
-    client(bootstrap).create().unwrap()
-}
-
-/// Runs an admin future to completion on a throwaway runtime.
-pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
 }
 
 /// Writes records to one partition each, in order; waits for every acknowledgement.
@@ -525,10 +493,5 @@ pub fn assert_same(
     }
 }
 
-#[path = "certs.rs"]
-pub mod certs;
-
-#[path = "kafka.rs"]
-pub mod kafka;
-
-pub use kafka::Kafka;
+pub use kmirror_testbed::kafka::Kafka;
+pub use kmirror_testbed::{admin, block_on, certs, client, free_port, kafka, rand_suffix};

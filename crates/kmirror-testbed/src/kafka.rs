@@ -27,8 +27,8 @@ use kmirror_admin::AclResource;
 use kmirror_core::acl::{AclOperation, AclPermission, PatternType, TopicAcl};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
-use super::certs::Pki;
-use super::{client, free_port, rand_suffix};
+use crate::certs::Pki;
+use crate::{client, free_port, rand_suffix};
 
 /// Kills the node's process when told to, or when the test process is gone (stdin closes).
 const WATCHDOG: &str = r#"
@@ -90,7 +90,7 @@ pub fn java() -> Command {
 fn run_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join("kafka");
+        let base = std::env::temp_dir().join("kmirror-kafka");
         // Folders of test processes that are gone (their watchdogs removed the node data).
         if let Ok(entries) = fs::read_dir(&base) {
             for e in entries.flatten() {
@@ -315,6 +315,33 @@ impl Kafka {
         &self.dir
     }
 
+    /// Bytes the cluster stores for `topic` (every node, every partition's log segments).
+    pub fn topic_bytes(&self, topic: &str) -> u64 {
+        let nodes = self.nodes.lock().unwrap();
+        let mut total = 0;
+        for n in nodes.iter() {
+            let Ok(dirs) = fs::read_dir(n.dir.join("data")) else {
+                continue;
+            };
+            for d in dirs.flatten() {
+                let name = d.file_name().to_string_lossy().into_owned();
+                let is_partition = name
+                    .strip_prefix(topic)
+                    .and_then(|rest| rest.strip_prefix('-'))
+                    .is_some_and(|p| p.parse::<u32>().is_ok());
+                if !is_partition {
+                    continue;
+                }
+                for f in fs::read_dir(d.path()).into_iter().flatten().flatten() {
+                    if f.path().extension().is_some_and(|e| e == "log") {
+                        total += f.metadata().map_or(0, |m| m.len());
+                    }
+                }
+            }
+        }
+        total
+    }
+
     /// Number of nodes.
     pub fn nodes(&self) -> usize {
         self.nodes.lock().unwrap().len()
@@ -447,7 +474,7 @@ impl Kafka {
             })
             .collect();
         let bindings: Vec<(AclResource, &TopicAcl)> = acls.iter().map(|a| (resource, a)).collect();
-        let admin = super::admin(&self.bootstrap);
+        let admin = crate::admin(&self.bootstrap);
         let outcomes =
             kmirror_admin::create_acls(admin.inner(), &bindings, Duration::from_secs(30))
                 .unwrap_or_else(|e| panic!("{}: CreateAcls: {e}", self.name));
@@ -778,6 +805,14 @@ impl JavaProcess {
             &[properties.to_str().unwrap()],
             properties.with_extension("log"),
         )
+    }
+
+    /// The process id of the JVM (the watchdog's child), once it runs.
+    pub fn pid(&self) -> Option<u32> {
+        let (child, _) = self.child.as_ref()?;
+        let bash = child.id();
+        let children = fs::read_to_string(format!("/proc/{bash}/task/{bash}/children")).ok()?;
+        children.split_whitespace().next()?.parse().ok()
     }
 
     /// SIGTERM (a graceful stop) and wait.
