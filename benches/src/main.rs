@@ -1,22 +1,26 @@
-//! End-to-end benchmark: kmirror against a bare librdkafka consume→produce loop.
+//! End-to-end benchmark on Apache Kafka: a bare librdkafka consume→produce loop, kmirror and
+//! MirrorMaker 2 copy the same records, each into a fresh target, in one run.
 //!
-//! Starts two tansu brokers on loopback, preloads N records into a topic on the source, then
-//! (1) copies them with a minimal librdkafka loop using the same client settings as kmirror and
-//! no bookkeeping, and (2) copies them with the kmirror binary. Prints records/s, MB/s, CPU
-//! seconds, the kmirror/baseline ratios and kmirror's peak RSS.
+//! With no `--source`/`--target`, it starts its own single-node KRaft clusters from the Maven
+//! Central jars (`scripts/kafka.sh`): one source, and a new target for every replicator. For
+//! each source compression it preloads the records, then runs each replicator as its own
+//! process and watches the target's high watermarks: start to first record, start to the last
+//! one (records/s), the process's CPU seconds and peak RSS, and the bytes the target stores.
 
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::fs;
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod produce;
 
 use anyhow::{bail, Context, Result};
-use clap::Parser;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use clap::{Parser, Subcommand, ValueEnum};
+use kmirror_testbed::kafka::{JavaProcess, Kafka, KafkaOptions};
+use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
@@ -24,9 +28,16 @@ use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 
 #[derive(Parser)]
 #[command(
-    about = "Benchmark kmirror against a bare librdkafka consume→produce loop on two local tansu brokers"
+    about = "Benchmark kmirror against a bare librdkafka loop and MirrorMaker 2 on Apache Kafka",
+    long_about = "Copies the same records with a bare librdkafka consume→produce loop, kmirror and \
+MirrorMaker 2 (dedicated mode), each into a fresh target, and prints records/s, CPU seconds, \
+peak RSS, start to first record and the bytes the target stores, per source compression.\n\n\
+Without --source/--target it starts its own Apache Kafka clusters (scripts/kafka.sh resolves \
+the jars; KMIRROR_KAFKA_VERSION picks the version)."
 )]
 struct Args {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
     /// Records to copy.
     #[arg(long, default_value_t = 1_000_000)]
     records: usize,
@@ -36,72 +47,93 @@ struct Args {
     /// Partitions of the topic.
     #[arg(long, default_value_t = 8)]
     partitions: i32,
-    /// The tansu binary (default: $KMIRROR_TANSU_BIN).
-    #[arg(long)]
-    tansu: Option<PathBuf>,
-    /// Runs of each (interleaved, each into a fresh target broker); the table shows medians.
-    #[arg(long, default_value_t = 3)]
-    runs: usize,
+    /// Codec of the source's batches (the preloading producer's compression.type).
+    #[arg(long, value_enum, num_args = 1.., default_values_t = [Compression::None, Compression::Lz4, Compression::Zstd])]
+    compression: Vec<Compression>,
+    /// Replicators to run.
+    #[arg(long, value_enum, num_args = 1.., default_values_t = [Replicator::Loop, Replicator::Kmirror, Replicator::Mm2])]
+    only: Vec<Replicator>,
+    /// An existing source cluster (default: start one).
+    #[arg(long, requires = "target")]
+    source: Option<String>,
+    /// An existing target cluster (default: a fresh one per replicator). Each replicator then
+    /// writes to a topic of its own, and target bytes are not measured.
+    #[arg(long, requires = "source")]
+    target: Option<String>,
     /// The kmirror binary (default: next to this one).
     #[arg(long)]
     kmirror: Option<PathBuf>,
 }
 
-struct Broker {
-    bootstrap: String,
-    child: Child,
+#[derive(Subcommand)]
+enum Cmd {
+    /// The bare loop, as its own process: consume every record of a topic from the beginning
+    /// and produce it to the same partition of another, nothing else.
+    Loop {
+        #[arg(long)]
+        source: String,
+        #[arg(long)]
+        target: String,
+        #[arg(long)]
+        topic: String,
+        #[arg(long)]
+        out: String,
+        #[arg(long)]
+        partitions: i32,
+        #[arg(long)]
+        records: usize,
+    },
 }
 
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Compression {
+    None,
+    Lz4,
+    Zstd,
 }
 
-fn start_broker(tansu: &PathBuf, name: &str) -> Result<Broker> {
-    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let url = format!("tcp://127.0.0.1:{port}");
-    let child = Command::new(tansu)
-        .args([
-            "broker",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &url,
-        ])
-        .args([
-            "--storage-engine",
-            &format!("memory://{name}/"),
-            "--cluster-id",
-            name,
-            "--silent",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .with_context(|| format!("starting {}", tansu.display()))?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > deadline {
-            bail!("tansu did not listen on {port}");
+impl Compression {
+    fn name(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Lz4 => "lz4",
+            Compression::Zstd => "zstd",
         }
-        std::thread::sleep(Duration::from_millis(20));
     }
-    Ok(Broker {
-        bootstrap: format!("127.0.0.1:{port}"),
-        child,
-    })
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Replicator {
+    /// The bare librdkafka loop.
+    Loop,
+    /// kmirror.
+    Kmirror,
+    /// MirrorMaker 2 in dedicated mode.
+    Mm2,
+}
+
+impl Replicator {
+    fn name(self) -> &'static str {
+        match self {
+            Replicator::Loop => "bare loop",
+            Replicator::Kmirror => "kmirror",
+            Replicator::Mm2 => "MM2",
+        }
+    }
+}
+
+/// What one replicator did.
+struct Measure {
+    seconds: f64,
+    first_record: f64,
+    cpu: f64,
+    rss_mb: f64,
+    target_bytes: Option<u64>,
 }
 
 fn create_topic(bootstrap: &str, name: &str, partitions: i32) -> Result<()> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    for r in rt.block_on(admin.create_topics(
+    let admin = kmirror_testbed::admin(bootstrap);
+    for r in kmirror_testbed::block_on(admin.create_topics(
         &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
         &AdminOptions::new(),
     ))? {
@@ -110,31 +142,45 @@ fn create_topic(bootstrap: &str, name: &str, partitions: i32) -> Result<()> {
     Ok(())
 }
 
-fn preload(bootstrap: &str, topic: &str, args: &Args) -> Result<()> {
+fn preload(bootstrap: &str, topic: &str, args: &Args, compression: Compression) -> Result<()> {
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
-        .set("linger.ms", "20")
+        .set("linger.ms", "50")
+        .set("batch.size", "1000000")
+        .set("compression.type", compression.name())
         .set("queue.buffering.max.kbytes", "262144")
         .create()?;
-    let value = vec![b'v'; args.value_size];
+    // Values compress as real payloads do (repeated fields, some variety), not as one byte
+    // repeated, so that codecs have a realistic ratio to work with.
+    let words = [
+        "order", "customer", "amount", "currency", "EUR", "status", "shipped", "address",
+    ];
     let parts = usize::try_from(args.partitions)?;
+    let mut value = String::with_capacity(args.value_size);
     for i in 0..args.records {
+        value.clear();
+        let mut j = i;
+        while value.len() < args.value_size {
+            let _ = write!(value, "{}={} ", words[j % words.len()], j % 997);
+            j = j.wrapping_mul(31).wrapping_add(7);
+        }
+        value.truncate(args.value_size);
         let key = format!("{i:010}");
         let rec = BaseRecord::<[u8], [u8]>::to(topic)
             .key(key.as_bytes())
-            .payload(&value)
+            .payload(value.as_bytes())
             .partition(i32::try_from(i % parts)?);
         produce::send(&producer, rec)?;
     }
-    producer.flush(Duration::from_secs(300))?;
+    producer.flush(Duration::from_secs(600))?;
     Ok(())
 }
 
-/// The same client settings kmirror uses by default.
+/// kmirror's default client settings, for the loop.
 fn consumer_config(bootstrap: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", bootstrap)
-        .set("group.id", "baseline")
+        .set("group.id", "bench-loop")
         .set("enable.auto.commit", "false")
         .set("queued.max.messages.kbytes", "16384")
         .set("fetch.max.bytes", "16777216")
@@ -167,27 +213,25 @@ impl ProducerContext for Counter {
     }
 }
 
-/// The baseline: consume from the beginning and produce to the same partition, nothing else.
-fn baseline(
+/// The bare loop (the `loop` subcommand).
+fn bare_loop(
     source: &str,
     target: &str,
     topic: &str,
     out: &str,
-    args: &Args,
-) -> Result<(Duration, f64)> {
-    // Timed from client creation, as kmirror is timed from its process start.
-    let cpu0 = cpu_seconds("self")?;
-    let start = Instant::now();
+    partitions: i32,
+    records: usize,
+) -> Result<()> {
     let consumer: BaseConsumer = consumer_config(source).create()?;
     let mut tpl = TopicPartitionList::new();
-    for p in 0..args.partitions {
+    for p in 0..partitions {
         tpl.add_partition_offset(topic, p, Offset::Beginning)?;
     }
     consumer.assign(&tpl)?;
     let producer: BaseProducer<Counter> =
         producer_config(target).create_with_context(Counter(0.into()))?;
     let mut sent = 0;
-    while sent < args.records {
+    while sent < records {
         let Some(msg) = consumer.poll(Duration::from_millis(100)) else {
             continue;
         };
@@ -206,20 +250,19 @@ fn baseline(
         producer.poll(Duration::ZERO);
         sent += 1;
     }
-    producer.flush(Duration::from_secs(300))?;
-    let elapsed = start.elapsed();
+    producer.flush(Duration::from_secs(600))?;
     let acked = producer
         .context()
         .0
         .load(std::sync::atomic::Ordering::Relaxed);
-    if acked != args.records {
-        bail!("baseline: {acked} of {} acknowledged", args.records);
+    if acked != records {
+        bail!("loop: {acked} of {records} acknowledged");
     }
-    Ok((elapsed, cpu_seconds("self")? - cpu0))
+    Ok(())
 }
 
-/// utime + stime of a process, in seconds.
-fn cpu_seconds(pid: &str) -> Result<f64> {
+/// utime + stime of a process (all its threads), in seconds.
+fn cpu_seconds(pid: u32) -> Result<f64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
     let after = stat.rsplit_once(')').map(|(_, r)| r).context("stat")?;
     let fields: Vec<&str> = after.split_whitespace().collect();
@@ -241,209 +284,323 @@ fn peak_rss_mb(pid: u32) -> Result<f64> {
     Ok(kb / 1024.0)
 }
 
-/// Follows kmirror's progress topic and sums the stored next offsets of one topic.
-struct ProgressTail {
-    consumer: BaseConsumer,
-    needle: String,
-    latest: std::collections::HashMap<Vec<u8>, i64>,
-}
-
-impl ProgressTail {
-    fn new(target: &str, progress_topic: &str, topic: &str) -> Result<Self> {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", target)
-            .set("group.id", "bench-progress")
-            .set("fetch.wait.max.ms", "10")
-            .create()?;
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(progress_topic, 0, Offset::Beginning)?;
-        consumer.assign(&tpl)?;
-        Ok(Self {
-            consumer,
-            needle: format!("\"topic\":\"{topic}\""),
-            latest: std::collections::HashMap::new(),
+/// Records on `topic` of the target (sum of high watermarks; 0 while it does not exist).
+fn on_target(watcher: &BaseConsumer, topic: &str, partitions: i32) -> i64 {
+    (0..partitions)
+        .map(|p| {
+            watcher
+                .fetch_watermarks(topic, p, Duration::from_secs(2))
+                .map_or(0, |(_, hi)| hi.max(0))
         })
+        .sum()
+}
+
+/// A replicator process being measured.
+enum Running {
+    Process(Child),
+    Java(JavaProcess),
+}
+
+impl Running {
+    fn pid(&self) -> Option<u32> {
+        match self {
+            Running::Process(c) => Some(c.id()),
+            Running::Java(j) => j.pid(),
+        }
     }
 
-    /// Reads what arrives within `wait`; returns the sum of stored next offsets.
-    fn poll(&mut self, wait: Duration) -> i64 {
-        let deadline = Instant::now() + wait;
-        while Instant::now() < deadline {
-            if let Some(Ok(m)) = self.consumer.poll(Duration::from_millis(5)) {
-                let key = m.key().unwrap_or_default();
-                if String::from_utf8_lossy(key).contains(&self.needle) {
-                    let value =
-                        String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned();
-                    let last: i64 = value
-                        .trim_start_matches("{\"offset\":")
-                        .trim_end_matches('}')
-                        .parse()
-                        .unwrap_or(-1);
-                    self.latest.insert(key.to_vec(), last + 1);
-                }
+    fn stop(self) {
+        match self {
+            Running::Process(mut c) => {
+                let _ = Command::new("kill")
+                    .args(["-TERM", &c.id().to_string()])
+                    .status();
+                let _ = c.wait();
             }
+            Running::Java(mut j) => j.stop(),
         }
-        self.latest.values().sum()
     }
 }
 
-fn run_kmirror(
-    kmirror: &PathBuf,
-    source: &str,
+/// Watches the target until `records` arrived; measures the process meanwhile.
+fn measure(
+    running: Running,
+    started: Instant,
     target: &str,
     topic: &str,
     args: &Args,
-) -> Result<(Duration, f64, f64)> {
-    let dir = std::env::temp_dir().join(format!("kmirror-bench-{}", std::process::id()));
-    fs::create_dir_all(&dir)?;
-    let config = dir.join("bench.yaml");
+) -> Result<(Measure, Running)> {
+    let watcher: BaseConsumer = kmirror_testbed::client(target).create()?;
+    let total = i64::try_from(args.records)?;
+    let mut first = None;
+    loop {
+        let n = on_target(&watcher, topic, args.partitions);
+        if n > 0 && first.is_none() {
+            first = Some(started.elapsed());
+        }
+        if n >= total {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(900) {
+            running.stop();
+            bail!("{n} of {total} records after 15 minutes");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let pid = running.pid().context("the replicator's pid")?;
+    let measure = Measure {
+        seconds,
+        first_record: first.map_or(seconds, |f| f.as_secs_f64()),
+        cpu: cpu_seconds(pid)?,
+        rss_mb: peak_rss_mb(pid)?,
+        target_bytes: None,
+    };
+    Ok((measure, running))
+}
+
+fn write_kmirror_config(dir: &Path, source: &str, target: &str, topic: &str) -> Result<PathBuf> {
+    let config = dir.join("kmirror.yaml");
     fs::write(
         &config,
         format!(
-            "clusters:\n  - alias: source\n    bootstrapServers: {source}\n  - alias: target\n    bootstrapServers: {target}\n    config:\n      offset.storage.partitions: 1\n      offset.flush.interval.ms: 100\nmirrors:\n  - sourceCluster: source\n    targetCluster: target\n    topicsPattern: \"{topic}\"\n    sourceConnector:\n      config:\n        replication.policy.class: IdentityReplicationPolicy\n        replication.factor: -1\n"
+            "clusters:\n  - alias: source\n    bootstrapServers: {source}\n  - alias: target\n    bootstrapServers: {target}\nmirrors:\n  - sourceCluster: source\n    targetCluster: target\n    topicsPattern: \"{topic}\"\n    sourceConnector:\n      config:\n        replication.policy.class: IdentityReplicationPolicy\n        replication.factor: -1\n        offset-syncs.topic.replication.factor: -1\n        heartbeats.topic.replication.factor: -1\n        checkpoints.topic.replication.factor: -1\n"
         ),
     )?;
-    let start = Instant::now();
-    let mut child = Command::new(kmirror)
-        .args(["run", "--config", config.to_str().context("path")?])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()?;
-    let pid = child.id();
-    let total = i64::try_from(args.records)?;
-    let mut tail: Option<ProgressTail> = None;
-    let (elapsed, cpu, rss) = loop {
-        let stored = if let Some(t) = tail.as_mut() {
-            t.poll(Duration::from_millis(20))
-        } else {
-            std::thread::sleep(Duration::from_millis(20));
-            tail = ProgressTail::new(target, "mm2-offsets.source.internal", topic).ok();
-            0
-        };
-        if stored >= total {
-            let elapsed = start.elapsed();
-            break (elapsed, cpu_seconds(&pid.to_string())?, peak_rss_mb(pid)?);
-        }
-        if start.elapsed() > Duration::from_secs(600) {
-            let _ = child.kill();
-            bail!("kmirror did not finish in 10 minutes");
-        }
-    };
-    Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()?;
-    child.wait()?;
-    Ok((elapsed, cpu, rss))
+    Ok(config)
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+fn write_mm2_properties(dir: &Path, source: &str, target: &str, topic: &str) -> Result<PathBuf> {
+    let path = dir.join("mm2.properties");
+    fs::write(
+        &path,
+        format!(
+            "clusters = source, target
+source.bootstrap.servers = {source}
+target.bootstrap.servers = {target}
+source->target.enabled = true
+target->source.enabled = false
+target->source.emit.heartbeats.enabled = false
+source->target.topics = {topic}
+replication.policy.class = org.apache.kafka.connect.mirror.IdentityReplicationPolicy
+replication.factor = 1
+checkpoints.topic.replication.factor = 1
+heartbeats.topic.replication.factor = 1
+offset-syncs.topic.replication.factor = 1
+offset.storage.replication.factor = 1
+status.storage.replication.factor = 1
+config.storage.replication.factor = 1
+sync.topic.acls.enabled = false
+"
+        ),
+    )?;
+    Ok(path)
+}
+
+/// Runs one replicator from `topic` on `source` into `out` on `target`.
+#[allow(clippy::too_many_arguments)]
+fn run_one(
+    who: Replicator,
+    kmirror: &Path,
+    source: &str,
+    target: &str,
+    topic: &str,
+    out: &str,
+    args: &Args,
+    dir: &Path,
+) -> Result<(Measure, Running)> {
+    match who {
+        Replicator::Loop => {
+            create_topic(target, out, args.partitions)?;
+            let started = Instant::now();
+            let child = Command::new(std::env::current_exe()?)
+                .args([
+                    "loop",
+                    "--source",
+                    source,
+                    "--target",
+                    target,
+                    "--topic",
+                    topic,
+                    "--out",
+                    out,
+                    "--partitions",
+                    &args.partitions.to_string(),
+                    "--records",
+                    &args.records.to_string(),
+                ])
+                .stdout(Stdio::null())
+                .spawn()?;
+            measure(Running::Process(child), started, target, out, args)
+        }
+        Replicator::Kmirror => {
+            // Identity naming: a fresh target topic needs a fresh target cluster, or a topic
+            // name of its own on a given one.
+            let config = write_kmirror_config(dir, source, target, topic)?;
+            let started = Instant::now();
+            let child = Command::new(kmirror)
+                .args(["run", "--config", config.to_str().context("path")?])
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .spawn()
+                .with_context(|| format!("starting {}", kmirror.display()))?;
+            measure(Running::Process(child), started, target, out, args)
+        }
+        Replicator::Mm2 => {
+            let props = write_mm2_properties(dir, source, target, topic)?;
+            let started = Instant::now();
+            let mm2 = JavaProcess::mirror_maker(&props);
+            measure(Running::Java(mm2), started, target, out, args)
+        }
+    }
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let tansu = args
-        .tansu
-        .clone()
-        .or_else(|| std::env::var_os("KMIRROR_TANSU_BIN").map(PathBuf::from))
-        .context("set KMIRROR_TANSU_BIN or pass --tansu (scripts/tansu.sh prints one)")?;
+    if let Some(Cmd::Loop {
+        source,
+        target,
+        topic,
+        out,
+        partitions,
+        records,
+    }) = &args.cmd
+    {
+        return bare_loop(source, target, topic, out, *partitions, *records);
+    }
     let kmirror = match &args.kmirror {
         Some(p) => p.clone(),
         None => std::env::current_exe()?.with_file_name("kmirror"),
     };
-    let source = start_broker(&tansu, "bench-source")?;
-    let topic = "bench";
-    create_topic(&source.bootstrap, topic, args.partitions)?;
-    eprintln!(
-        "preloading {} records of {} bytes over {} partitions...",
-        args.records, args.value_size, args.partitions
-    );
-    preload(&source.bootstrap, topic, &args)?;
-
-    // Each run writes to a fresh, empty target broker; runs alternate to spread drift.
-    let (mut b_times, mut b_cpus, mut k_times, mut k_cpus, mut k_rss_all) =
-        (vec![], vec![], vec![], vec![], vec![]);
-    for run in 1..=args.runs {
+    let dir = std::env::temp_dir().join(format!("kmirror-bench-{}", std::process::id()));
+    fs::create_dir_all(&dir)?;
+    let own_source = if args.source.is_none() {
         eprintln!(
-            "run {run}/{}: baseline (bare librdkafka consume→produce loop)...",
-            args.runs
+            "starting the source cluster (Apache Kafka {})...",
+            kmirror_testbed::kafka::kafka_version()
         );
-        let target = start_broker(&tansu, &format!("bench-baseline-target-{run}"))?;
-        create_topic(&target.bootstrap, "baseline-out", args.partitions)?;
-        let (t, c) = baseline(
-            &source.bootstrap,
-            &target.bootstrap,
-            topic,
-            "baseline-out",
-            &args,
-        )?;
-        drop(target);
-        b_times.push(t.as_secs_f64());
-        b_cpus.push(c);
-        eprintln!("run {run}/{}: kmirror...", args.runs);
-        let target = start_broker(&tansu, &format!("bench-kmirror-target-{run}"))?;
-        let (t, c, r) = run_kmirror(&kmirror, &source.bootstrap, &target.bootstrap, topic, &args)?;
-        drop(target);
-        k_times.push(t.as_secs_f64());
-        k_cpus.push(c);
-        k_rss_all.push(r);
+        Some(Arc::new(Kafka::start(
+            "bench-source",
+            &KafkaOptions::default(),
+        )))
+    } else {
+        None
+    };
+    let source_bootstrap = args
+        .source
+        .clone()
+        .or_else(|| own_source.as_ref().map(|k| k.bootstrap.clone()))
+        .context("a source")?;
+    let mut rows: BTreeMap<(usize, usize), Measure> = BTreeMap::new();
+    let mut source_bytes: BTreeMap<usize, Option<u64>> = BTreeMap::new();
+    for (ci, &compression) in args.compression.iter().enumerate() {
+        let topic = format!(
+            "bench-{}-{}",
+            compression.name(),
+            kmirror_testbed::rand_suffix()
+        );
+        create_topic(&source_bootstrap, &topic, args.partitions)?;
+        eprintln!(
+            "preloading {} records of {} bytes over {} partitions, compression {}...",
+            args.records,
+            args.value_size,
+            args.partitions,
+            compression.name()
+        );
+        preload(&source_bootstrap, &topic, &args, compression)?;
+        source_bytes.insert(ci, own_source.as_ref().map(|k| k.topic_bytes(&topic)));
+        for (ri, &who) in args.only.iter().enumerate() {
+            eprintln!("{} ({})...", who.name(), compression.name());
+            let (own_target, target_bootstrap) = match &args.target {
+                Some(t) => (None, t.clone()),
+                None => {
+                    let k = Kafka::start(&format!("bench-target-{ri}"), &KafkaOptions::default());
+                    let b = k.bootstrap.clone();
+                    (Some(k), b)
+                }
+            };
+            // On a given target, the loop writes to a topic of its own; kmirror and MM2 keep
+            // the source's name (identity), which is fresh per compression.
+            let out = if who == Replicator::Loop {
+                format!("{topic}-loop")
+            } else {
+                topic.clone()
+            };
+            let (mut m, running) = run_one(
+                who,
+                &kmirror,
+                &source_bootstrap,
+                &target_bootstrap,
+                &topic,
+                &out,
+                &args,
+                &dir,
+            )?;
+            running.stop();
+            m.target_bytes = own_target.as_ref().map(|k| k.topic_bytes(&out));
+            rows.insert((ci, ri), m);
+            drop(own_target);
+        }
     }
-    let (b_time, b_cpu) = (
-        Duration::from_secs_f64(median(&mut b_times)),
-        median(&mut b_cpus),
-    );
-    let (k_time, k_cpu) = (
-        Duration::from_secs_f64(median(&mut k_times)),
-        median(&mut k_cpus),
-    );
-    let k_rss = k_rss_all.iter().copied().fold(0.0, f64::max);
+    let _ = fs::remove_dir_all(&dir);
+    print_table(&args, &rows, &source_bytes);
+    Ok(())
+}
 
+fn mb(bytes: Option<u64>) -> String {
+    #[allow(clippy::cast_precision_loss)]
+    bytes.map_or_else(|| "-".into(), |b| format!("{:.0} MB", b as f64 / 1e6))
+}
+
+fn print_table(
+    args: &Args,
+    rows: &BTreeMap<(usize, usize), Measure>,
+    source_bytes: &BTreeMap<usize, Option<u64>>,
+) {
     #[allow(clippy::cast_precision_loss)]
     let n = args.records as f64;
-    #[allow(clippy::cast_precision_loss)]
-    let mb = n * args.value_size as f64 / 1_048_576.0;
-    let b_rate = n / b_time.as_secs_f64();
-    let k_rate = n / k_time.as_secs_f64();
     println!(
-        "| {:<32} | {:>12} | {:>8} | {:>10} | {:>12} |",
-        "run", "records/s", "MB/s", "CPU s", "peak RSS MB"
+        "| source compression | replicator | records/s | CPU s | peak RSS | target stores | first record |"
     );
+    println!("|---|---|---:|---:|---:|---:|---:|");
+    for (ci, compression) in args.compression.iter().enumerate() {
+        let loop_rate = args
+            .only
+            .iter()
+            .position(|r| *r == Replicator::Loop)
+            .and_then(|ri| rows.get(&(ci, ri)))
+            .map(|m| n / m.seconds);
+        for (ri, who) in args.only.iter().enumerate() {
+            let Some(m) = rows.get(&(ci, ri)) else {
+                continue;
+            };
+            let rate = n / m.seconds;
+            let ratio = match (who, loop_rate) {
+                (Replicator::Loop, _) | (_, None) => String::new(),
+                (_, Some(l)) => format!(" ({:.2}×)", rate / l),
+            };
+            let first_col = if ri == 0 {
+                format!(
+                    "{} (source {})",
+                    compression.name(),
+                    mb(source_bytes.get(&ci).copied().flatten())
+                )
+            } else {
+                String::new()
+            };
+            println!(
+                "| {first_col} | {} | {:.0}{ratio} | {:.1} | {:.0} MB | {} | {:.1} s |",
+                who.name(),
+                rate,
+                m.cpu,
+                m.rss_mb,
+                mb(m.target_bytes),
+                m.first_record
+            );
+        }
+    }
     println!(
-        "|{}|{}|{}|{}|{}|",
-        "-".repeat(34),
-        "-".repeat(14),
-        "-".repeat(10),
-        "-".repeat(12),
-        "-".repeat(14)
+        "\n{} records × {} B over {} partitions; each replicator into a fresh target; timed from process start to the last record on the target.",
+        args.records, args.value_size, args.partitions
     );
-    println!(
-        "| {:<32} | {:>12.0} | {:>8.1} | {:>10.2} | {:>12} |",
-        "baseline (librdkafka loop)",
-        b_rate,
-        mb / b_time.as_secs_f64(),
-        b_cpu,
-        "-"
-    );
-    println!(
-        "| {:<32} | {:>12.0} | {:>8.1} | {:>10.2} | {:>12.1} |",
-        "kmirror",
-        k_rate,
-        mb / k_time.as_secs_f64(),
-        k_cpu,
-        k_rss
-    );
-    println!(
-        "| {:<32} | {:>12.2} | {:>8} | {:>10.2} | {:>12} |",
-        "kmirror / baseline",
-        k_rate / b_rate,
-        "",
-        k_cpu / b_cpu,
-        ""
-    );
-    println!(
-        "\n{} records × {} B over {} partitions; medians of {} interleaved runs (peak RSS: the highest).\nBoth are timed from client or process start; kmirror to its last stored progress (stored every 100 ms).",
-        args.records, args.value_size, args.partitions, args.runs
-    );
-    Ok(())
 }
