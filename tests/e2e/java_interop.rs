@@ -46,7 +46,7 @@ fn mm2_java_classes_read_what_kmirror_wrote() {
         copied.values().map(Vec::len).sum::<usize>(),
         records.len() + filler
     );
-    let group = format!("jgroup-{}", rand_suffix());
+    let group = format!("{topic}-g");
     commit(&source.bootstrap, &group, &topic, &[(0, 100), (1, 250)]);
     wait_for("kmirror's checkpoints", Duration::from_secs(20), || {
         let cps = checkpoints(&env, &group, &remote);

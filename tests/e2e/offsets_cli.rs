@@ -47,7 +47,7 @@ fn offsets_commit_after_stopping_kmirror_resumes_exactly() {
         records.len() + filler,
         Duration::from_secs(30),
     );
-    let group = format!("billing-{}", rand_suffix());
+    let group = format!("{topic}-billing");
     commit(&source.bootstrap, &group, &topic, &[(0, 123), (1, 456)]);
     wait_for("checkpoints", Duration::from_secs(15), || {
         let cps = checkpoints(&env, &group, &topic);

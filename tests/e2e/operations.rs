@@ -2,44 +2,11 @@
 //! never carry secrets.
 
 use std::fs;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use crate::support::*;
 
-/// GET `path`; returns status code and body.
-pub fn get(port: u16, path: &str) -> (u16, String) {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-        return (0, String::new());
-    };
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    let code = out
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (code, body)
-}
-
-/// The value of the series `name{labels}` whose labels include every `want` pair.
-pub fn series(text: &str, name: &str, want: &[(&str, &str)]) -> Option<f64> {
-    text.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))
-        .find_map(|l| {
-            let (labels, value) = l[name.len()..].rsplit_once(' ')?;
-            want.iter()
-                .all(|(k, v)| labels.contains(&format!("{k}=\"{v}\"")))
-                .then(|| value.parse().ok())?
-        })
-}
+pub use crate::support::{http_get as get, series};
 
 fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;

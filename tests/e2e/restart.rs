@@ -15,48 +15,6 @@ fn record(seq: usize) -> TestRecord {
     }
 }
 
-/// Checks that `got` holds every record of `want` in order, allowing replays (a suffix of
-/// already-copied records copied again after a crash). Returns how many were copied twice.
-fn check_no_loss_in_order(want: &[TestRecord], got: &[TestRecord], partition: i32) -> usize {
-    let index: HashMap<&TestRecord, usize> = want.iter().enumerate().map(|(i, r)| (r, i)).collect();
-    let mut high: Option<usize> = None;
-    let mut prev: Option<usize> = None;
-    for (i, r) in got.iter().enumerate() {
-        let pos = *index.get(r).unwrap_or_else(|| {
-            panic!(
-                "partition {partition}: record {i} on the target was never written to the source"
-            )
-        });
-        match (prev, high) {
-            (None, _) => assert_eq!(
-                pos, 0,
-                "partition {partition}: the target starts at source record {pos}"
-            ),
-            (Some(p), Some(h)) => {
-                // Either the next record, or a replay that starts at or before the furthest copied one.
-                assert!(pos == p + 1 || pos <= h, "partition {partition}: record {i} jumps from source record {p} to {pos}: records were skipped");
-                if pos <= p {
-                    assert!(
-                        pos <= h,
-                        "partition {partition}: replay starts after the copied data"
-                    );
-                }
-            }
-            (Some(_), None) => unreachable!(),
-        }
-        prev = Some(pos);
-        high = Some(high.map_or(pos, |h| h.max(pos)));
-    }
-    assert_eq!(
-        high.map_or(0, |h| h + 1),
-        want.len(),
-        "partition {partition}: only {} of {} records arrived",
-        high.map_or(0, |h| h + 1),
-        want.len()
-    );
-    got.len() - want.len()
-}
-
 /// Every source offset translates, through the maps kmirror stored, to the target offset of
 /// the same record (the newest copy after a replay), or to the target end past the last one.
 fn check_translation(

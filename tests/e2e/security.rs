@@ -49,7 +49,7 @@ fn strimzi_config(env: &Env, topics: &str, source: Access, target: Access, extra
         format!("    - alias: {alias}\n      bootstrapServers: {bootstrap}\n{security}{config}")
     };
     let text = format!(
-        "apiVersion: kafka.strimzi.io/v1beta2\nkind: KafkaMirrorMaker2\nmetadata:\n  name: dr\nspec:\n  connectCluster: {tgt}\n  clusters:\n{}{}  mirrors:\n    - sourceCluster: {src}\n      targetCluster: {tgt}\n      topicsPattern: \"{topics}\"\n      sourceConnector:\n        config:\n          replication.policy.class: org.apache.kafka.connect.mirror.IdentityReplicationPolicy\n          replication.factor: -1\n          refresh.topics.interval.seconds: 1\n          offset-syncs.topic.replication.factor: -1\n          heartbeats.topic.replication.factor: -1\n          checkpoints.topic.replication.factor: -1\n{extra}",
+        "apiVersion: kafka.strimzi.io/v1beta2\nkind: KafkaMirrorMaker2\nmetadata:\n  name: dr\nspec:\n  connectCluster: {tgt}\n  clusters:\n{}{}  mirrors:\n    - sourceCluster: {src}\n      targetCluster: {tgt}\n      topicsPattern: \"{topics}\"\n      groupsPattern: \"{topics}.*\"\n      sourceConnector:\n        config:\n          replication.policy.class: org.apache.kafka.connect.mirror.IdentityReplicationPolicy\n          replication.factor: -1\n          refresh.topics.interval.seconds: 1\n          offset-syncs.topic.replication.factor: -1\n          heartbeats.topic.replication.factor: -1\n          checkpoints.topic.replication.factor: -1\n{extra}",
         cluster(&env.src, &env.source, source, ""),
         cluster(
             &env.tgt,

@@ -11,8 +11,9 @@
     clippy::missing_panics_doc
 )]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -379,7 +380,9 @@ impl Drop for Kmirror {
 }
 
 /// A plain kmirror config for a source → target flow with identity naming: `(alias,
-/// bootstrap)` of each cluster, the topics pattern, and extra connector config lines.
+/// bootstrap)` of each cluster, the topics pattern, and extra connector config lines. Only
+/// consumer groups named after the topics (`<topics>.*`) are checkpointed, so that a test's
+/// flow does not read the groups of the tests running beside it on the shared clusters.
 pub fn write_config(
     dir: &Path,
     (src, source): (&str, &str),
@@ -401,6 +404,7 @@ mirrors:
   - sourceCluster: {src}
     targetCluster: {tgt}
     topicsPattern: "{topics}"
+    groupsPattern: "{topics}.*"
     sourceConnector:
       config:
         replication.policy.class: org.apache.kafka.connect.mirror.IdentityReplicationPolicy
@@ -491,6 +495,105 @@ pub fn assert_same(
             assert_eq!(a, b, "{what}: partition {p}: record {i} differs");
         }
     }
+}
+
+/// Reads `topic` on `bootstrap` until every partition holds the last record `want` has for it
+/// (replays after a crash make record counts useless for this), or `timeout` passes; returns
+/// everything it read.
+pub fn consume_until_complete(
+    bootstrap: &str,
+    topic: &str,
+    want: &BTreeMap<i32, Vec<TestRecord>>,
+    timeout: Duration,
+) -> BTreeMap<i32, Vec<TestRecord>> {
+    let partitions = i32::try_from(want.len()).unwrap();
+    let deadline = Instant::now() + timeout;
+    loop {
+        let got = consume_until_quiet(bootstrap, topic, partitions, Duration::from_secs(2));
+        let complete = want.iter().all(|(p, records)| {
+            records
+                .last()
+                .is_none_or(|last| got[p].iter().any(|r| r.key == last.key))
+        });
+        if complete || Instant::now() > deadline {
+            return got;
+        }
+    }
+}
+
+/// Checks that `got` holds every record of `want` in order, allowing replays (a suffix of
+/// already-copied records copied again after a crash). Returns how many were copied twice.
+pub fn check_no_loss_in_order(want: &[TestRecord], got: &[TestRecord], partition: i32) -> usize {
+    let index: HashMap<&TestRecord, usize> = want.iter().enumerate().map(|(i, r)| (r, i)).collect();
+    let mut high: Option<usize> = None;
+    let mut prev: Option<usize> = None;
+    for (i, r) in got.iter().enumerate() {
+        let pos = *index.get(r).unwrap_or_else(|| {
+            panic!(
+                "partition {partition}: record {i} on the target was never written to the source"
+            )
+        });
+        match (prev, high) {
+            (None, _) => assert_eq!(
+                pos, 0,
+                "partition {partition}: the target starts at source record {pos}"
+            ),
+            (Some(p), Some(h)) => {
+                // Either the next record, or a replay that starts at or before the furthest copied one.
+                assert!(pos == p + 1 || pos <= h, "partition {partition}: record {i} jumps from source record {p} to {pos}: records were skipped");
+                if pos <= p {
+                    assert!(
+                        pos <= h,
+                        "partition {partition}: replay starts after the copied data"
+                    );
+                }
+            }
+            (Some(_), None) => unreachable!(),
+        }
+        prev = Some(pos);
+        high = Some(high.map_or(pos, |h| h.max(pos)));
+    }
+    assert_eq!(
+        high.map_or(0, |h| h + 1),
+        want.len(),
+        "partition {partition}: only {} of {} records arrived",
+        high.map_or(0, |h| h + 1),
+        want.len()
+    );
+    got.len() - want.len()
+}
+
+/// GET `path`; returns status code and body.
+pub fn http_get(port: u16, path: &str) -> (u16, String) {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return (0, String::new());
+    };
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let code = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (code, body)
+}
+
+/// The value of the series `name{labels}` whose labels include every `want` pair.
+pub fn series(text: &str, name: &str, want: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))
+        .find_map(|l| {
+            let (labels, value) = l[name.len()..].rsplit_once(' ')?;
+            want.iter()
+                .all(|(k, v)| labels.contains(&format!("{k}=\"{v}\"")))
+                .then(|| value.parse().ok())?
+        })
 }
 
 pub use kmirror_testbed::kafka::Kafka;
