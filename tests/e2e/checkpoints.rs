@@ -128,7 +128,7 @@ fn checkpoints_and_synced_group_offsets_are_exact() {
     assert_eq!(copied.values().map(Vec::len).sum::<usize>(), total);
 
     // 50 rounds of increasing commits per partition: 0 first, the log end last.
-    let group = format!("orders-app-{}", rand_suffix());
+    let group = format!("{topic}-orders-app");
     let mut state = 0x9e37_79b9_u64;
     let mut rounds: Vec<Vec<i64>> = (0..PARTITIONS)
         .map(|_| {
@@ -212,7 +212,7 @@ fn checkpoints_and_synced_group_offsets_are_exact() {
     rounds.clear();
 
     // A target group ahead of the translation is never moved back.
-    let ahead = format!("ahead-{}", rand_suffix());
+    let ahead = format!("{topic}-ahead");
     commit(&target.bootstrap, &ahead, &topic, &[(0, shift(0) + 4_000)]);
     commit(&source.bootstrap, &ahead, &topic, &[(0, 100)]);
     wait_for(
@@ -231,4 +231,137 @@ fn checkpoints_and_synced_group_offsets_are_exact() {
         "the target group was moved back"
     );
     assert_eq!(kmirror.terminate(Duration::from_secs(30)), Some(0));
+}
+
+/// Group offset sync as operators need it: the target group follows the source group exactly,
+/// rewinds included (a reprocessing job); a group with members on the target is never touched;
+/// a commit someone else made on the target is never overwritten (counted instead).
+#[test]
+fn group_offset_sync_follows_rewinds_and_leaves_others_commits_alone() {
+    let env = Env::shared();
+    let (source, target) = (&env.source, &env.target);
+    let topic = format!("rewind-{}", rand_suffix());
+    create_topic(&source.bootstrap, &topic, 2);
+    produce(&source.bootstrap, &topic, &spread(10_000, 2));
+    let extra = "        emit.checkpoints.interval.seconds: 1\n        refresh.groups.interval.seconds: 1\n        sync.group.offsets.enabled: true\n        sync.group.offsets.interval.seconds: 1\n";
+    let config = env.config(&topic, extra);
+    let port = free_port();
+    let mut kmirror = Kmirror::start(&config, &["--metrics-addr", &format!("127.0.0.1:{port}")]);
+    let _ = consume(
+        &target.bootstrap,
+        &topic,
+        2,
+        10_000,
+        Duration::from_secs(60),
+    );
+
+    // Ten groups far ahead, then rewound (identity offsets: the target topic is new).
+    let groups: Vec<String> = (0..10).map(|i| format!("{topic}-g{i}")).collect();
+    let follow = |at: i64| {
+        for g in &groups {
+            commit(&source.bootstrap, g, &topic, &[(0, at), (1, at)]);
+        }
+        for g in &groups {
+            wait_for(
+                &format!("{g} at {at} on the target"),
+                Duration::from_secs(20),
+                || {
+                    let on_target = committed(&target.bootstrap, g, &topic);
+                    if on_target.get(&0) == Some(&at) && on_target.get(&1) == Some(&at) {
+                        Ok(())
+                    } else {
+                        Err(format!("{on_target:?}"))
+                    }
+                },
+            );
+        }
+    };
+    follow(4_000);
+    follow(1_000);
+    follow(2_500);
+
+    // A group with a member on the target is never touched, and follows once it is idle.
+    let member: BaseConsumer = client(&target.bootstrap)
+        .set("group.id", &groups[0])
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    member.subscribe(&[&topic]).unwrap();
+    wait_for("the member joined", Duration::from_secs(30), || {
+        let _ = member.poll(Duration::from_millis(100));
+        (member.assignment().map(|a| a.count()).unwrap_or(0) == 2)
+            .then_some(())
+            .ok_or_else(|| "no assignment yet".into())
+    });
+    commit(&source.bootstrap, &groups[0], &topic, &[(0, 500), (1, 500)]);
+    let until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < until {
+        let _ = member.poll(Duration::from_millis(100));
+    }
+    assert_eq!(
+        committed(&target.bootstrap, &groups[0], &topic).get(&0),
+        Some(&2_500),
+        "an active group on the target is never touched"
+    );
+    drop(member);
+    wait_for(
+        "the group follows once idle",
+        Duration::from_secs(30),
+        || {
+            let on_target = committed(&target.bootstrap, &groups[0], &topic);
+            (on_target.get(&0) == Some(&500))
+                .then_some(())
+                .ok_or_else(|| format!("{on_target:?}"))
+        },
+    );
+
+    // Someone commits on the target (an application that failed over): left alone.
+    let app = format!("{topic}-app");
+    commit(&source.bootstrap, &app, &topic, &[(0, 3_000)]);
+    wait_for(
+        "the app group on the target",
+        Duration::from_secs(20),
+        || {
+            (committed(&target.bootstrap, &app, &topic).get(&0) == Some(&3_000))
+                .then_some(())
+                .ok_or_else(|| "not yet".into())
+        },
+    );
+    commit(&target.bootstrap, &app, &topic, &[(0, 3_500)]);
+    commit(&source.bootstrap, &app, &topic, &[(0, 100)]);
+    wait_for(
+        "the app group's checkpoint",
+        Duration::from_secs(20),
+        || {
+            (checkpoints(&env, &app, &topic).get(&0) == Some(&(100, 100)))
+                .then_some(())
+                .ok_or_else(|| "not yet".into())
+        },
+    );
+    wait_for("the skip counted", Duration::from_secs(20), || {
+        let metrics = crate::operations::get(port, "/metrics").1;
+        let skipped = crate::operations::series(
+            &metrics,
+            "kmirror_group_sync_skipped_total",
+            &[
+                ("source", env.src.as_str()),
+                ("target", env.tgt.as_str()),
+                ("kind", "foreign_commit"),
+            ],
+        );
+        (skipped.unwrap_or(0.0) >= 1.0).then_some(()).ok_or(metrics)
+    });
+    assert_eq!(
+        committed(&target.bootstrap, &app, &topic).get(&0),
+        Some(&3_500),
+        "a commit made on the target by someone else is never overwritten"
+    );
+    assert_eq!(kmirror.terminate(Duration::from_secs(30)), Some(0));
+    assert!(
+        kmirror
+            .logs()
+            .contains("committed by someone other than kmirror"),
+        "{}",
+        kmirror.logs()
+    );
 }

@@ -1,9 +1,4 @@
-//! Fault tests against librdkafka's in-process mock cluster: brokers fail, nothing is lost.
-
-#![allow(clippy::unwrap_used)]
-
-#[path = "../support/mod.rs"]
-mod support;
+//! Against librdkafka's in-process mock cluster: the target's leader fails, nothing is lost.
 
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
@@ -16,7 +11,7 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::ClientConfig;
 use tokio_util::sync::CancellationToken;
 
-use support::{consume, produce, TestRecord};
+use crate::support::{consume, produce, TestRecord};
 
 fn record(i: usize) -> TestRecord {
     let key = format!("{i:08}").into_bytes();

@@ -21,10 +21,33 @@ pub fn group_is_active(state: &str, members: usize) -> bool {
         )
 }
 
+/// What group offset sync does with one partition of a group that is idle on the target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncDecision {
+    /// Commit the translated offset (forwards or backwards: the target group follows the
+    /// source group exactly, rewinds included).
+    Commit,
+    /// Already there.
+    InStep,
+    /// The target group's offset was committed by someone else (an application that failed
+    /// over, an operator): never overwritten.
+    Foreign,
+}
+
 /// Whether to commit `translated` for a partition whose target group offset is `current`
-/// (`None`: not committed): only forward, never back.
-pub fn should_commit(current: Option<i64>, translated: i64) -> bool {
-    current.is_none_or(|c| c < translated)
+/// (`None`: not committed), given what kmirror last wrote there (`last_written`: its own last
+/// commit, or after a restart the latest checkpoint, which is what it commits).
+pub fn sync_decision(
+    current: Option<i64>,
+    last_written: Option<i64>,
+    translated: i64,
+) -> SyncDecision {
+    match current {
+        Some(c) if c == translated => SyncDecision::InStep,
+        None => SyncDecision::Commit,
+        Some(c) if Some(c) == last_written => SyncDecision::Commit,
+        Some(_) => SyncDecision::Foreign,
+    }
 }
 
 #[cfg(test)]
@@ -50,18 +73,34 @@ mod tests {
     }
 
     #[test]
-    fn active_groups_and_backwards_commits_are_refused() {
+    fn active_groups_are_refused_and_only_kmirrors_own_commits_move() {
         assert!(group_is_active("Stable", 0));
         assert!(group_is_active("Unknown", 2));
         assert!(!group_is_active("Empty", 0));
         assert!(!group_is_active("Dead", 0));
         assert!(!group_is_active("", 0));
-        assert!(should_commit(None, 5));
-        assert!(should_commit(Some(4), 5));
-        assert!(!should_commit(Some(5), 5));
-        assert!(
-            !should_commit(Some(9), 5),
-            "never move a target group backwards"
+        use SyncDecision::{Commit, Foreign, InStep};
+        assert_eq!(
+            sync_decision(None, None, 5),
+            Commit,
+            "never committed there"
+        );
+        assert_eq!(sync_decision(Some(5), Some(3), 5), InStep);
+        assert_eq!(sync_decision(Some(3), Some(3), 9), Commit, "forward");
+        assert_eq!(
+            sync_decision(Some(9), Some(9), 2),
+            Commit,
+            "a rewind on the source is followed"
+        );
+        assert_eq!(
+            sync_decision(Some(4_000), None, 100),
+            Foreign,
+            "someone else's commit is never overwritten"
+        );
+        assert_eq!(
+            sync_decision(Some(7), Some(3), 9),
+            Foreign,
+            "moved since kmirror wrote it"
         );
     }
 }

@@ -128,6 +128,48 @@ pub fn decode(key: &[u8], value: Option<&[u8]>) -> Result<Option<SourceProgress>
     }))
 }
 
+/// Keeps, per source partition, the newest of the values read from the progress topic.
+///
+/// Records of one key are in one partition of the progress topic, in the order they were
+/// written, so there the later one wins. The same source partition can also appear in two
+/// partitions of the progress topic (its partition count changed, or MM2 on Connect and kmirror
+/// wrote under different keys): then the record written last, by timestamp, wins, whatever
+/// order the partitions are read in.
+#[derive(Clone, Debug)]
+pub struct Newest<T> {
+    entries: std::collections::BTreeMap<TopicPartition, (Option<T>, i32, i64)>,
+}
+
+impl<T> Default for Newest<T> {
+    fn default() -> Self {
+        Self {
+            entries: std::collections::BTreeMap::new(),
+        }
+    }
+}
+
+impl<T> Newest<T> {
+    /// Offers `value` (`None`: a tombstone) for `tp`, read from progress-topic partition
+    /// `partition` with record timestamp `timestamp`.
+    pub fn offer(&mut self, tp: TopicPartition, value: Option<T>, partition: i32, timestamp: i64) {
+        let newer = self
+            .entries
+            .get(&tp)
+            .is_none_or(|(_, p, ts)| *p == partition || timestamp > *ts);
+        if newer {
+            self.entries.insert(tp, (value, partition, timestamp));
+        }
+    }
+
+    /// The newest value of every source partition that has one.
+    pub fn into_values(self) -> std::collections::BTreeMap<TopicPartition, T> {
+        self.entries
+            .into_iter()
+            .filter_map(|(tp, (v, _, _))| v.map(|v| (tp, v)))
+            .collect()
+    }
+}
+
 /// Kafka's murmur2 hash (`org.apache.kafka.common.utils.Utils.murmur2`).
 pub fn murmur2(data: &[u8]) -> i32 {
     const SEED: u32 = 0x9747_b28c;
@@ -227,6 +269,31 @@ mod tests {
             "a map is not a position"
         );
         assert_eq!(decode_map(&encode_key("primary", &tp), Some(b"{}")), None);
+    }
+
+    #[test]
+    fn the_newest_record_wins_whatever_order_the_partitions_are_read_in() {
+        let tp = TopicPartition::new("orders", 0);
+        // Same progress-topic partition: log order, whatever the timestamps say.
+        let mut n = Newest::default();
+        n.offer(tp.clone(), Some(10), 1, 500);
+        n.offer(tp.clone(), Some(20), 1, 400);
+        assert_eq!(n.into_values().get(&tp), Some(&20));
+        // Two partitions (a changed partition count): the later write wins, read either way.
+        for order in [[(2, 100, 30), (7, 200, 40)], [(7, 200, 40), (2, 100, 30)]] {
+            let mut n = Newest::default();
+            for (partition, ts, value) in order {
+                n.offer(tp.clone(), Some(value), partition, ts);
+            }
+            assert_eq!(n.into_values().get(&tp), Some(&40), "{order:?}");
+        }
+        // A newer tombstone clears; an older one elsewhere does not.
+        let mut n = Newest::default();
+        n.offer(tp.clone(), Some(5), 0, 100);
+        n.offer(tp.clone(), None, 3, 50);
+        assert_eq!(n.clone().into_values().get(&tp), Some(&5));
+        n.offer(tp.clone(), None, 3, 150);
+        assert_eq!(n.into_values().get(&tp), None);
     }
 
     #[test]

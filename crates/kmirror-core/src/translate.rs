@@ -12,10 +12,19 @@
 //! copy reads every remaining record exactly once from there), or to the end of the copied data
 //! when the group is ahead of replication. Unlike MM2 (sparse syncs, "sync + 1"), there is no
 //! rounding: a consumer resuming on the target reads exactly the records it had not read.
+//!
+//! Memory is bounded: a partition keeps at most [`MAX_RUNS`] runs (32 bytes each). Beyond that,
+//! the oldest runs are merged pairwise into *gapped* runs, which remember how many source
+//! offsets inside them were not copied but not where. A group inside a gapped run translates
+//! to the earliest target offset it can be sure of: it may re-read at most that many records,
+//! and never skips one. Recent offsets stay exact; exactness fades with age, as in MM2's
+//! offset-sync store, but rounding always goes back, never forward.
 
 use serde::{Deserialize, Serialize};
 
-/// Source offsets `upstream..upstream+len` are target offsets `downstream..downstream+len`.
+/// Source offsets `upstream..upstream+len+gaps` were copied, `len` of them, to target offsets
+/// `downstream..downstream+len` in order; the other `gaps` source offsets (transaction markers,
+/// compacted or aborted records) were not. `gaps == 0` is an exact run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Run {
     /// First source offset.
@@ -24,27 +33,69 @@ pub struct Run {
     pub downstream: i64,
     /// Number of records.
     pub len: i64,
+    /// Source offsets inside the run that were not copied (0: exact).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub gaps: i64,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's signature
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 impl Run {
     fn end_upstream(&self) -> i64 {
-        self.upstream.saturating_add(self.len)
+        self.upstream
+            .saturating_add(self.len)
+            .saturating_add(self.gaps)
+    }
+
+    fn end_downstream(&self) -> i64 {
+        self.downstream.saturating_add(self.len)
     }
 
     fn contains(&self, u: i64) -> bool {
         self.upstream <= u && u < self.end_upstream()
     }
+
+    /// Whether `next` continues this run on the target and comes after it on the source, so
+    /// that the two can be merged into one gapped run.
+    fn mergeable(&self, next: &Run) -> bool {
+        next.downstream == self.end_downstream() && next.upstream >= self.end_upstream()
+    }
+
+    fn merged(&self, next: &Run) -> Run {
+        let len = self.len + next.len;
+        Run {
+            upstream: self.upstream,
+            downstream: self.downstream,
+            len,
+            gaps: next.end_upstream() - self.upstream - len,
+        }
+    }
 }
 
-/// Most runs kept per partition; beyond it the oldest are dropped (they only matter for
-/// groups that far behind, which then translate to the first run still known).
-pub const MAX_RUNS: usize = 4096;
+/// Most runs kept per partition; beyond it the oldest are merged into gapped runs (see the
+/// module documentation), or, where they cannot be merged (a replay or a target truncation
+/// between them), the oldest is forgotten and groups before what is left are not translated.
+pub const MAX_RUNS: usize = 512;
+
+/// A translation and whether it is exact.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Translation {
+    /// The target offset to resume at.
+    pub offset: i64,
+    /// `false` inside a gapped run: up to `rereads` records before it may be read again.
+    pub exact: bool,
+    /// At most this many records the consumer already read on the source are read again.
+    pub rereads: i64,
+}
 
 /// The runs of one partition, oldest first.
 ///
 /// `known_from`, when set, is the first source offset the runs account for: records before it
-/// were copied by someone else (MirrorMaker 2 before a takeover), or their runs were dropped to
-/// bound memory. A group committed before it cannot be translated from this map; it is never
+/// were copied by someone else (MirrorMaker 2 before a takeover), or their runs were forgotten
+/// to bound memory. A group committed before it cannot be translated from this map; it is never
 /// sent to the first known run, which would skip the records in between. Without it, the map
 /// starts at the source's first record, and a group before the first run translates to it
 /// (those records no longer exist on the source).
@@ -60,7 +111,7 @@ impl OffsetMap {
     #[inline]
     pub fn record(&mut self, u: i64, d: i64) {
         if let Some(last) = self.runs.last_mut() {
-            if u == last.end_upstream() && d == last.downstream.saturating_add(last.len) {
+            if u == last.end_upstream() && d == last.end_downstream() {
                 last.len += 1;
                 return;
             }
@@ -69,15 +120,39 @@ impl OffsetMap {
             upstream: u,
             downstream: d,
             len: 1,
+            gaps: 0,
         });
         if self.runs.len() > MAX_RUNS {
-            let dropped = self.runs.remove(0);
-            let from = self
-                .runs
-                .first()
-                .map_or(dropped.end_upstream(), |r| r.upstream);
+            self.compact();
+        }
+    }
+
+    /// Halves the oldest half of the runs by merging neighbours; forgets the oldest run only if
+    /// nothing there can be merged.
+    fn compact(&mut self) {
+        let half = self.runs.len() / 2;
+        let mut out: Vec<Run> = Vec::with_capacity(self.runs.len());
+        let mut i = 0;
+        while i < half {
+            let r = self.runs[i];
+            match self.runs.get(i + 1) {
+                Some(next) if i + 1 < half && r.mergeable(next) => {
+                    out.push(r.merged(next));
+                    i += 2;
+                }
+                _ => {
+                    out.push(r);
+                    i += 1;
+                }
+            }
+        }
+        out.extend_from_slice(&self.runs[i..]);
+        if out.len() > MAX_RUNS {
+            let dropped = out.remove(0);
+            let from = out.first().map_or(dropped.end_upstream(), |r| r.upstream);
             self.known_from = Some(self.known_from.map_or(from, |k| k.max(from)));
         }
+        self.runs = out;
     }
 
     /// A map for a partition whose records before `from` were copied by someone else.
@@ -107,12 +182,32 @@ impl OffsetMap {
     /// The target offset where a consumer that has read everything before source offset `u`
     /// resumes; `None` if nothing was copied yet, or if `u` is before what the map accounts for.
     pub fn translate(&self, u: i64) -> Option<i64> {
+        self.translate_detail(u).map(|t| t.offset)
+    }
+
+    /// [`OffsetMap::translate`], saying whether the answer is exact.
+    pub fn translate_detail(&self, u: i64) -> Option<Translation> {
         if self.known_from.is_some_and(|k| u < k) {
             return None;
         }
+        let exact = |offset| Translation {
+            offset,
+            exact: true,
+            rereads: 0,
+        };
         // The newest copy of the record at `u`.
         if let Some(r) = self.runs.iter().rev().find(|r| r.contains(u)) {
-            return Some(r.downstream + (u - r.upstream));
+            let into = u - r.upstream;
+            if r.gaps == 0 {
+                return Some(exact(r.downstream + into));
+            }
+            // At least `into - gaps` of the run's records come before `u`: resume there.
+            let before = (into - r.gaps).max(0);
+            return Some(Translation {
+                offset: r.downstream + before,
+                exact: false,
+                rereads: into.min(r.len) - before,
+            });
         }
         // `u` itself was not copied (a gap): the first copied record after it, newest copy.
         let next = self
@@ -124,10 +219,10 @@ impl OffsetMap {
                 _ => Some(r),
             });
         if let Some(r) = next {
-            return Some(r.downstream);
+            return Some(exact(r.downstream));
         }
         // Ahead of replication: the end of the copied data.
-        self.runs.last().map(|r| r.downstream + r.len)
+        self.runs.last().map(|r| exact(r.end_downstream()))
     }
 
     /// Drops runs entirely below `log_start` on the source (always keeping the newest). Records
@@ -226,23 +321,69 @@ mod tests {
             OffsetMap::default(),
             "maps stored before known_from existed still load"
         );
+        assert_eq!(
+            serde_json::from_str::<OffsetMap>(
+                r#"{"runs":[{"upstream":5,"downstream":7,"len":3}]}"#
+            )
+            .expect("parses")
+            .translate(6),
+            Some(8),
+            "runs stored before gaps existed still load"
+        );
     }
 
     #[test]
-    fn dropping_the_oldest_runs_never_translates_into_a_skip() {
-        // Every other source offset is a gap: one run per record.
+    fn beyond_the_run_limit_old_gaps_merge_and_translation_rounds_back_never_forward() {
+        // 5,000 one-record transactions: every other source offset is a commit marker, so
+        // every record is a run of its own.
         let mut m = OffsetMap::default();
-        for i in 0..=i64::try_from(MAX_RUNS).expect("fits") {
+        let n: i64 = 5_000;
+        for i in 0..n {
             m.record(2 * i, i);
         }
-        assert_eq!(m.runs().len(), MAX_RUNS);
-        assert_eq!(
-            m.translate(0),
-            None,
-            "the dropped run is unknown now, not skipped"
-        );
-        assert_eq!(m.translate(1), None);
-        assert_eq!(m.translate(2), Some(1));
+        assert!(m.runs().len() <= MAX_RUNS, "{} runs", m.runs().len());
+        assert_eq!(m.known_from_offset(), None, "merged, not forgotten");
+        let mut inexact = 0;
+        for u in 0..=2 * n {
+            // Exact answer: records before u are those at even offsets below u.
+            let exact = (u + 1) / 2;
+            let t = m.translate_detail(u).expect("translated");
+            assert!(
+                t.offset <= exact,
+                "source offset {u} translates to {}, after the exact {exact}: a skip",
+                t.offset
+            );
+            assert!(exact - t.offset <= t.rereads, "{u}: {t:?} vs {exact}");
+            if t.exact {
+                assert_eq!(t.offset, exact, "{u}");
+            } else {
+                inexact += 1;
+            }
+        }
+        assert!(inexact > 0, "old offsets degraded");
+        // The newest offsets stay exact.
+        for u in (2 * n - 200)..=2 * n {
+            assert!(m.translate_detail(u).expect("translated").exact, "{u}");
+        }
+        let json = serde_json::to_string(&m).expect("serializes");
+        assert_eq!(serde_json::from_str::<OffsetMap>(&json).expect("parses"), m);
+    }
+
+    #[test]
+    fn runs_that_cannot_merge_are_forgotten_and_not_translated() {
+        // A replay after every record (target offsets go on, source offsets go back).
+        let mut m = OffsetMap::default();
+        let mut d = 0;
+        for i in 0..=i64::try_from(MAX_RUNS).expect("fits") {
+            m.record(10 * i, d);
+            d += 1;
+            m.record(10 * i, d);
+            d += 1;
+        }
+        let from = m.known_from_offset().expect("forgotten");
+        assert!(m.runs().len() <= MAX_RUNS);
+        assert_eq!(m.translate(from - 1), None, "unknown, not skipped");
+        assert!(m.translate(from).is_some());
     }
 
     #[test]

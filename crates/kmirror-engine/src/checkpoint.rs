@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kmirror_core::checkpoint::{group_is_active, should_commit, should_emit};
+use kmirror_core::checkpoint::{group_is_active, should_emit, sync_decision, SyncDecision};
 use kmirror_core::config::{CheckpointSettings, Mirror};
 use kmirror_core::mm2::Checkpoint;
 use kmirror_core::TopicPartition;
@@ -125,8 +125,17 @@ impl CheckpointJob {
         let mut groups: Vec<String> = Vec::new();
         let mut groups_listed: Option<Instant> = None;
         let mut last_emit: HashMap<String, Instant> = HashMap::new();
+        let mut degraded_reported: std::collections::HashSet<TopicPartition> =
+            std::collections::HashSet::new();
         // MM2's checkpoint-latency min/max/avg, per checkpointed partition.
         let mut latencies: HashMap<Key, kmirror_core::window::Window> = HashMap::new();
+        // What kmirror last committed to each group partition on the target. Before its own
+        // first commit after a start, that is the latest checkpoint (what it commits).
+        let mut written: HashMap<Key, i64> = store
+            .iter()
+            .map(|(k, s)| (k.clone(), s.downstream))
+            .collect();
+        let mut foreign_reported: HashMap<Key, i64> = HashMap::new();
         let mut emit = tokio::time::interval(self.settings.interval);
         emit.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut sync = crate::every(self.settings.sync_group_offsets.unwrap_or(crate::NEVER));
@@ -135,7 +144,7 @@ impl CheckpointJob {
                 () = stop.cancelled() => return,
                 _ = emit.tick() => {}
                 _ = sync.tick(), if self.settings.sync_group_offsets.is_some() => {
-                    self.sync_groups(&store).await;
+                    self.sync_groups(&store, &mut written, &mut foreign_reported).await;
                     continue;
                 }
             }
@@ -185,9 +194,10 @@ impl CheckpointJob {
                     let Some((target_topic, map)) = maps.get(&tp) else {
                         continue;
                     };
-                    let Some(downstream) = map.translate(upstream) else {
+                    let Some(translation) = map.translate_detail(upstream) else {
                         continue;
                     };
+                    let downstream = translation.offset;
                     let key: Key = (group.clone(), target_topic.to_string(), tp.partition);
                     if !should_emit(
                         store.get(&key).map(|s| (s.upstream, s.downstream)),
@@ -232,6 +242,16 @@ impl CheckpointJob {
                                 gauge.with_label_values(&labels).set(value);
                             }
                             self.metrics.checkpoints.with_label_values(&[&s, &t]).inc();
+                            if !translation.exact {
+                                self.metrics
+                                    .translation_degraded
+                                    .with_label_values(&[&s, &t])
+                                    .inc();
+                                if degraded_reported.insert(tp.clone()) {
+                                    tracing::warn!(group = %group, topic = %tp.topic, partition = tp.partition, source_offset = upstream, target_offset = downstream, rereads = translation.rereads,
+                                        "translation rounded back: the group is in the oldest part of the partition's offset map, which keeps how many offsets were gaps but not where; resuming there re-reads at most {} records, none is skipped (logged once per partition)", translation.rereads);
+                                }
+                            }
                             last_emit.insert(group.clone(), Instant::now());
                             store.insert(
                                 key,
@@ -258,27 +278,89 @@ impl CheckpointJob {
         }
     }
 
-    /// Commits the latest checkpoints to idle groups on the target, never backwards.
-    async fn sync_groups(&self, store: &HashMap<Key, Stored>) {
-        let mut by_group: BTreeMap<String, Vec<(String, i32, i64, String)>> = BTreeMap::new();
-        for ((group, topic, partition), s) in store {
-            by_group.entry(group.clone()).or_default().push((
-                topic.clone(),
-                *partition,
-                s.downstream,
-                s.metadata.clone(),
-            ));
+    /// Commits the latest checkpoints to the groups that are idle on the target, forwards and
+    /// backwards, except where someone other than kmirror committed since (see
+    /// [`sync_decision`]).
+    async fn sync_groups(
+        &self,
+        store: &HashMap<Key, Stored>,
+        written: &mut HashMap<Key, i64>,
+        foreign_reported: &mut HashMap<Key, i64>,
+    ) {
+        let mut by_group: BTreeMap<String, Vec<SyncEntry>> = BTreeMap::new();
+        for (key, s) in store {
+            if written.get(key) == Some(&s.downstream) {
+                // Committed already: nothing to ask the target (and if someone committed
+                // there since, it is theirs to keep).
+                continue;
+            }
+            by_group.entry(key.0.clone()).or_default().push(SyncEntry {
+                topic: key.1.clone(),
+                partition: key.2,
+                translated: s.downstream,
+                metadata: s.metadata.clone(),
+                last_written: written.get(key).copied(),
+            });
         }
         if by_group.is_empty() {
             return;
         }
         let cfg = self.target.clone();
-        match tokio::task::spawn_blocking(move || commit_groups(&cfg, &by_group)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!("group offset sync failed: {e}; retrying next interval"),
-            Err(e) => tracing::error!("group offset sync: {e}"),
+        let outcome =
+            match tokio::task::spawn_blocking(move || commit_groups(&cfg, &by_group)).await {
+                Ok(Ok(o)) => o,
+                Ok(Err(e)) => {
+                    tracing::warn!("group offset sync failed: {e}; retrying next interval");
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!("group offset sync: {e}");
+                    return;
+                }
+            };
+        let (s, t) = (self.mirror.source.as_str(), self.mirror.target.as_str());
+        for (key, offset) in outcome.committed {
+            foreign_reported.remove(&key);
+            written.insert(key, offset);
+        }
+        for (key, current, translated) in outcome.foreign {
+            self.metrics
+                .group_sync_skipped
+                .with_label_values(&[s, t, "foreign_commit"])
+                .inc();
+            if foreign_reported.get(&key) != Some(&current) {
+                tracing::warn!(group = %key.0, topic = %key.1, partition = key.2, target_offset = current, translated,
+                    "not syncing this group partition: its offset on the target was committed by someone other than kmirror; it is never overwritten");
+                foreign_reported.insert(key, current);
+            }
+        }
+        if outcome.active > 0 {
+            self.metrics
+                .group_sync_skipped
+                .with_label_values(&[s, t, "active"])
+                .inc_by(outcome.active);
         }
     }
+}
+
+/// One partition to sync.
+struct SyncEntry {
+    topic: String,
+    partition: i32,
+    translated: i64,
+    metadata: String,
+    last_written: Option<i64>,
+}
+
+/// What a sync round did.
+#[derive(Default)]
+struct SyncOutcome {
+    /// Committed: key and offset.
+    committed: Vec<(Key, i64)>,
+    /// Left alone, someone else's commit: key, its offset, the translation.
+    foreign: Vec<(Key, i64, i64)>,
+    /// Groups skipped because they are active on the target.
+    active: u64,
 }
 
 fn client(cfg: &ClientConfig, group: &str) -> Result<BaseConsumer, KafkaError> {
@@ -342,50 +424,63 @@ pub(crate) fn fetch_committed(
     Ok((listed, out))
 }
 
-/// For each group idle on the target, commits every translated offset that is ahead of the
-/// group's current one. Blocking.
+/// For each group idle on the target, commits the translations [`sync_decision`] allows.
+/// Blocking.
 fn commit_groups(
     cfg: &ClientConfig,
-    groups: &BTreeMap<String, Vec<(String, i32, i64, String)>>,
-) -> Result<(), KafkaError> {
+    groups: &BTreeMap<String, Vec<SyncEntry>>,
+) -> Result<SyncOutcome, KafkaError> {
+    let mut outcome = SyncOutcome::default();
     for (group, entries) in groups {
         let consumer = client(cfg, group)?;
         let described = consumer.fetch_group_list(Some(group), TIMEOUT)?;
         if let Some(g) = described.groups().iter().find(|g| g.name() == group) {
             if group_is_active(g.state(), g.members().len()) {
-                tracing::info!(group = %group, state = g.state(), members = g.members().len(), "not syncing offsets: the group is active on the target");
+                tracing::debug!(group = %group, state = g.state(), members = g.members().len(), "not syncing offsets: the group is active on the target");
+                outcome.active += 1;
                 continue;
             }
         }
         let mut query = TopicPartitionList::new();
-        for (topic, partition, _, _) in entries {
-            query.add_partition(topic, *partition);
+        for e in entries {
+            query.add_partition(&e.topic, e.partition);
         }
         let current = consumer.committed_offsets(query, TIMEOUT)?;
         let mut commit = TopicPartitionList::new();
-        for (topic, partition, downstream, metadata) in entries {
+        let mut committing = Vec::new();
+        for e in entries {
             let now = current
-                .find_partition(topic, *partition)
-                .and_then(|e| match e.offset() {
+                .find_partition(&e.topic, e.partition)
+                .and_then(|el| match el.offset() {
                     Offset::Offset(o) if o >= 0 => Some(o),
                     _ => None,
                 });
-            if should_commit(now, *downstream)
-                && commit
-                    .add_partition_offset(topic, *partition, Offset::Offset(*downstream))
-                    .is_ok()
-            {
-                if let Some(mut el) = commit.find_partition(topic, *partition) {
-                    el.set_metadata(metadata);
+            let key: Key = (group.clone(), e.topic.clone(), e.partition);
+            match sync_decision(now, e.last_written, e.translated) {
+                SyncDecision::InStep => {}
+                SyncDecision::Foreign => {
+                    outcome.foreign.push((key, now.unwrap_or(-1), e.translated));
+                }
+                SyncDecision::Commit => {
+                    if commit
+                        .add_partition_offset(&e.topic, e.partition, Offset::Offset(e.translated))
+                        .is_ok()
+                    {
+                        if let Some(mut el) = commit.find_partition(&e.topic, e.partition) {
+                            el.set_metadata(&e.metadata);
+                        }
+                        committing.push((key, e.translated));
+                    }
                 }
             }
         }
         if commit.count() > 0 {
             consumer.commit(&commit, CommitMode::Sync)?;
             tracing::info!(group = %group, partitions = commit.count(), "synced group offsets to the target");
+            outcome.committed.extend(committing);
         }
     }
-    Ok(())
+    Ok(outcome)
 }
 
 /// Reads partition 0 of the checkpoints topic with a progress-reader config (see

@@ -37,6 +37,8 @@ pub struct FlowOptions {
     pub metrics: Arc<Metrics>,
     /// Cluster reachability, for the readiness check.
     pub connectivity: Arc<Connectivity>,
+    /// Set when a replicator stopped before all acknowledged progress was stored.
+    pub unclean_stop: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A ready-to-run mirror.
@@ -390,7 +392,9 @@ impl Flow {
             metrics: Arc::clone(&self.options.metrics),
             maps: Arc::clone(&self.maps),
             flush_interval: progress.flush_interval,
-            shutdown_timeout: self.options.shutdown_timeout,
+            // The replicator's own deadline leaves a fifth of the time for closing the clients
+            // before the process exits at the shutdown timeout.
+            shutdown_timeout: self.options.shutdown_timeout.mul_f64(0.8),
         };
         let replicator = Replicator::build(
             settings,
@@ -428,6 +432,9 @@ impl Flow {
                     return match joined {
                         Ok(Ok(report)) => {
                             tracing::info!(copied = report.copied, clean = report.clean, "replicator stopped");
+                            if !report.clean {
+                                self.options.unclean_stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                            }
                             Ok(())
                         }
                         Ok(Err(e)) => Err(e),

@@ -63,6 +63,12 @@ pub mod names {
     pub const CLUSTER_UP: &str = "kmirror_cluster_up";
     /// 1 for each permission kmirror's principal lacks (KIP-430 authorized operations).
     pub const MISSING_PERMISSION: &str = "kmirror_missing_permission";
+    /// Checkpoints whose translation rounded back (the oldest part of a bounded offset map).
+    pub const TRANSLATION_DEGRADED: &str = "kmirror_translation_degraded_total";
+    /// Group offset sync left a group partition alone, by reason (`active`, `foreign_commit`).
+    pub const GROUP_SYNC_SKIPPED: &str = "kmirror_group_sync_skipped_total";
+    /// Records the source deleted (retention, DeleteRecords) before kmirror copied them.
+    pub const SOURCE_RECORDS_DELETED: &str = "kmirror_source_records_deleted_total";
 
     /// Every `kmirror_` family.
     pub const ALL_OWN: &[&str] = &[
@@ -86,6 +92,9 @@ pub mod names {
         CLIENT_QUEUE,
         CLUSTER_UP,
         MISSING_PERMISSION,
+        TRANSLATION_DEGRADED,
+        GROUP_SYNC_SKIPPED,
+        SOURCE_RECORDS_DELETED,
     ];
 }
 
@@ -190,6 +199,12 @@ pub struct Metrics {
     pub cluster_up: GaugeVec,
     /// See [`names::MISSING_PERMISSION`].
     pub missing_permission: GaugeVec,
+    /// See [`names::TRANSLATION_DEGRADED`].
+    pub translation_degraded: IntCounterVec,
+    /// See [`names::GROUP_SYNC_SKIPPED`].
+    pub group_sync_skipped: IntCounterVec,
+    /// See [`names::SOURCE_RECORDS_DELETED`].
+    pub source_records_deleted: IntCounterVec,
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
@@ -278,6 +293,9 @@ impl Metrics {
             client_queue: gauge(&r, names::CLIENT_QUEUE, "Messages in the client's queues (librdkafka statistics)", &[CLUSTER, CLIENT]),
             cluster_up: gauge(&r, names::CLUSTER_UP, "1 if the cluster answered the last health probe", &[CLUSTER]),
             missing_permission: gauge(&r, names::MISSING_PERMISSION, "1 for each permission kmirror's principal lacks", &[CLUSTER, RESOURCE, OPERATION]),
+            translation_degraded: counter(&r, names::TRANSLATION_DEGRADED, "Checkpoints whose translation rounded back to an earlier target offset (re-read, never skip)", &flow),
+            source_records_deleted: counter(&r, names::SOURCE_RECORDS_DELETED, "Records the source deleted (retention, DeleteRecords) before kmirror copied them", &part),
+            group_sync_skipped: counter(&r, names::GROUP_SYNC_SKIPPED, "Group partitions that offset sync left alone: active on the target, or committed there by someone else", &[SOURCE, TARGET, KIND]),
             registry: r,
         }
     }

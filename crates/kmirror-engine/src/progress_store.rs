@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use kmirror_core::progress::{decode, decode_map};
+use kmirror_core::progress::{decode, decode_map, Newest};
 use kmirror_core::translate::OffsetMap;
 use kmirror_core::{Offset, TopicPartition};
 use rdkafka::client::ClientContext;
@@ -51,11 +51,10 @@ pub fn read(
                 .map(rdkafka::metadata::MetadataPartition::id)
         })
         .collect();
-    // Position and whether it came from kmirror's own key: records of different keys are read
-    // in partition order, not in time order, so a position MM2 (on Connect) stored never
-    // overrides one kmirror stored.
-    let mut out: BTreeMap<TopicPartition, (Offset, bool)> = BTreeMap::new();
-    let mut maps = BTreeMap::new();
+    // The newest position and map of each source partition, whatever order the partitions of
+    // the progress topic are read in (see `Newest`).
+    let mut out: Newest<Offset> = Newest::default();
+    let mut maps: Newest<OffsetMap> = Newest::default();
     if partitions.is_empty() {
         return Ok(Stored::default());
     }
@@ -86,25 +85,25 @@ pub fn read(
                     decode_map(msg.key().unwrap_or_default(), msg.payload())
                 {
                     if cluster == source_alias {
-                        maps.insert(tp, map);
+                        maps.offer(tp, Some(map), msg.partition(), timestamp(&msg));
                     }
                 }
             }
             Some(Ok(msg)) => match decode(msg.key().unwrap_or_default(), msg.payload()) {
                 Ok(Some(progress)) if progress.cluster == source_alias => {
-                    let keep_existing = out
-                        .get(&progress.partition)
-                        .is_some_and(|(_, own)| *own && !progress.own);
-                    if !keep_existing {
-                        out.insert(progress.partition, (progress.next, progress.own));
-                    }
+                    out.offer(
+                        progress.partition,
+                        Some(progress.next),
+                        msg.partition(),
+                        timestamp(&msg),
+                    );
                 }
                 Ok(Some(_)) => {}
                 Ok(None) => {
                     // A tombstone clears stored progress for the key.
                     if msg.payload().is_none() {
                         if let Some(tp) = tombstone_partition(msg.key(), source_alias) {
-                            out.remove(&tp);
+                            out.offer(tp, None, msg.partition(), timestamp(&msg));
                         }
                     }
                 }
@@ -117,9 +116,13 @@ pub fn read(
         }
     }
     Ok(Stored {
-        positions: out.into_iter().map(|(tp, (next, _))| (tp, next)).collect(),
-        maps,
+        positions: out.into_values(),
+        maps: maps.into_values(),
     })
+}
+
+fn timestamp(msg: &rdkafka::message::BorrowedMessage<'_>) -> i64 {
+    msg.timestamp().to_millis().unwrap_or(-1)
 }
 
 /// The progress reader asks for end-of-partition events; they are not errors.

@@ -306,6 +306,10 @@ struct Slot {
     retry_at: Option<Instant>,
     /// The producer did not know the target partition: refresh its metadata before retrying.
     refresh_target: bool,
+    /// Whether the consumer's position is known: a stored position, or a record fetched. A
+    /// partition started at the earliest or latest offset has none until its first record, so
+    /// it can neither be out of range nor have lost records.
+    position_known: bool,
     final_progress_sent: Option<Offset>,
     metrics: PartitionMetrics,
     delta: PartitionDelta,
@@ -326,6 +330,10 @@ pub struct Replicator {
 /// forwarded while the state is mutated.
 struct Core {
     settings: ReplicatorSettings,
+    /// Cancelled at shutdown: every wait on the target gives up.
+    shutdown: CancellationToken,
+    /// When the shutdown must be over (set once it starts).
+    deadline: Option<Instant>,
     producer: BaseProducer<DeliveryContext>,
     slots: Vec<Option<Slot>>,
     /// Source topic → slot index per partition.
@@ -390,6 +398,8 @@ impl Replicator {
             consumer,
             core: Core {
                 settings,
+                shutdown: CancellationToken::new(),
+                deadline: None,
                 producer,
                 slots: Vec::new(),
                 by_source: HashMap::new(),
@@ -410,6 +420,7 @@ impl Replicator {
     ) -> Result<Report> {
         let span = tracing::info_span!("replicator", flow = %self.core.settings.flow);
         let _guard = span.enter();
+        self.core.shutdown = shutdown.clone();
         let mut last_flush = Instant::now();
         loop {
             loop {
@@ -487,13 +498,7 @@ impl Replicator {
             }
             let from = slot.tracker.restart();
             let tp = &slot.source;
-            self.consumer
-                .seek(
-                    &tp.topic,
-                    tp.partition,
-                    rdkafka::Offset::Offset(from.0),
-                    Duration::from_secs(10),
-                )
+            reposition(&self.consumer, tp, from.0)
                 .map_err(|e| Error::Retriable(format!("seek {tp} to {from}: {e}")))?;
             let mut tpl = TopicPartitionList::new();
             tpl.add_partition(&tp.topic, tp.partition);
@@ -517,7 +522,7 @@ impl Replicator {
     /// they were copied. This cannot be undone; say so loudly, then continue from the log start.
     fn handle_out_of_range(&mut self) {
         for slot in self.core.slots.iter_mut().flatten() {
-            if !slot.tracker.is_running() {
+            if !slot.tracker.is_running() || !slot.position_known {
                 continue;
             }
             let tp = &slot.source;
@@ -532,17 +537,30 @@ impl Replicator {
                 tracing::error!(
                     topic = %tp.topic, partition = tp.partition, offset = next.0, log_start = low,
                     lost = low - next.0,
-                    "records {}..{} were deleted from the source before kmirror copied them (retention); continuing from {}",
+                    "records {}..{} were deleted from the source before kmirror copied them (retention or DeleteRecords); continuing from {}",
                     next.0, low - 1, low
                 );
+                self.core
+                    .settings
+                    .metrics
+                    .source_records_deleted
+                    .with_label_values(&[
+                        self.core.settings.source.as_str(),
+                        self.core.settings.target.as_str(),
+                        &tp.topic,
+                        &tp.partition.to_string(),
+                    ])
+                    .inc_by(u64::try_from(low - next.0).unwrap_or(0));
                 slot.tracker.on_position_reset(Offset(low));
-                if let Err(err) = self.consumer.seek(
-                    &tp.topic,
-                    tp.partition,
-                    rdkafka::Offset::Offset(low),
-                    Duration::from_secs(10),
-                ) {
-                    tracing::warn!(topic = %tp.topic, partition = tp.partition, "seek to log start failed: {err}");
+                if let Err(err) = reposition(&self.consumer, tp, low) {
+                    // Loud, and retried: the partition restarts from its progress (now the log
+                    // start) after the back-off.
+                    slot.tracker.on_rejected(
+                        Offset(low),
+                        format!("cannot resume at the log start: {err}"),
+                    );
+                    slot.retry_at = Some(Instant::now() + RETRY_BACKOFF);
+                    tracing::error!(topic = %tp.topic, partition = tp.partition, "cannot resume at the log start {low}: {err}; retrying in {}s", RETRY_BACKOFF.as_secs());
                 }
             }
         }
@@ -614,6 +632,7 @@ impl Replicator {
     fn shutdown(mut self) -> Result<Report> {
         let core = &mut self.core;
         let deadline = Instant::now() + core.settings.shutdown_timeout;
+        core.deadline = Some(deadline);
         tracing::info!("stopping: draining in-flight records");
         let mut tpl = TopicPartitionList::new();
         for slot in core.slots.iter_mut().flatten() {
@@ -634,7 +653,6 @@ impl Replicator {
         }
         core.store_progress(true)?;
         core.promote_delayed_syncs();
-        let remaining = deadline.saturating_duration_since(Instant::now());
         if let Some(s) = core.syncs.as_mut() {
             // Send what is pending, a few at a time as MM2 does, then wait for them.
             while core
@@ -649,9 +667,14 @@ impl Replicator {
                 s.dirty = dirty;
                 Core::fire(&mut core.slots, s);
             }
-            let _ = s.producer.flush(remaining);
+            let _ = s
+                .producer
+                .flush(deadline.saturating_duration_since(Instant::now()));
         }
-        let flushed = core.producer.flush(remaining).is_ok();
+        let flushed = core
+            .producer
+            .flush(deadline.saturating_duration_since(Instant::now()))
+            .is_ok();
         core.apply_deliveries(&mut ignored)?;
         core.publish_status(&self.consumer.context().watermarks);
         let clean = flushed
@@ -666,7 +689,24 @@ impl Replicator {
                 "stopped cleanly: all acknowledged progress is stored"
             );
         } else {
-            tracing::warn!(copied = core.copied, "shutdown timeout reached: records after the stored progress will be copied again at the next start");
+            let mut unstored = 0;
+            for s in core.slots.iter().flatten() {
+                let (in_flight, to_store) = (s.tracker.in_flight(), s.tracker.progress_to_store());
+                if in_flight == 0 && to_store.is_none() {
+                    continue;
+                }
+                unstored += 1;
+                if unstored <= 20 {
+                    tracing::warn!(
+                        topic = %s.source.topic, partition = s.source.partition,
+                        stored = s.tracker.stored().map_or(-1, |o| o.0),
+                        acknowledged = s.tracker.progress().0,
+                        in_flight,
+                        "progress not stored before the shutdown timeout: records from the stored position on are copied again at the next start"
+                    );
+                }
+            }
+            tracing::warn!(copied = core.copied, partitions = unstored, "shutdown timeout reached: the progress of {unstored} partition(s) could not be stored (the target did not answer in time); nothing is lost, their records after the stored position are copied again at the next start");
         }
         Ok(Report {
             copied: core.copied,
@@ -717,6 +757,7 @@ impl Core {
             releasing: false,
             retry_at: None,
             refresh_target: false,
+            position_known: stored.is_some(),
             final_progress_sent: None,
             metrics,
             delta: PartitionDelta::default(),
@@ -776,6 +817,7 @@ impl Core {
                 Ok(()) => {
                     if let Some(slot) = self.slots[idx].as_mut() {
                         slot.tracker.on_produced(offset);
+                        slot.position_known = true;
                         slot.delta.bytes += value_len;
                         if let Some(ts) = timestamp {
                             #[allow(clippy::cast_precision_loss)]
@@ -786,6 +828,14 @@ impl Core {
                     return Ok(());
                 }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    if self.shutdown.is_cancelled() {
+                        // Stopping while the target does not take records: this one is not
+                        // produced, and nothing after it may be (it would overtake it).
+                        if let Some(slot) = self.slots[idx].as_mut() {
+                            slot.tracker.start_draining();
+                        }
+                        return Ok(());
+                    }
                     // Back-pressure: the target is slower than the source. Wait for acks.
                     record = back;
                     self.producer.poll(Duration::from_millis(10));
@@ -847,10 +897,22 @@ impl Core {
             if d.opaque & PROGRESS_BIT != 0 {
                 match (&d.error, d.progress_value) {
                     (None, Some(v)) => slot.tracker.mark_stored(v),
-                    (Some(e), _) => tracing::warn!(
-                        topic = %slot.source.topic, partition = slot.source.partition,
-                        "progress record not stored ({}); it is written again at the next flush", describe(e)
-                    ),
+                    (Some(e), failed) => {
+                        // Written again at the next flush even if the partition stays idle
+                        // (nothing else would change its progress and trigger a write).
+                        if failed.is_none() || slot.final_progress_sent == failed {
+                            slot.final_progress_sent = None;
+                        }
+                        self.settings.metrics.error(
+                            self.settings.source.as_str(),
+                            self.settings.target.as_str(),
+                            "progress_not_stored",
+                        );
+                        tracing::warn!(
+                            topic = %slot.source.topic, partition = slot.source.partition,
+                            "progress record not stored ({}); it is written again at the next flush", describe(e)
+                        );
+                    }
                     _ => {}
                 }
                 continue;
@@ -982,6 +1044,13 @@ impl Core {
                 match self.producer.send(record) {
                     Ok(()) => break,
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        let out_of_time = self.deadline.is_some_and(|d| Instant::now() >= d)
+                            || (self.deadline.is_none() && self.shutdown.is_cancelled());
+                        if out_of_time {
+                            // The shutdown path tries again (or reports what is not stored).
+                            slot.final_progress_sent = None;
+                            return Ok(());
+                        }
                         record = back;
                         self.producer.poll(Duration::from_millis(10));
                     }
@@ -1187,6 +1256,38 @@ fn set_index(map: &mut HashMap<Arc<str>, Vec<u32>>, topic: &Arc<str>, partition:
         parts.resize(p + 1, u32::MAX);
     }
     parts[p] = idx;
+}
+
+/// Moves the consumer's position in `tp` to `offset`. A partition whose fetch stopped on an
+/// error (an out-of-range position with `auto.offset.reset=error`) cannot be seeked
+/// ("erroneous state"): it is assigned again at `offset` instead.
+fn reposition<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    tp: &TopicPartition,
+    offset: i64,
+) -> std::result::Result<(), String> {
+    if consumer
+        .seek(
+            &tp.topic,
+            tp.partition,
+            rdkafka::Offset::Offset(offset),
+            Duration::from_secs(10),
+        )
+        .is_ok()
+    {
+        return Ok(());
+    }
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(&tp.topic, tp.partition);
+    consumer
+        .incremental_unassign(&tpl)
+        .map_err(|e| format!("unassign: {e}"))?;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(&tp.topic, tp.partition, rdkafka::Offset::Offset(offset))
+        .map_err(|e| e.to_string())?;
+    consumer
+        .incremental_assign(&tpl)
+        .map_err(|e| format!("assign: {e}"))
 }
 
 /// Asks the target for `topic`'s metadata through the producer, so that its cache knows new

@@ -20,6 +20,10 @@ use tracing::Instrument;
 
 /// Exit code for configuration problems.
 const EXIT_CONFIG: u8 = 2;
+/// Stopped at the shutdown timeout before all acknowledged progress was stored.
+const EXIT_SHUTDOWN_TIMEOUT: u8 = 3;
+/// A second SIGTERM/SIGINT: exited at once.
+const EXIT_SECOND_SIGNAL: i32 = 130;
 
 #[derive(Parser)]
 #[command(
@@ -31,7 +35,10 @@ recovery: every record with its key, value, headers and timestamp, to the same p
 order, with progress recorded only after the target acknowledged. It reads the Strimzi \
 KafkaMirrorMaker2 resource as it is, keeps MirrorMaker 2's topic names and internal record \
 formats, and keeps the target's topics, partitions, configs and ACLs in step within seconds.\n\n\
-Exit codes: 0 success, 1 runtime failure, 2 configuration problem (one line per problem)."
+Exit codes: 0 success (for `run`: stopped with all acknowledged progress stored), 1 runtime \
+failure, 2 configuration problem (one line per problem), 3 stopped at the shutdown timeout \
+before all acknowledged progress was stored (nothing is lost: it is copied again at the next \
+start), 130 a second SIGTERM or SIGINT."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -246,7 +253,7 @@ fn main() -> ExitCode {
             let code = runtime.block_on(run(cfg, security, metrics_addr, shutdown_timeout));
             // Every task has ended; a metadata request still waiting on an unreachable
             // cluster in a blocking thread must not hold the exit.
-            runtime.shutdown_timeout(Duration::from_secs(15));
+            runtime.shutdown_timeout(Duration::from_millis(500));
             code
         }
     }
@@ -343,6 +350,7 @@ fn plan(args: &ConfigArgs, flow: Option<&str>, json: bool) -> ExitCode {
         shutdown_timeout: Duration::from_secs(30),
         metrics: Arc::new(Metrics::new()),
         connectivity: Arc::new(Connectivity::default()),
+        unclean_stop: Arc::default(),
     };
     let status = Arc::new(StatusBoard::default());
     let mut plans = Vec::new();
@@ -493,6 +501,7 @@ fn check(path: &Path, secrets_dir: Option<&Path>) -> Result<Checked, Vec<Problem
             shutdown_timeout: Duration::from_secs(30),
             metrics: Arc::new(Metrics::new()),
             connectivity: Arc::new(Connectivity::default()),
+            unclean_stop: Arc::default(),
         };
         for mirror in &cfg.mirrors {
             if let Err(e) = Flow::build(
@@ -556,10 +565,12 @@ async fn run(
             )
         });
     }
+    let unclean_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let options = FlowOptions {
         shutdown_timeout,
         metrics,
         connectivity,
+        unclean_stop: Arc::clone(&unclean_stop),
     };
     for mirror in &cfg.mirrors {
         let flow = match Flow::build(
@@ -590,15 +601,28 @@ async fn run(
         }
     };
     let mut exit = ExitCode::SUCCESS;
+    // Once stopping, the process exits at the shutdown timeout whatever the clusters do.
+    let mut deadline: Option<tokio::time::Instant> = None;
     loop {
+        if shutdown.is_cancelled() && deadline.is_none() {
+            deadline = Some(tokio::time::Instant::now() + shutdown_timeout);
+        }
         tokio::select! {
             () = signals.recv() => {
                 if shutdown.is_cancelled() {
-                    tracing::warn!("second signal: exiting now; unstored progress is copied again at the next start");
-                    std::process::exit(130);
+                    tracing::warn!("second signal: exiting now; records after the stored progress are copied again at the next start");
+                    std::process::exit(EXIT_SECOND_SIGNAL);
                 }
-                tracing::info!("signal received: stopping (send it again to exit at once)");
+                tracing::info!(timeout_seconds = shutdown_timeout.as_secs_f64(), "signal received: stopping (send it again to exit at once)");
                 shutdown.cancel();
+            }
+            () = sleep_until_deadline(deadline) => {
+                tracing::error!(
+                    "shutdown timeout ({}s) reached with {} flow(s) still stopping (a cluster does not answer): exiting; progress that was not stored is copied again at the next start, nothing is lost",
+                    shutdown_timeout.as_secs_f64(),
+                    tasks.len()
+                );
+                std::process::exit(i32::from(EXIT_SHUTDOWN_TIMEOUT));
             }
             joined = tasks.join_next() => {
                 match joined {
@@ -618,7 +642,18 @@ async fn run(
             }
         }
     }
+    if exit == ExitCode::SUCCESS && unclean_stop.load(std::sync::atomic::Ordering::Relaxed) {
+        return ExitCode::from(EXIT_SHUTDOWN_TIMEOUT);
+    }
     exit
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until_deadline(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// SIGTERM and SIGINT as one stream.

@@ -1,0 +1,242 @@
+//! Offset gaps on the source: transaction markers and records deleted before they were copied.
+//! A translated offset never skips a record; what cannot be copied is named, with its range.
+
+use std::time::Duration;
+
+use rdkafka::admin::AdminOptions;
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::support::*;
+
+/// The checkpoint of `group` for partition 0 of `topic` in `env`'s checkpoints topic.
+fn checkpoint(env: &Env, group: &str, topic: &str) -> Option<(i64, i64)> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let c: BaseConsumer = client(&env.target.bootstrap)
+        .set("group.id", format!("cp-{}", rand_suffix()))
+        .set("enable.partition.eof", "true")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(&env.checkpoints_topic(), 0, Offset::Beginning)
+        .unwrap();
+    c.assign(&tpl).unwrap();
+    let mut out = None;
+    loop {
+        match c.poll(Duration::from_secs(5)) {
+            Some(Ok(m)) => {
+                let cp =
+                    kmirror_core::mm2::Checkpoint::decode(m.key().unwrap(), m.payload().unwrap())
+                        .unwrap();
+                if cp.group == group && cp.topic == topic && cp.partition == 0 {
+                    out = Some((cp.upstream, cp.downstream));
+                }
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) | None => return out,
+            Some(Err(_)) => {}
+        }
+    }
+}
+
+fn commit(bootstrap: &str, group: &str, topic: &str, offset: i64) {
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+    let c: BaseConsumer = client(bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Offset(offset))
+        .unwrap();
+    c.commit(&tpl, CommitMode::Sync).unwrap();
+}
+
+fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> Result<(), String>) {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        match f() {
+            Ok(()) => return,
+            Err(e) if std::time::Instant::now() > deadline => panic!("{what}: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(300)),
+        }
+    }
+}
+
+/// 5,000 one-record transactions: every other source offset is a commit marker, and the
+/// partition's offset map has far more runs than it keeps. Groups at early, middle and late
+/// offsets translate at or before the exact target offset (re-read, never skip); recent ones
+/// exactly.
+#[test]
+fn five_thousand_transaction_markers_never_translate_into_a_skip() {
+    let env = Env::shared();
+    let topic = format!("txn-{}", rand_suffix());
+    create_topic(&env.source.bootstrap, &topic, 1);
+    let producer: BaseProducer = client(&env.source.bootstrap)
+        .set("transactional.id", format!("txn-{}", rand_suffix()))
+        .set("linger.ms", "0")
+        .create()
+        .unwrap();
+    producer.init_transactions(Duration::from_secs(30)).unwrap();
+    let n: i64 = 5_000;
+    for i in 0..n {
+        producer.begin_transaction().unwrap();
+        let key = format!("{i:06}");
+        producer
+            .send(
+                BaseRecord::<str, str>::to(&topic)
+                    .partition(0)
+                    .key(&key)
+                    .payload(&key),
+            )
+            .map_err(|(e, _)| e)
+            .unwrap();
+        producer
+            .commit_transaction(Duration::from_secs(30))
+            .unwrap();
+    }
+    // Record i is at source offset 2i (its commit marker at 2i + 1) and lands at target offset i.
+    let config = env.config(
+        &topic,
+        "        emit.checkpoints.interval.seconds: 1\n        refresh.groups.interval.seconds: 1\n",
+    );
+    let port = free_port();
+    let mut kmirror = Kmirror::start(&config, &["--metrics-addr", &format!("127.0.0.1:{port}")]);
+    let copied = consume(
+        &env.target.bootstrap,
+        &topic,
+        1,
+        5_000,
+        Duration::from_secs(60),
+    );
+    assert_eq!(copied[&0].len(), 5_000);
+
+    let mut degraded = 0;
+    for (g, u) in [
+        0, 1, 2, 501, 1_000, 2_001, 5_000, 9_000, 9_801, 9_998, 9_999, 10_000,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let group = format!("{topic}-g{g}");
+        commit(&env.source.bootstrap, &group, &topic, u);
+        let exact = (u + 1) / 2;
+        let mut got = None;
+        wait_for(
+            &format!("checkpoint at {u}"),
+            Duration::from_secs(20),
+            || {
+                got = checkpoint(&env, &group, &topic);
+                got.map(|_| ()).ok_or_else(|| "none yet".into())
+            },
+        );
+        let (upstream, d) = got.unwrap();
+        assert_eq!(upstream, u);
+        assert!(
+            d <= exact,
+            "source offset {u} translated to target offset {d}, after the exact {exact}: records skipped"
+        );
+        if d < exact {
+            degraded += 1;
+            assert!(
+                u < 9_000,
+                "recent offsets translate exactly: {u} -> {d}, exact {exact}"
+            );
+        }
+        // Resuming at d on the target reads every record the group had not read.
+        let next_key = format!("{exact:06}");
+        if exact < 5_000 {
+            assert!(
+                copied[&0][usize::try_from(d).unwrap()..]
+                    .iter()
+                    .any(|r| r.key.as_deref() == Some(next_key.as_bytes())),
+                "{u}: the next record to read is on the target after {d}"
+            );
+        }
+    }
+    assert!(
+        degraded > 0,
+        "the oldest offsets round back (the map is bounded)"
+    );
+    let metrics = http_get(port, "/metrics").1;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("kmirror_translation_degraded_total{") && !l.ends_with(" 0")),
+        "{metrics}"
+    );
+    assert_eq!(kmirror.terminate(Duration::from_secs(30)), Some(0));
+}
+
+/// Records deleted on the source (DeleteRecords) before kmirror copied them: an error line with
+/// the exact range, a counter, and everything after them copied.
+#[test]
+fn records_deleted_before_they_were_copied_are_named_and_counted() {
+    let env = Env::shared();
+    let topic = format!("deleted-{}", rand_suffix());
+    create_topic(&env.source.bootstrap, &topic, 1);
+    produce(&env.source.bootstrap, &topic, &spread(100, 1));
+    let config = env.config(&topic, "");
+    let port = free_port();
+    let mut kmirror = Kmirror::start(&config, &["--metrics-addr", &format!("127.0.0.1:{port}")]);
+    let _ = consume(
+        &env.target.bootstrap,
+        &topic,
+        1,
+        100,
+        Duration::from_secs(30),
+    );
+    assert_eq!(kmirror.terminate(Duration::from_secs(30)), Some(0));
+
+    // While kmirror is stopped: 100 more records, and the first 150 deleted.
+    let more: Vec<(i32, TestRecord)> = (100..300)
+        .map(|i| {
+            (
+                0,
+                TestRecord {
+                    key: Some(format!("k{i}").into_bytes()),
+                    value: Some(vec![1]),
+                    headers: Vec::new(),
+                    timestamp: 1_000 + i64::from(i),
+                },
+            )
+        })
+        .collect();
+    produce(&env.source.bootstrap, &topic, &more);
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(&topic, 0, Offset::Offset(150))
+        .unwrap();
+    block_on(admin(&env.source.bootstrap).delete_records(&tpl, &AdminOptions::new())).unwrap();
+
+    let mut kmirror = Kmirror::start(&config, &["--metrics-addr", &format!("127.0.0.1:{port}")]);
+    let got = consume(
+        &env.target.bootstrap,
+        &topic,
+        1,
+        250,
+        Duration::from_secs(30),
+    );
+    let keys: Vec<String> = got[&0]
+        .iter()
+        .map(|r| String::from_utf8_lossy(r.key.as_deref().unwrap()).into_owned())
+        .collect();
+    assert_eq!(keys.len(), 250, "100 before, 150 after the deleted range");
+    assert_eq!(keys[100], "k150", "continues at the new log start");
+    assert_eq!(keys[249], "k299");
+    let metrics = http_get(port, "/metrics").1;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("kmirror_source_records_deleted_total{")
+                && l.contains(&format!("topic=\"{topic}\""))
+                && l.ends_with(" 50")),
+        "50 records counted as lost:\n{metrics}"
+    );
+    assert_eq!(kmirror.terminate(Duration::from_secs(30)), Some(0));
+    let logs = kmirror.logs();
+    assert!(
+        logs.lines()
+            .any(|l| l.contains(" ERROR ") && l.contains("records 100..149")),
+        "{logs}"
+    );
+}

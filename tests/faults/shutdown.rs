@@ -1,0 +1,118 @@
+//! SIGTERM always finishes within `--shutdown-timeout`, whatever the target does: stopped
+//! (connections refused) or frozen (connections open, nothing answers). What could not be stored
+//! is logged and the exit code says so; after a restart nothing is lost or reordered.
+
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+const PARTITIONS: i32 = 4;
+
+fn record(i: usize) -> TestRecord {
+    TestRecord {
+        key: Some(format!("{i:08}").into_bytes()),
+        value: Some(vec![b'x'; 1024]),
+        headers: Vec::new(),
+        timestamp: 1_700_000_000_000 + i64::try_from(i).unwrap(),
+    }
+}
+
+fn batch(from: usize, to: usize) -> Vec<(i32, TestRecord)> {
+    (from..to)
+        .map(|i| (i32::try_from(i).unwrap() % PARTITIONS, record(i)))
+        .collect()
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Outage {
+    /// The target broker is stopped: connections are refused.
+    Stopped,
+    /// The target broker is frozen (SIGSTOP): connections stay open and nothing answers.
+    Frozen,
+}
+
+fn sigterm_during_target_outage(outage: Outage) {
+    let env = Env::dedicated();
+    let topic = format!("stop-{}", rand_suffix());
+    create_topic(&env.source.bootstrap, &topic, PARTITIONS);
+    let mut sent = batch(0, 20_000);
+    produce(&env.source.bootstrap, &topic, &sent);
+    let config = env.config(&topic, "");
+    let mut kmirror = Kmirror::start(&config, &["--shutdown-timeout", "5s"]);
+    let _ = consume(
+        &env.target.bootstrap,
+        &topic,
+        PARTITIONS,
+        20_000,
+        Duration::from_secs(60),
+    );
+
+    match outage {
+        Outage::Stopped => env.target.stop_node(0),
+        Outage::Frozen => env.target.freeze_node(0),
+    }
+    // More than the producer's queue holds (32 MiB): kmirror is waiting for room when told to stop.
+    let more = batch(20_000, 70_000);
+    produce(&env.source.bootstrap, &topic, &more);
+    sent.extend(more);
+    std::thread::sleep(Duration::from_secs(3));
+
+    let signalled = Instant::now();
+    let code = kmirror.terminate(Duration::from_secs(20));
+    let took = signalled.elapsed();
+    let logs = kmirror.logs();
+    assert!(
+        took < Duration::from_millis(6_500),
+        "{outage:?}: SIGTERM took {took:?} with --shutdown-timeout 5s (exit code {code:?})\n{logs}"
+    );
+    assert_eq!(
+        code,
+        Some(3),
+        "{outage:?}: exit code 3 says progress could not all be stored\n{logs}"
+    );
+    assert!(
+        logs.contains("could not be stored") || logs.contains("shutdown timeout"),
+        "{outage:?}: the log says what was not stored:\n{logs}"
+    );
+    eprintln!("{outage:?}: exited {took:?} after SIGTERM with code 3");
+
+    match outage {
+        Outage::Stopped => {
+            env.target.restart_node(0);
+            env.target.wait_ready(1, Duration::from_secs(60));
+        }
+        Outage::Frozen => env.target.thaw_node(0),
+    }
+    let mut kmirror = Kmirror::start(&config, &[]);
+    let want = by_partition(&sent, PARTITIONS);
+    let got = consume_until_complete(
+        &env.target.bootstrap,
+        &topic,
+        &want,
+        Duration::from_secs(120),
+    );
+    assert_eq!(
+        kmirror.terminate(Duration::from_secs(30)),
+        Some(0),
+        "{}",
+        kmirror.logs()
+    );
+    let mut duplicates = 0;
+    for (p, records) in &want {
+        duplicates += check_no_loss_in_order(records, &got[p], *p);
+    }
+    eprintln!(
+        "{outage:?}: all {} records arrived in order after the restart; {duplicates} copied twice",
+        sent.len()
+    );
+}
+
+#[test]
+fn sigterm_while_the_target_is_stopped_exits_within_the_timeout_and_loses_nothing() {
+    sigterm_during_target_outage(Outage::Stopped);
+}
+
+#[test]
+fn sigterm_while_the_target_is_frozen_exits_within_the_timeout_and_loses_nothing() {
+    sigterm_during_target_outage(Outage::Frozen);
+}
