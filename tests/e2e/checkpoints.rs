@@ -1,92 +1,13 @@
 //! Checkpoints and group offset sync translate committed offsets exactly.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use kmirror_core::mm2::Checkpoint;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 
 use crate::support::*;
 
 const PARTITIONS: i32 = 4;
 const PER_PARTITION: i64 = 5_000;
-
-pub fn commit(bootstrap: &str, group: &str, topic: &str, offsets: &[(i32, i64)]) {
-    let c: BaseConsumer = client(bootstrap)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for (p, o) in offsets {
-        tpl.add_partition_offset(topic, *p, Offset::Offset(*o))
-            .unwrap();
-    }
-    c.commit(&tpl, CommitMode::Sync).unwrap();
-}
-
-pub fn committed(bootstrap: &str, group: &str, topic: &str) -> BTreeMap<i32, i64> {
-    let c: BaseConsumer = client(bootstrap)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
-        tpl.add_partition(topic, p);
-    }
-    let got = c.committed_offsets(tpl, Duration::from_secs(10)).unwrap();
-    got.elements()
-        .iter()
-        .filter_map(|e| match e.offset() {
-            Offset::Offset(o) => Some((e.partition(), o)),
-            _ => None,
-        })
-        .collect()
-}
-
-/// The latest checkpoint per partition for `group` in the checkpoints topic of `env`'s flow
-/// (read from the beginning, last wins).
-pub fn checkpoints(env: &Env, group: &str, topic: &str) -> BTreeMap<i32, (i64, i64)> {
-    let c: BaseConsumer = client(&env.target.bootstrap)
-        .set("group.id", format!("cp-{}", rand_suffix()))
-        .set("enable.partition.eof", "true")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(&env.checkpoints_topic(), 0, Offset::Beginning)
-        .unwrap();
-    c.assign(&tpl).unwrap();
-    let mut out = BTreeMap::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        match c.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => {
-                use rdkafka::Message;
-                let cp = Checkpoint::decode(m.key().unwrap(), m.payload().unwrap())
-                    .expect("an MM2 checkpoint");
-                if cp.group == group && cp.topic == topic {
-                    out.insert(cp.partition, (cp.upstream, cp.downstream));
-                }
-            }
-            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => break,
-            _ => {}
-        }
-    }
-    out
-}
-
-pub fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> Result<(), String>) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match f() {
-            Ok(()) => return,
-            Err(e) if Instant::now() > deadline => panic!("{what}: {e}"),
-            Err(_) => std::thread::sleep(Duration::from_millis(200)),
-        }
-    }
-}
 
 #[test]
 #[allow(clippy::needless_range_loop)] // rounds index four partition sequences at once
@@ -236,6 +157,9 @@ fn checkpoints_and_synced_group_offsets_are_exact() {
 /// Group offset sync as operators need it: the target group follows the source group exactly,
 /// rewinds included (a reprocessing job); a group with members on the target is never touched;
 /// a commit someone else made on the target is never overwritten (counted instead).
+///
+/// The waits are generous: a checkpoint round still opens one client per group (12 here) and
+/// takes several seconds on this 2-core machine while other tests run.
 #[test]
 fn group_offset_sync_follows_rewinds_and_leaves_others_commits_alone() {
     let env = Env::shared();
@@ -264,7 +188,7 @@ fn group_offset_sync_follows_rewinds_and_leaves_others_commits_alone() {
         for g in &groups {
             wait_for(
                 &format!("{g} at {at} on the target"),
-                Duration::from_secs(20),
+                Duration::from_secs(60),
                 || {
                     let on_target = committed(&target.bootstrap, g, &topic);
                     if on_target.get(&0) == Some(&at) && on_target.get(&1) == Some(&at) {
@@ -306,7 +230,7 @@ fn group_offset_sync_follows_rewinds_and_leaves_others_commits_alone() {
     drop(member);
     wait_for(
         "the group follows once idle",
-        Duration::from_secs(30),
+        Duration::from_secs(60),
         || {
             let on_target = committed(&target.bootstrap, &groups[0], &topic);
             (on_target.get(&0) == Some(&500))
@@ -320,7 +244,7 @@ fn group_offset_sync_follows_rewinds_and_leaves_others_commits_alone() {
     commit(&source.bootstrap, &app, &topic, &[(0, 3_000)]);
     wait_for(
         "the app group on the target",
-        Duration::from_secs(20),
+        Duration::from_secs(60),
         || {
             (committed(&target.bootstrap, &app, &topic).get(&0) == Some(&3_000))
                 .then_some(())
@@ -331,14 +255,14 @@ fn group_offset_sync_follows_rewinds_and_leaves_others_commits_alone() {
     commit(&source.bootstrap, &app, &topic, &[(0, 100)]);
     wait_for(
         "the app group's checkpoint",
-        Duration::from_secs(20),
+        Duration::from_secs(60),
         || {
             (checkpoints(&env, &app, &topic).get(&0) == Some(&(100, 100)))
                 .then_some(())
                 .ok_or_else(|| "not yet".into())
         },
     );
-    wait_for("the skip counted", Duration::from_secs(20), || {
+    wait_for("the skip counted", Duration::from_secs(60), || {
         let metrics = crate::operations::get(port, "/metrics").1;
         let skipped = crate::operations::series(
             &metrics,

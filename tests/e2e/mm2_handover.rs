@@ -5,7 +5,6 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::checkpoints::{checkpoints, commit, wait_for};
 use crate::support::kafka::{interop_classes, run_java, JavaProcess};
 use crate::support::*;
 

@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use crate::checkpoints::{checkpoints, commit, committed, wait_for};
 use crate::support::*;
 
 fn offsets(config: &std::path::Path, args: &[&str]) -> (Option<i32>, String, String) {

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use kmirror_admin::AclResource;
 use kmirror_core::acl::{AclOperation, PatternType};
 
-use crate::checkpoints::wait_for;
 use crate::operations::{get, series};
 use crate::support::certs::{write_secret, Pki};
 use crate::support::*;

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 use kmirror_admin::AlterOp;
 use rdkafka::admin::{AdminOptions, ConfigSource, NewPartitions, ResourceSpecifier};
 
-use crate::checkpoints::{commit, wait_for};
 use crate::operations::{get, series};
 use crate::support::*;
 

@@ -4,64 +4,10 @@
 use std::time::Duration;
 
 use rdkafka::admin::AdminOptions;
-use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::support::*;
-
-/// The checkpoint of `group` for partition 0 of `topic` in `env`'s checkpoints topic.
-fn checkpoint(env: &Env, group: &str, topic: &str) -> Option<(i64, i64)> {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    let c: BaseConsumer = client(&env.target.bootstrap)
-        .set("group.id", format!("cp-{}", rand_suffix()))
-        .set("enable.partition.eof", "true")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(&env.checkpoints_topic(), 0, Offset::Beginning)
-        .unwrap();
-    c.assign(&tpl).unwrap();
-    let mut out = None;
-    loop {
-        match c.poll(Duration::from_secs(5)) {
-            Some(Ok(m)) => {
-                let cp =
-                    kmirror_core::mm2::Checkpoint::decode(m.key().unwrap(), m.payload().unwrap())
-                        .unwrap();
-                if cp.group == group && cp.topic == topic && cp.partition == 0 {
-                    out = Some((cp.upstream, cp.downstream));
-                }
-            }
-            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) | None => return out,
-            Some(Err(_)) => {}
-        }
-    }
-}
-
-fn commit(bootstrap: &str, group: &str, topic: &str, offset: i64) {
-    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-    let c: BaseConsumer = client(bootstrap)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, Offset::Offset(offset))
-        .unwrap();
-    c.commit(&tpl, CommitMode::Sync).unwrap();
-}
-
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> Result<(), String>) {
-    let deadline = std::time::Instant::now() + timeout;
-    loop {
-        match f() {
-            Ok(()) => return,
-            Err(e) if std::time::Instant::now() > deadline => panic!("{what}: {e}"),
-            Err(_) => std::thread::sleep(Duration::from_millis(300)),
-        }
-    }
-}
 
 /// 5,000 one-record transactions: every other source offset is a commit marker, and the
 /// partition's offset map has far more runs than it keeps. Groups at early, middle and late
@@ -119,14 +65,14 @@ fn five_thousand_transaction_markers_never_translate_into_a_skip() {
     .enumerate()
     {
         let group = format!("{topic}-g{g}");
-        commit(&env.source.bootstrap, &group, &topic, u);
+        commit(&env.source.bootstrap, &group, &topic, &[(0, u)]);
         let exact = (u + 1) / 2;
         let mut got = None;
         wait_for(
             &format!("checkpoint at {u}"),
             Duration::from_secs(20),
             || {
-                got = checkpoint(&env, &group, &topic);
+                got = checkpoints(&env, &group, &topic).get(&0).copied();
                 got.map(|_| ()).ok_or_else(|| "none yet".into())
             },
         );

@@ -20,8 +20,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use kmirror_core::mm2::Checkpoint;
 use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -594,6 +595,83 @@ pub fn series(text: &str, name: &str, want: &[(&str, &str)]) -> Option<f64> {
                 .all(|(k, v)| labels.contains(&format!("{k}=\"{v}\"")))
                 .then(|| value.parse().ok())?
         })
+}
+
+/// Commits `offsets` (partition, next offset) for `group` on a cluster.
+pub fn commit(bootstrap: &str, group: &str, topic: &str, offsets: &[(i32, i64)]) {
+    let c: BaseConsumer = client(bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for (p, o) in offsets {
+        tpl.add_partition_offset(topic, *p, Offset::Offset(*o))
+            .unwrap();
+    }
+    c.commit(&tpl, CommitMode::Sync).unwrap();
+}
+
+pub fn committed(bootstrap: &str, group: &str, topic: &str) -> BTreeMap<i32, i64> {
+    let c: BaseConsumer = client(bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let partitions = topics(bootstrap).get(topic).copied().unwrap_or(0);
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..i32::try_from(partitions).unwrap() {
+        tpl.add_partition(topic, p);
+    }
+    let got = c.committed_offsets(tpl, Duration::from_secs(10)).unwrap();
+    got.elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(o) => Some((e.partition(), o)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The latest checkpoint per partition for `group` in the checkpoints topic of `env`'s flow
+/// (read from the beginning, last wins).
+pub fn checkpoints(env: &Env, group: &str, topic: &str) -> BTreeMap<i32, (i64, i64)> {
+    let c: BaseConsumer = client(&env.target.bootstrap)
+        .set("group.id", format!("cp-{}", rand_suffix()))
+        .set("enable.partition.eof", "true")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(&env.checkpoints_topic(), 0, Offset::Beginning)
+        .unwrap();
+    c.assign(&tpl).unwrap();
+    let mut out = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        match c.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                let cp = Checkpoint::decode(m.key().unwrap(), m.payload().unwrap())
+                    .expect("an MM2 checkpoint");
+                if cp.group == group && cp.topic == topic {
+                    out.insert(cp.partition, (cp.upstream, cp.downstream));
+                }
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => break,
+            _ => {}
+        }
+    }
+    out
+}
+
+pub fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> Result<(), String>) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match f() {
+            Ok(()) => return,
+            Err(e) if Instant::now() > deadline => panic!("{what}: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
 }
 
 pub use kmirror_testbed::kafka::Kafka;
