@@ -31,12 +31,12 @@ fn check_translation(
     );
     let mut maps = BTreeMap::new();
     for r in stored.values().flatten() {
-        if let Some((cluster, tp, map)) = kmirror_core::progress::decode_map(
+        if let Some(m) = kmirror_core::progress::decode_map(
             r.key.as_deref().unwrap_or_default(),
             r.value.as_deref(),
         ) {
-            if cluster == env.src && &*tp.topic == topic {
-                maps.insert(tp.partition, map);
+            if m.cluster == env.src && &*m.partition.topic == topic {
+                maps.insert(m.partition.partition, m.map);
             }
         }
     }

@@ -5,24 +5,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use kmirror_admin::AlterOp;
-use rdkafka::admin::{AdminOptions, ConfigSource, NewPartitions, ResourceSpecifier};
+use rdkafka::admin::{AdminOptions, NewPartitions};
 
 use crate::operations::{get, series};
 use crate::support::*;
-
-/// The configs set on a topic (not broker or built-in defaults).
-fn configs(bootstrap: &str, topic: &str) -> BTreeMap<String, String> {
-    let results = block_on(
-        admin(bootstrap).describe_configs(&[ResourceSpecifier::Topic(topic)], &AdminOptions::new()),
-    )
-    .unwrap();
-    results
-        .into_iter()
-        .flat_map(|r| r.unwrap().entries)
-        .filter(|e| e.source == ConfigSource::DynamicTopic)
-        .filter_map(|e| e.value.map(|v| (e.name, v)))
-        .collect()
-}
 
 fn alter(bootstrap: &str, topic: &str, ops: &[(&str, AlterOp)]) {
     let admin = admin(bootstrap);

@@ -9,4 +9,5 @@ mod support;
 
 mod gaps;
 mod mock;
+mod recreate;
 mod shutdown;

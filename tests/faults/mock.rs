@@ -84,6 +84,7 @@ fn target_leader_down_for_ten_seconds_loses_nothing_and_keeps_order() {
             target_topic: topic.into(),
             start: Start::Earliest,
             map: Default::default(),
+            ids: Default::default(),
         })
         .collect();
     tx.send(Command::Assign(assignments)).unwrap();

@@ -585,6 +585,21 @@ pub fn http_get(port: u16, path: &str) -> (u16, String) {
     (code, body)
 }
 
+/// The configs set on a topic (not broker or built-in defaults).
+pub fn configs(bootstrap: &str, topic: &str) -> BTreeMap<String, String> {
+    let results = block_on(admin(bootstrap).describe_configs(
+        &[rdkafka::admin::ResourceSpecifier::Topic(topic)],
+        &rdkafka::admin::AdminOptions::new(),
+    ))
+    .unwrap();
+    results
+        .into_iter()
+        .flat_map(|r| r.unwrap().entries)
+        .filter(|e| e.source == rdkafka::admin::ConfigSource::DynamicTopic)
+        .filter_map(|e| e.value.map(|v| (e.name, v)))
+        .collect()
+}
+
 /// The value of the series `name{labels}` whose labels include every `want` pair.
 pub fn series(text: &str, name: &str, want: &[(&str, &str)]) -> Option<f64> {
     text.lines()

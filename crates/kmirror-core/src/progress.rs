@@ -10,8 +10,14 @@
 //!
 //! Because the records are the same, an operator can switch from Java MM2 to kmirror (or back)
 //! without copying anything twice.
+//!
+//! kmirror adds the ids (KIP-516) of the source and target topics to its values,
+//! `{"offset":41,"sourceTopicId":"…","targetTopicId":"…"}`: a topic deleted and created again
+//! under the same name has a new id, so a stored position is never applied to a topic it was
+//! not taken on. MM2 reads only `offset` and ignores the other fields; values MM2 wrote carry
+//! no ids and are trusted as they are.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::types::{Offset, TopicPartition};
 
@@ -28,23 +34,124 @@ pub fn encode_map_key(cluster: &str, tp: &TopicPartition) -> Vec<u8> {
         .into_bytes()
 }
 
-/// Encodes a translation map.
-pub fn encode_map_value(map: &crate::translate::OffsetMap) -> Vec<u8> {
-    serde_json::to_vec(map).unwrap_or_default()
+/// The ids (KIP-516, base64) of a replicated topic on the source and the target when a record
+/// was written; `None` where unknown (written by MM2, or a broker that reports no ids).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TopicIds {
+    /// The source topic's id.
+    #[serde(
+        rename = "sourceTopicId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub source: Option<String>,
+    /// The target topic's id.
+    #[serde(
+        rename = "targetTopicId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub target: Option<String>,
 }
 
-/// Decodes a translation-map record: `(cluster, partition, map)`, or `None` for other records.
-pub fn decode_map(
-    key: &[u8],
-    value: Option<&[u8]>,
-) -> Option<(String, TopicPartition, crate::translate::OffsetMap)> {
+/// Which side's topic is not the one a record was written for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recreated {
+    /// The source topic was deleted and created again.
+    Source,
+    /// The target topic was deleted (and created again).
+    Target,
+}
+
+impl Recreated {
+    /// `source` or `target`, for logs and metric labels.
+    pub fn side(self) -> &'static str {
+        match self {
+            Recreated::Source => "source",
+            Recreated::Target => "target",
+        }
+    }
+}
+
+impl TopicIds {
+    /// Ids on both sides.
+    pub fn new(source: Option<String>, target: Option<String>) -> Self {
+        Self { source, target }
+    }
+
+    /// Whether the topics `self` was written for are not the `current` ones: a side whose two
+    /// ids are both known and differ. The source is named first when both differ. Unknown ids
+    /// never conflict.
+    pub fn recreated(&self, current: &TopicIds) -> Option<Recreated> {
+        let differs =
+            |a: &Option<String>, b: &Option<String>| matches!((a, b), (Some(a), Some(b)) if a != b);
+        if differs(&self.source, &current.source) {
+            Some(Recreated::Source)
+        } else if differs(&self.target, &current.target) {
+            Some(Recreated::Target)
+        } else {
+            None
+        }
+    }
+
+    /// Both ids, where the other has one that `self` lacks.
+    #[must_use]
+    pub fn or(self, other: &TopicIds) -> TopicIds {
+        TopicIds {
+            source: self.source.or_else(|| other.source.clone()),
+            target: self.target.or_else(|| other.target.clone()),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.source.is_none() && self.target.is_none()
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct MapValue {
+    #[serde(flatten)]
+    map: crate::translate::OffsetMap,
+    #[serde(flatten)]
+    ids: TopicIds,
+}
+
+/// Encodes a translation map, with the ids of the topics it maps between.
+pub fn encode_map_value(map: &crate::translate::OffsetMap, ids: &TopicIds) -> Vec<u8> {
+    serde_json::to_vec(&MapValue {
+        map: map.clone(),
+        ids: ids.clone(),
+    })
+    .unwrap_or_default()
+}
+
+/// A decoded translation-map record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredMap {
+    /// The source cluster alias.
+    pub cluster: String,
+    /// The source partition.
+    pub partition: TopicPartition,
+    /// Where its records landed.
+    pub map: crate::translate::OffsetMap,
+    /// The topics it maps between.
+    pub ids: TopicIds,
+}
+
+/// Decodes a translation-map record, or `None` for other records.
+pub fn decode_map(key: &[u8], value: Option<&[u8]>) -> Option<StoredMap> {
     let (connector, map): (String, serde_json::Value) = serde_json::from_slice(key).ok()?;
     if connector != MAP_CONNECTOR {
         return None;
     }
     let k: KeyMap = serde_json::from_value(map).ok()?;
-    let runs = serde_json::from_slice(value?).ok()?;
-    Some((k.cluster, TopicPartition::new(k.topic, k.partition), runs))
+    let v: MapValue = serde_json::from_slice(value?).ok()?;
+    Some(StoredMap {
+        cluster: k.cluster,
+        partition: TopicPartition::new(k.topic, k.partition),
+        map: v.map,
+        ids: v.ids,
+    })
 }
 
 /// Where replication of one source partition has got to.
@@ -59,6 +166,8 @@ pub struct SourceProgress {
     /// Written under kmirror's (and dedicated-mode MM2's) own key, rather than by MM2 on a
     /// Connect cluster.
     pub own: bool,
+    /// The topics it was taken on (kmirror's records only).
+    pub ids: TopicIds,
 }
 
 /// Encodes the record key. Field order matches Java's HashMap iteration order for this key set.
@@ -71,9 +180,23 @@ pub fn encode_key(cluster: &str, tp: &TopicPartition) -> Vec<u8> {
     key.to_string().into_bytes()
 }
 
-/// Encodes the record value for progress `next` (MM2 stores the last copied offset, `next - 1`).
-pub fn encode_value(next: Offset) -> Vec<u8> {
-    format!("{{\"offset\":{}}}", next.0 - 1).into_bytes()
+/// Encodes the record value for progress `next` (MM2 stores the last copied offset, `next - 1`),
+/// with the ids of the topics it was taken on. Without ids the bytes are MM2's own.
+pub fn encode_value(next: Offset, ids: &TopicIds) -> Vec<u8> {
+    if ids.is_empty() {
+        return format!("{{\"offset\":{}}}", next.0 - 1).into_bytes();
+    }
+    serde_json::to_vec(&ValueMap {
+        offset: next.0 - 1,
+        ids: ids.clone(),
+    })
+    .unwrap_or_default()
+}
+
+/// The next offset to copy in a progress value (as [`encode_value`] writes it), or `None`.
+pub fn decode_value(value: &[u8]) -> Option<Offset> {
+    let v: ValueMap = serde_json::from_slice(value).ok()?;
+    (v.offset >= -1).then_some(Offset(v.offset + 1))
 }
 
 /// Why a record of the progress topic was not understood.
@@ -91,9 +214,11 @@ struct KeyMap {
     topic: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Serialize, Deserialize)]
 struct ValueMap {
     offset: i64,
+    #[serde(flatten)]
+    ids: TopicIds,
 }
 
 /// Decodes a record of the progress topic. Returns `Ok(None)` for records that belong to other
@@ -125,6 +250,7 @@ pub fn decode(key: &[u8], value: Option<&[u8]>) -> Result<Option<SourceProgress>
         partition: TopicPartition::new(map.topic, map.partition),
         next: Offset(value.offset + 1),
         own: connector == SOURCE_CONNECTOR,
+        ids: value.ids,
     }))
 }
 
@@ -223,14 +349,42 @@ mod tests {
             String::from_utf8(encode_key("primary", &tp)).expect("utf8"),
             r#"["MirrorSourceConnector",{"cluster":"primary","partition":3,"topic":"orders"}]"#
         );
-        assert_eq!(encode_value(Offset(42)), br#"{"offset":41}"#.to_vec());
+        assert_eq!(
+            encode_value(Offset(42), &TopicIds::default()),
+            br#"{"offset":41}"#.to_vec()
+        );
+    }
+
+    #[test]
+    fn values_carry_topic_ids_that_mm2_ignores() {
+        let tp = TopicPartition::new("orders", 3);
+        let ids = TopicIds::new(Some("src-id".into()), Some("dst-id".into()));
+        let value = encode_value(Offset(42), &ids);
+        assert_eq!(
+            value,
+            br#"{"offset":41,"sourceTopicId":"src-id","targetTopicId":"dst-id"}"#.to_vec()
+        );
+        assert_eq!(decode_value(&value), Some(Offset(42)));
+        let got = decode(&encode_key("primary", &tp), Some(&value))
+            .expect("decodes")
+            .expect("a position");
+        assert_eq!((got.next, got.ids), (Offset(42), ids.clone()));
+        // MM2's values have no ids: they never conflict.
+        assert_eq!(TopicIds::default().recreated(&ids), None);
+        assert_eq!(ids.recreated(&TopicIds::new(None, None)), None);
+        assert_eq!(ids.recreated(&ids), None);
+        let new_source = TopicIds::new(Some("other".into()), Some("dst-id".into()));
+        assert_eq!(ids.recreated(&new_source), Some(Recreated::Source));
+        let new_target = TopicIds::new(Some("src-id".into()), Some("other".into()));
+        assert_eq!(ids.recreated(&new_target), Some(Recreated::Target));
     }
 
     #[test]
     fn decode_round_trips_and_skips_other_connectors() {
         let tp = TopicPartition::new("orders", 3);
         let key = encode_key("primary", &tp);
-        let got = decode(&key, Some(&encode_value(Offset(42)))).expect("decodes");
+        let got =
+            decode(&key, Some(&encode_value(Offset(42), &TopicIds::default()))).expect("decodes");
         assert_eq!(
             got,
             Some(SourceProgress {
@@ -238,6 +392,7 @@ mod tests {
                 partition: tp,
                 next: Offset(42),
                 own: true,
+                ids: TopicIds::default(),
             })
         );
         assert_eq!(decode(&key, None), Ok(None));
@@ -258,10 +413,22 @@ mod tests {
         let mut m = crate::translate::OffsetMap::default();
         m.record(5, 9);
         let key = encode_map_key("primary", &tp);
-        let value = encode_map_value(&m);
+        let ids = TopicIds::new(Some("a".into()), None);
+        let value = encode_map_value(&m, &ids);
         assert_eq!(
             decode_map(&key, Some(&value)),
-            Some(("primary".into(), tp.clone(), m))
+            Some(StoredMap {
+                cluster: "primary".into(),
+                partition: tp.clone(),
+                map: m.clone(),
+                ids
+            })
+        );
+        // Maps written before ids were stored.
+        let old = serde_json::to_vec(&m).expect("serializes");
+        assert_eq!(
+            decode_map(&key, Some(&old)).map(|s| (s.map, s.ids)),
+            Some((m, TopicIds::default()))
         );
         assert_eq!(
             decode(&key, Some(&value)),

@@ -179,9 +179,13 @@ impl PartitionTracker {
         self.persisted
     }
 
-    /// The consumer reset the position (the stored offset was no longer on the source).
+    /// The consumer reset the position (the stored offset was no longer on the source). A
+    /// position moved back (the source's log was truncated) is stored like any other.
     pub fn on_position_reset(&mut self, to: Offset) {
         if self.in_flight == 0 {
+            if self.persisted.is_some_and(|p| p > to) {
+                self.persisted = None;
+            }
             self.acked_next = to;
         }
         self.fetch_next = to;

@@ -78,7 +78,13 @@ fn forced(role: Role) -> &'static [(&'static str, &'static str)] {
             ("auto.offset.reset", "error"),
             ("enable.partition.eof", "false"),
         ],
-        Role::ReplicationProducer => &[("enable.idempotence", "true")],
+        Role::ReplicationProducer => &[
+            ("enable.idempotence", "true"),
+            // Every topic kmirror writes is created by kmirror with the right configs: a deleted
+            // target or internal topic must not come back with the broker's defaults (a progress
+            // topic without compaction expires, and everything is copied again).
+            ("allow.auto.create.topics", "false"),
+        ],
         Role::ProgressReader => &[
             ("enable.auto.commit", "false"),
             ("enable.auto.offset.store", "false"),

@@ -1,11 +1,12 @@
 //! One mirror end to end: start-up checks, the progress topic, the topic refresh loop and the
 //! supervision of the replicator thread.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use kmirror_core::config::{Config, Mirror, SyncLocation};
+use kmirror_core::progress::{Recreated, TopicIds};
 use kmirror_core::translate::OffsetMap;
 use kmirror_core::{ClusterAlias, StartFrom, TopicPartition};
 use rdkafka::admin::AdminClient;
@@ -414,7 +415,8 @@ impl Flow {
         let token = shutdown.clone();
         let mut handle = tokio::task::spawn_blocking(move || replicator.run(&rx, &token));
 
-        let mut assigned: HashSet<TopicPartition> = HashSet::new();
+        let mut plan = Assigner::default();
+        let mut stored = stored;
         let refresh = self.mirror.refresh_topics.unwrap_or(Duration::MAX);
         let mut first = true;
 
@@ -443,44 +445,17 @@ impl Flow {
                 }
                 () = tokio::time::sleep(wait), if refresh != Duration::MAX || wait == Duration::ZERO => {
                     next_sync = tokio::time::Instant::now() + refresh.min(Duration::from_secs(86_400));
-                    let synced = sync.sync().await;
+                    let hold = plan.hold(&self.status);
+                    let synced = sync.sync(&hold).await;
                     topics_synced.cancel();
                     match synced {
-                        Ok(partitions) => {
+                        Ok(round) => {
                             if initial.is_none() {
-                                *initial = Some(partitions.iter().map(|r| r.source.clone()).collect());
+                                *initial = Some(round.partitions.iter().map(|r| r.source.clone()).collect());
                             }
-                            let new: Vec<Assignment> = partitions
-                                .into_iter()
-                                .filter(|r| !assigned.contains(&r.source))
-                                .map(|r| {
-                                    let map = match (stored.maps.get(&r.source), stored.positions.get(&r.source)) {
-                                        (Some(map), _) => map.clone(),
-                                        // Progress without a map: another replicator (MirrorMaker
-                                        // 2) copied what came before; it cannot be translated.
-                                        (None, Some(next)) => OffsetMap::known_from(next.0),
-                                        (None, None) => OffsetMap::default(),
-                                    };
-                                    let existed_at_start = initial.as_ref().is_some_and(|i| i.contains(&r.source));
-                                    let start = match stored.positions.get(&r.source) {
-                                        Some(next) => Start::At(*next),
-                                        // Every record of a topic or partition created while
-                                        // kmirror runs is new: it is copied from the start, whatever
-                                        // auto.offset.reset says, so nothing written before it was
-                                        // discovered is skipped.
-                                        None if !existed_at_start => Start::Earliest,
-                                        None => match self.mirror.start_from {
-                                            StartFrom::Earliest => Start::Earliest,
-                                            StartFrom::Latest => Start::Latest,
-                                        },
-                                    };
-                                    Assignment { source: r.source, target_topic: r.target_topic, start, map }
-                                })
-                                .collect();
-                            if !new.is_empty() {
-                                assigned.extend(new.iter().map(|a| a.source.clone()));
+                            for command in plan.apply(round, &mut stored, initial.as_ref(), self) {
                                 // A send error means the replicator ended; the next loop turn reports why.
-                                let _ = tx.send(Command::Assign(new));
+                                let _ = tx.send(command);
                             }
                         }
                         Err(e) => tracing::warn!("topic refresh failed: {e}; retrying in {}s", refresh.as_secs()),
@@ -488,6 +463,235 @@ impl Flow {
                 }
             }
         }
+    }
+}
+
+/// Turns topic refreshes into commands for the replicator: new partitions assigned where their
+/// stored progress says, partitions of deleted topics released, and partitions of topics that
+/// were deleted and created again (a new topic id on either side) copied again from the source's
+/// beginning.
+#[derive(Default)]
+struct Assigner {
+    assigned: HashSet<TopicPartition>,
+    /// The latest ids seen of each replicated source topic and its target topic.
+    ids: HashMap<String, TopicIds>,
+    /// Topics whose stale stored progress was already reported.
+    reported: HashSet<String>,
+    /// Topics that disappeared from the source while kmirror ran: one created again under the
+    /// same name is new, copied from its beginning.
+    gone: HashSet<String>,
+    /// Topics that came back after they were gone.
+    returned: HashSet<String>,
+    /// Source topics whose target topic was deleted, since when: it is created again once what
+    /// was sent to the old one has drained.
+    awaiting_target: HashMap<String, std::time::Instant>,
+}
+
+/// Longest wait for records sent to a deleted target topic to drain before it is created again.
+const TARGET_DRAIN_WAIT: Duration = Duration::from_secs(60);
+
+impl Assigner {
+    /// Source topics whose target topic must not be created if missing: every topic being
+    /// copied (a missing target topic was deleted), except those whose partitions have been
+    /// reset and drained since.
+    fn hold(&self, status: &StatusBoard) -> HashSet<String> {
+        let mut topics: HashSet<String> = self
+            .assigned
+            .iter()
+            .map(|tp| tp.topic.to_string())
+            .collect();
+        for (topic, since) in &self.awaiting_target {
+            if !status.topic_resetting(topic) || since.elapsed() > TARGET_DRAIN_WAIT {
+                topics.remove(topic);
+            }
+        }
+        topics
+    }
+
+    fn apply(
+        &mut self,
+        round: crate::topics::SyncRound,
+        stored: &mut crate::progress_store::Stored,
+        initial: Option<&HashSet<TopicPartition>>,
+        flow: &Flow,
+    ) -> Vec<Command> {
+        let mut commands = Vec::new();
+        let (source_alias, target_alias) =
+            (flow.mirror.source.as_str(), flow.mirror.target.as_str());
+        // Topics gone from the source: their partitions are released (progress stored).
+        let gone: Vec<TopicPartition> = self
+            .assigned
+            .iter()
+            .filter(|tp| !round.source_topics.contains(&*tp.topic))
+            .cloned()
+            .collect();
+        if !gone.is_empty() {
+            let topics: BTreeSet<&str> = gone.iter().map(|tp| &*tp.topic).collect();
+            for topic in topics {
+                tracing::warn!(topic, "the source topic no longer exists: its partitions are released; a topic created again under this name is copied from its beginning");
+                self.ids.remove(topic);
+                self.gone.insert(topic.to_owned());
+            }
+            for tp in &gone {
+                self.assigned.remove(tp);
+            }
+            commands.push(Command::Release(gone));
+        }
+        // Topics whose id changed on either side since the last refresh.
+        let mut recreated: HashMap<&str, Recreated> = HashMap::new();
+        for (topic, ids) in &round.ids {
+            let known = self.ids.remove(topic).unwrap_or_default();
+            let now = match known.recreated(ids) {
+                Some(side) => {
+                    let (old, new) = match side {
+                        Recreated::Source => (&known.source, &ids.source),
+                        Recreated::Target => (&known.target, &ids.target),
+                    };
+                    tracing::warn!(
+                        topic, side = side.side(), old_id = old.as_deref().unwrap_or_default(), new_id = new.as_deref().unwrap_or_default(),
+                        "the {} topic was deleted and created again: {topic} is copied again from the source's beginning and its old translation map is dropped",
+                        side.side()
+                    );
+                    flow.options
+                        .metrics
+                        .topics_recreated
+                        .with_label_values(&[source_alias, target_alias, topic, side.side()])
+                        .inc();
+                    recreated.insert(topic, side);
+                    ids.clone()
+                }
+                None => ids.clone().or(&known),
+            };
+            self.ids.insert(topic.clone(), now);
+        }
+        let mut resets = Vec::new();
+        // Target topics deleted under partitions being copied: those partitions stop and drain;
+        // the topic is created again at a later refresh and everything copied again.
+        for topic in &round.target_missing {
+            if let Some(known) = self.ids.get_mut(topic) {
+                known.target = None;
+            }
+            if self.awaiting_target.contains_key(topic) {
+                continue;
+            }
+            self.awaiting_target
+                .insert(topic.clone(), std::time::Instant::now());
+            let remote: Arc<str> = flow
+                .mirror
+                .policy
+                .format_remote_topic(&flow.mirror.source, topic)
+                .into();
+            tracing::warn!(
+                topic, target_topic = %remote, side = "target",
+                "the target topic was deleted: copying {topic} stops until what was sent to it has drained, then the topic is created again and {topic} is copied again from the source's beginning"
+            );
+            flow.options
+                .metrics
+                .topics_recreated
+                .with_label_values(&[source_alias, target_alias, topic, "target"])
+                .inc();
+            let ids = self.ids.get(topic).cloned().unwrap_or_default();
+            for tp in self.assigned.iter().filter(|tp| &*tp.topic == topic) {
+                resets.push(Assignment {
+                    source: tp.clone(),
+                    target_topic: Arc::clone(&remote),
+                    start: Start::Earliest,
+                    map: OffsetMap::default(),
+                    ids: ids.clone(),
+                });
+            }
+        }
+        let mut new = Vec::new();
+        for r in round.partitions {
+            self.awaiting_target.remove(&*r.source.topic);
+            let ids = self.ids.get(&*r.source.topic).cloned().unwrap_or_default();
+            if self.assigned.contains(&r.source) {
+                if recreated.contains_key(&*r.source.topic) {
+                    resets.push(Assignment {
+                        source: r.source,
+                        target_topic: r.target_topic,
+                        start: Start::Earliest,
+                        map: OffsetMap::default(),
+                        ids,
+                    });
+                }
+                continue;
+            }
+            if let Some(side) = stored.forget_if_recreated(&r.source, &ids) {
+                if self.reported.insert(r.source.topic.to_string()) {
+                    tracing::warn!(
+                        topic = %r.source.topic, side = side.side(),
+                        "the {} topic was deleted and created again since its progress was stored: the stored progress and translation map are dropped and {} is copied from its beginning",
+                        side.side(), r.source.topic
+                    );
+                    flow.options
+                        .metrics
+                        .topics_recreated
+                        .with_label_values(&[
+                            source_alias,
+                            target_alias,
+                            &r.source.topic,
+                            side.side(),
+                        ])
+                        .inc();
+                }
+            }
+            let map = match (stored.maps.get(&r.source), stored.positions.get(&r.source)) {
+                (Some(map), _) => map.clone(),
+                // Progress without a map: another replicator (MirrorMaker 2) copied what came
+                // before; it cannot be translated.
+                (None, Some(next)) => OffsetMap::known_from(next.0),
+                (None, None) => OffsetMap::default(),
+            };
+            let existed_at_start = initial.is_some_and(|i| i.contains(&r.source));
+            let start = match stored.positions.get(&r.source) {
+                Some(next) => Start::At(*next),
+                // Every record of a topic or partition created while kmirror runs is new: it is
+                // copied from the start, whatever auto.offset.reset says, so nothing written
+                // before it was discovered is skipped.
+                None if !existed_at_start
+                    || recreated.contains_key(&*r.source.topic)
+                    || self.gone.contains(&*r.source.topic)
+                    || self.returned.contains(&*r.source.topic) =>
+                {
+                    Start::Earliest
+                }
+                None => match flow.mirror.start_from {
+                    StartFrom::Earliest => Start::Earliest,
+                    StartFrom::Latest => Start::Latest,
+                },
+            };
+            if self.gone.remove(&*r.source.topic) {
+                tracing::warn!(
+                    topic = %r.source.topic, side = "source",
+                    "the source topic was deleted and created again: {} is copied from its beginning",
+                    r.source.topic
+                );
+                flow.options
+                    .metrics
+                    .topics_recreated
+                    .with_label_values(&[source_alias, target_alias, &r.source.topic, "source"])
+                    .inc();
+                self.returned.insert(r.source.topic.to_string());
+            }
+            self.assigned.insert(r.source.clone());
+            new.push(Assignment {
+                source: r.source,
+                target_topic: r.target_topic,
+                start,
+                map,
+                ids,
+            });
+        }
+        if !resets.is_empty() {
+            flow.status
+                .resetting(resets.iter().map(|a| a.source.clone()));
+            commands.push(Command::Reset(resets));
+        }
+        if !new.is_empty() {
+            commands.push(Command::Assign(new));
+        }
+        commands
     }
 }
 

@@ -69,6 +69,8 @@ pub mod names {
     pub const GROUP_SYNC_SKIPPED: &str = "kmirror_group_sync_skipped_total";
     /// Records the source deleted (retention, DeleteRecords) before kmirror copied them.
     pub const SOURCE_RECORDS_DELETED: &str = "kmirror_source_records_deleted_total";
+    /// Replicated topics found deleted and created again, by side (`source`, `target`).
+    pub const TOPICS_RECREATED: &str = "kmirror_topics_recreated_total";
 
     /// Every `kmirror_` family.
     pub const ALL_OWN: &[&str] = &[
@@ -95,6 +97,7 @@ pub mod names {
         TRANSLATION_DEGRADED,
         GROUP_SYNC_SKIPPED,
         SOURCE_RECORDS_DELETED,
+        TOPICS_RECREATED,
     ];
 }
 
@@ -205,6 +208,8 @@ pub struct Metrics {
     pub group_sync_skipped: IntCounterVec,
     /// See [`names::SOURCE_RECORDS_DELETED`].
     pub source_records_deleted: IntCounterVec,
+    /// See [`names::TOPICS_RECREATED`].
+    pub topics_recreated: IntCounterVec,
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
@@ -296,6 +301,7 @@ impl Metrics {
             translation_degraded: counter(&r, names::TRANSLATION_DEGRADED, "Checkpoints whose translation rounded back to an earlier target offset (re-read, never skip)", &flow),
             source_records_deleted: counter(&r, names::SOURCE_RECORDS_DELETED, "Records the source deleted (retention, DeleteRecords) before kmirror copied them", &part),
             group_sync_skipped: counter(&r, names::GROUP_SYNC_SKIPPED, "Group partitions that offset sync left alone: active on the target, or committed there by someone else", &[SOURCE, TARGET, KIND]),
+            topics_recreated: counter(&r, names::TOPICS_RECREATED, "Replicated topics found deleted and created again (copied again from the source's beginning), by side", &[SOURCE, TARGET, TOPIC, KIND]),
             registry: r,
         }
     }

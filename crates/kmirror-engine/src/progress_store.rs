@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use kmirror_core::progress::{decode, decode_map, Newest};
+use kmirror_core::progress::{decode, decode_map, Newest, TopicIds};
 use kmirror_core::translate::OffsetMap;
 use kmirror_core::{Offset, TopicPartition};
 use rdkafka::client::ClientContext;
@@ -25,6 +25,31 @@ pub struct Stored {
     pub positions: BTreeMap<TopicPartition, Offset>,
     /// Where copied records landed on the target.
     pub maps: BTreeMap<TopicPartition, OffsetMap>,
+    /// The topic ids each position was taken on (empty where MM2 wrote it).
+    pub ids: BTreeMap<TopicPartition, TopicIds>,
+    /// The topic ids each map was taken on.
+    pub map_ids: BTreeMap<TopicPartition, TopicIds>,
+}
+
+impl Stored {
+    /// Drops what was stored for a topic that was deleted and created again since (on either
+    /// side, by comparing ids with `current`), and says so. Returns which side, if any.
+    pub fn forget_if_recreated(
+        &mut self,
+        tp: &TopicPartition,
+        current: &TopicIds,
+    ) -> Option<kmirror_core::progress::Recreated> {
+        let recreated = self
+            .ids
+            .get(tp)
+            .and_then(|ids| ids.recreated(current))
+            .or_else(|| self.map_ids.get(tp).and_then(|ids| ids.recreated(current)))?;
+        self.positions.remove(tp);
+        self.maps.remove(tp);
+        self.ids.remove(tp);
+        self.map_ids.remove(tp);
+        Some(recreated)
+    }
 }
 
 pub fn read(
@@ -53,8 +78,8 @@ pub fn read(
         .collect();
     // The newest position and map of each source partition, whatever order the partitions of
     // the progress topic are read in (see `Newest`).
-    let mut out: Newest<Offset> = Newest::default();
-    let mut maps: Newest<OffsetMap> = Newest::default();
+    let mut out: Newest<(Offset, TopicIds)> = Newest::default();
+    let mut maps: Newest<(OffsetMap, TopicIds)> = Newest::default();
     if partitions.is_empty() {
         return Ok(Stored::default());
     }
@@ -81,11 +106,14 @@ pub fn read(
             }
             Some(Err(e)) => tracing::warn!(topic, "reading progress: {e}"),
             Some(Ok(msg)) if decode_map(msg.key().unwrap_or_default(), msg.payload()).is_some() => {
-                if let Some((cluster, tp, map)) =
-                    decode_map(msg.key().unwrap_or_default(), msg.payload())
-                {
-                    if cluster == source_alias {
-                        maps.offer(tp, Some(map), msg.partition(), timestamp(&msg));
+                if let Some(m) = decode_map(msg.key().unwrap_or_default(), msg.payload()) {
+                    if m.cluster == source_alias {
+                        maps.offer(
+                            m.partition,
+                            Some((m.map, m.ids)),
+                            msg.partition(),
+                            timestamp(&msg),
+                        );
                     }
                 }
             }
@@ -93,7 +121,7 @@ pub fn read(
                 Ok(Some(progress)) if progress.cluster == source_alias => {
                     out.offer(
                         progress.partition,
-                        Some(progress.next),
+                        Some((progress.next, progress.ids)),
                         msg.partition(),
                         timestamp(&msg),
                     );
@@ -115,10 +143,16 @@ pub fn read(
             },
         }
     }
-    Ok(Stored {
-        positions: out.into_values(),
-        maps: maps.into_values(),
-    })
+    let mut stored = Stored::default();
+    for (tp, (next, ids)) in out.into_values() {
+        stored.positions.insert(tp.clone(), next);
+        stored.ids.insert(tp, ids);
+    }
+    for (tp, (map, ids)) in maps.into_values() {
+        stored.maps.insert(tp.clone(), map);
+        stored.map_ids.insert(tp, ids);
+    }
+    Ok(stored)
 }
 
 fn timestamp(msg: &rdkafka::message::BorrowedMessage<'_>) -> i64 {

@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 use kmirror_core::mm2::OffsetSync;
 use kmirror_core::offset_sync::SyncWriter;
 use kmirror_core::progress::{
-    encode_key, encode_map_key, encode_map_value, encode_value, partition_for_key,
+    decode_value, encode_key, encode_map_key, encode_map_value, encode_value, partition_for_key,
+    TopicIds,
 };
 use kmirror_core::tracker::{PartitionTracker, PipelineState};
 use kmirror_core::translate::OffsetMap;
@@ -53,6 +54,9 @@ const RETRY_BACKOFF: Duration = Duration::from_secs(5);
 /// Back-off before a partition whose target partition the producer did not know is tried again
 /// (after a metadata refresh).
 const METADATA_BACKOFF: Duration = Duration::from_millis(500);
+/// How long a partition whose source log ends before its position waits for the topic refresh
+/// to find the topic recreated, before it continues from the log's end.
+const TRUNCATION_WAIT: Duration = Duration::from_secs(15);
 /// Longest wait for the producer's metadata of one topic.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -78,6 +82,8 @@ pub struct Assignment {
     pub start: Start,
     /// Where the partition's records were copied so far (from stored progress).
     pub map: OffsetMap,
+    /// The ids of the source and target topics, stored with the progress.
+    pub ids: TopicIds,
 }
 
 /// Ownership changes for the replicator.
@@ -87,6 +93,9 @@ pub enum Command {
     Assign(Vec<Assignment>),
     /// Stop copying these partitions: drain, store progress, release.
     Release(Vec<TopicPartition>),
+    /// The topic of these partitions was deleted and created again on the source or the target:
+    /// drain what is in flight, then copy each again as the assignment says (with a new map).
+    Reset(Vec<Assignment>),
 }
 
 /// How the replicator ended.
@@ -258,7 +267,7 @@ impl ProducerContext for DeliveryContext {
         };
         let Ok(mut buf) = self.buf.lock() else { return };
         let (slot, progress_value) = if opaque & PROGRESS_BIT != 0 {
-            let value = msg.payload().and_then(parse_progress_value);
+            let value = msg.payload().and_then(decode_value);
             (
                 u32::try_from(opaque & !(PROGRESS_BIT | MAP_BIT)).unwrap_or(u32::MAX),
                 value,
@@ -287,17 +296,6 @@ impl ProducerContext for DeliveryContext {
     }
 }
 
-fn parse_progress_value(payload: &[u8]) -> Option<Offset> {
-    let text = std::str::from_utf8(payload).ok()?;
-    let n: i64 = text
-        .trim()
-        .strip_prefix("{\"offset\":")?
-        .strip_suffix('}')?
-        .parse()
-        .ok()?;
-    Some(Offset(n + 1))
-}
-
 struct Slot {
     source: TopicPartition,
     target_topic: Arc<str>,
@@ -318,6 +316,13 @@ struct Slot {
     map_dirty: bool,
     last_acked_ts: Option<i64>,
     first_fetched_ts: Option<i64>,
+    /// The topic ids stored with progress and map.
+    ids: TopicIds,
+    /// The topic was recreated: once drained, the partition starts again as this says.
+    pending_reset: Option<Assignment>,
+    /// The source partition ended before the position (the high watermark then): it continues
+    /// from there unless a reset (recreated topic) comes first.
+    truncated_to: Option<i64>,
 }
 
 /// The replication worker of one flow.
@@ -427,6 +432,7 @@ impl Replicator {
                 match commands.try_recv() {
                     Ok(Command::Assign(list)) => self.assign(list)?,
                     Ok(Command::Release(list)) => self.release(&list),
+                    Ok(Command::Reset(list)) => self.reset(list)?,
                     Err(mpsc::TryRecvError::Empty | mpsc::TryRecvError::Disconnected) => break,
                 }
             }
@@ -435,6 +441,7 @@ impl Replicator {
             }
             self.pump()?;
             self.retry_failed()?;
+            self.finish_resets()?;
             if last_flush.elapsed() >= self.core.settings.flush_interval {
                 self.core.store_progress(false)?;
                 self.core.promote_delayed_syncs();
@@ -488,7 +495,8 @@ impl Replicator {
         for slot in self.core.slots.iter_mut().flatten() {
             let due = slot.retry_at.is_some_and(|t| t <= now)
                 && slot.tracker.is_drained()
-                && !slot.releasing;
+                && !slot.releasing
+                && slot.pending_reset.is_none();
             if !due {
                 continue;
             }
@@ -496,7 +504,13 @@ impl Replicator {
             if std::mem::take(&mut slot.refresh_target) {
                 refresh_producer_metadata(&self.core.producer, &slot.target_topic);
             }
-            let from = slot.tracker.restart();
+            let mut from = slot.tracker.restart();
+            if let Some(high) = slot.truncated_to.take() {
+                // No reset came: the source partition was truncated, not recreated.
+                slot.tracker.on_position_reset(Offset(high));
+                from = Offset(high);
+                tracing::warn!(topic = %slot.source.topic, partition = slot.source.partition, "the topic was not recreated: the source partition was truncated; continuing from its end, offset {high}");
+            }
             let tp = &slot.source;
             reposition(&self.consumer, tp, from.0)
                 .map_err(|e| Error::Retriable(format!("seek {tp} to {from}: {e}")))?;
@@ -526,13 +540,43 @@ impl Replicator {
                 continue;
             }
             let tp = &slot.source;
-            let Ok((low, _high)) =
+            let Ok((low, high)) =
                 self.consumer
                     .fetch_watermarks(&tp.topic, tp.partition, Duration::from_secs(10))
             else {
                 continue;
             };
             let next = slot.tracker.fetch_next();
+            if next.0 > high {
+                // The source's log ends before the position: the topic was deleted and created
+                // again (the topic refresh sees its new id and resets the partition), or the
+                // partition was truncated (an unclean leader election lost records kmirror had
+                // already copied). The partition waits for the refresh to tell which; without a
+                // reset it continues from `high`, where new records are written.
+                tracing::error!(
+                    topic = %tp.topic, partition = tp.partition, offset = next.0, high_watermark = high,
+                    "the source partition ends at offset {high}, before kmirror's position {}: the topic was deleted and created again, or the partition lost records {high}..{} (unclean leader election); waiting {}s for the topic refresh to tell which",
+                    next.0, next.0 - 1, TRUNCATION_WAIT.as_secs()
+                );
+                self.core.settings.metrics.error(
+                    self.core.settings.source.as_str(),
+                    self.core.settings.target.as_str(),
+                    "source_truncated",
+                );
+                slot.tracker.on_rejected(
+                    next,
+                    format!(
+                        "the source partition ends at {high}, before position {}",
+                        next.0
+                    ),
+                );
+                slot.truncated_to = Some(high);
+                slot.retry_at = Some(Instant::now() + TRUNCATION_WAIT);
+                let mut tpl = TopicPartitionList::new();
+                tpl.add_partition(&tp.topic, tp.partition);
+                let _ = self.consumer.pause(&tpl);
+                continue;
+            }
             if next.0 < low {
                 tracing::error!(
                     topic = %tp.topic, partition = tp.partition, offset = next.0, log_start = low,
@@ -587,11 +631,15 @@ impl Replicator {
         }
         let mut tpl = TopicPartitionList::new();
         for a in list {
-            if self
-                .core
-                .slot_index(&a.source.topic, a.source.partition)
-                .is_some()
-            {
+            if let Some(idx) = self.core.slot_index(&a.source.topic, a.source.partition) {
+                // Assigned again while its release drains (its topic was deleted and created
+                // again): it starts afresh once drained.
+                if let Some(slot) = self.core.slots[idx].as_mut() {
+                    if slot.releasing {
+                        slot.releasing = false;
+                        slot.pending_reset = Some(a);
+                    }
+                }
                 continue;
             }
             let (offset, next, stored) = match a.start {
@@ -607,6 +655,87 @@ impl Replicator {
             self.consumer
                 .incremental_assign(&tpl)
                 .map_err(|e| Error::Retriable(format!("assigning source partitions: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// Partitions whose topic was recreated: stop fetching and drain; [`Self::finish_resets`]
+    /// starts them again once nothing of theirs is in flight.
+    fn reset(&mut self, list: Vec<Assignment>) -> Result<()> {
+        let mut fresh = Vec::new();
+        let mut tpl = TopicPartitionList::new();
+        for a in list {
+            let Some(idx) = self.core.slot_index(&a.source.topic, a.source.partition) else {
+                fresh.push(a);
+                continue;
+            };
+            if let Some(slot) = self.core.slots[idx].as_mut() {
+                if slot.pending_reset.is_none() && !slot.releasing {
+                    tpl.add_partition(&a.source.topic, a.source.partition);
+                }
+                slot.tracker.start_draining();
+                slot.pending_reset = Some(a);
+            }
+        }
+        if tpl.count() > 0 {
+            if let Err(e) = self.consumer.incremental_unassign(&tpl) {
+                tracing::warn!("unassigning partitions of a recreated topic: {e}");
+            }
+        }
+        for a in &fresh {
+            self.core.status.reset_done(&a.source);
+        }
+        if !fresh.is_empty() {
+            self.assign(fresh)?;
+        }
+        Ok(())
+    }
+
+    /// Starts again every reset partition with nothing in flight: new tracker and map, nothing
+    /// stored yet (progress stored under the old topic ids is ignored after a restart), fetched
+    /// from where its assignment says.
+    fn finish_resets(&mut self) -> Result<()> {
+        let mut tpl = TopicPartitionList::new();
+        for slot in self.core.slots.iter_mut().flatten() {
+            if slot.pending_reset.is_none() || !slot.tracker.is_drained() {
+                continue;
+            }
+            let Some(a) = slot.pending_reset.take() else {
+                continue;
+            };
+            let (offset, next) = match a.start {
+                Start::At(o) => (rdkafka::Offset::Offset(o.0), o),
+                Start::Earliest => (rdkafka::Offset::Beginning, Offset(0)),
+                Start::Latest => (rdkafka::Offset::End, Offset(0)),
+            };
+            tpl.add_partition_offset(&a.source.topic, a.source.partition, offset)
+                .map_err(|e| Error::Internal(format!("partition list: {e}")))?;
+            // The target topic may be new: the producer learns its partitions now.
+            refresh_producer_metadata(&self.core.producer, &slot.target_topic);
+            slot.tracker = PartitionTracker::new(next, None);
+            slot.map = a.map;
+            slot.map_dirty = false;
+            slot.ids = a.ids;
+            slot.position_known = false;
+            slot.final_progress_sent = None;
+            slot.retry_at = None;
+            slot.truncated_to = None;
+            slot.refresh_target = false;
+            slot.sync = self.core.syncs.as_ref().map(|s| SyncWriter::new(s.lag_max));
+            slot.last_acked_ts = None;
+            slot.first_fetched_ts = None;
+            self.core.settings.maps.remove(&slot.source);
+            self.core.status.reset_done(&slot.source);
+            tracing::info!(topic = %a.source.topic, partition = a.source.partition, start = ?a.start, "partition of a recreated topic starts again");
+        }
+        if tpl.count() > 0 {
+            self.consumer
+                .incremental_assign(&tpl)
+                .map_err(|e| Error::Retriable(format!("assigning source partitions: {e}")))?;
+            // A partition paused by an earlier failure stays paused across assignments.
+            if let Err(e) = self.consumer.resume(&tpl) {
+                tracing::debug!("resuming reset partitions: {e}");
+            }
         }
         Ok(())
     }
@@ -766,6 +895,9 @@ impl Core {
             map_dirty: false,
             last_acked_ts: None,
             first_fetched_ts: None,
+            ids: a.ids,
+            pending_reset: None,
+            truncated_to: None,
         });
         Ok(())
     }
@@ -1031,7 +1163,7 @@ impl Core {
             }
             slot.final_progress_sent = Some(next);
             let key = encode_key(self.settings.source.as_str(), &slot.source);
-            let value = encode_value(next);
+            let value = encode_value(next, &slot.ids);
             let partition = partition_for_key(&key, self.settings.progress_partitions);
             let mut record = BaseRecord::<[u8], [u8], usize>::with_opaque_to(
                 &self.settings.progress_topic,
@@ -1086,7 +1218,7 @@ impl Core {
             }
             slot.map_dirty = false;
             let key = encode_map_key(self.settings.source.as_str(), &slot.source);
-            let value = encode_map_value(&slot.map);
+            let value = encode_map_value(&slot.map, &slot.ids);
             let partition = partition_for_key(&key, self.settings.progress_partitions);
             let record = BaseRecord::<[u8], [u8], usize>::with_opaque_to(
                 &self.settings.progress_topic,
@@ -1192,6 +1324,7 @@ impl Core {
         let mut reports = Vec::new();
         for s in self.slots.iter_mut().flatten() {
             let (state, error) = match s.tracker.state() {
+                _ if s.pending_reset.is_some() => ("resetting", None),
                 PipelineState::Running => ("running", None),
                 PipelineState::Draining => ("draining", None),
                 PipelineState::Failed { reason, .. } => (
@@ -1347,8 +1480,12 @@ mod tests {
 
     #[test]
     fn progress_values_parse() {
-        assert_eq!(parse_progress_value(br#"{"offset":41}"#), Some(Offset(42)));
-        assert_eq!(parse_progress_value(br#"{"offset":-1}"#), Some(Offset(0)));
-        assert_eq!(parse_progress_value(b"junk"), None);
+        assert_eq!(decode_value(br#"{"offset":41}"#), Some(Offset(42)));
+        assert_eq!(decode_value(br#"{"offset":-1}"#), Some(Offset(0)));
+        assert_eq!(
+            decode_value(br#"{"offset":7,"sourceTopicId":"x"}"#),
+            Some(Offset(8))
+        );
+        assert_eq!(decode_value(b"junk"), None);
     }
 }

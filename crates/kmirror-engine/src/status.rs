@@ -26,9 +26,33 @@ pub struct PartitionReport {
 #[derive(Default)]
 pub struct StatusBoard {
     partitions: Mutex<BTreeMap<TopicPartition, PartitionReport>>,
+    /// Partitions told to start again (their topic was recreated) whose records sent before
+    /// are still in flight.
+    resetting: Mutex<std::collections::HashSet<TopicPartition>>,
 }
 
 impl StatusBoard {
+    /// Marks partitions as resetting (until [`Self::reset_done`]).
+    pub fn resetting(&self, tps: impl Iterator<Item = TopicPartition>) {
+        if let Ok(mut set) = self.resetting.lock() {
+            set.extend(tps);
+        }
+    }
+
+    /// A reset partition has nothing of before in flight any more.
+    pub fn reset_done(&self, tp: &TopicPartition) {
+        if let Ok(mut set) = self.resetting.lock() {
+            set.remove(tp);
+        }
+    }
+
+    /// Whether any partition of `topic` is still resetting.
+    pub fn topic_resetting(&self, topic: &str) -> bool {
+        self.resetting
+            .lock()
+            .is_ok_and(|set| set.iter().any(|tp| &*tp.topic == topic))
+    }
+
     /// Replaces the reports of the given partitions.
     pub fn update(&self, reports: impl Iterator<Item = PartitionReport>) {
         if let Ok(mut map) = self.partitions.lock() {
@@ -149,6 +173,13 @@ impl MapBoard {
                 source.clone(),
                 (std::sync::Arc::clone(target_topic), map.clone()),
             );
+        }
+    }
+
+    /// Forgets a partition's map (its topic was recreated).
+    pub fn remove(&self, source: &TopicPartition) {
+        if let Ok(mut m) = self.maps.lock() {
+            m.remove(source);
         }
     }
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kmirror_core::config::Mirror;
+use kmirror_core::progress::TopicIds;
 use kmirror_core::topic_config::{
     replicated_partitions, ConfigEntry, ConfigOrigin, PartitionAction,
 };
@@ -49,6 +50,56 @@ pub async fn list_topics(admin: &Admin, timeout: Duration) -> Result<BTreeMap<St
     .map_err(|e| Error::Internal(format!("metadata task: {e}")))?
 }
 
+/// Topics per DescribeTopics request.
+const DESCRIBE_BATCH: usize = 500;
+
+/// The ids of `topics` (KIP-516) as `admin`'s cluster reports them; topics it could not
+/// describe, and brokers that report the null id, are left out. Blocking.
+fn describe_ids(admin: &Admin, topics: &[String], timeout: Duration) -> BTreeMap<String, String> {
+    const NULL_ID: &str = "AAAAAAAAAAAAAAAAAAAAAA";
+    let mut out = BTreeMap::new();
+    for chunk in topics.chunks(DESCRIBE_BATCH) {
+        match kmirror_admin::describe_topics(admin.inner(), chunk, false, timeout) {
+            Ok(answers) => {
+                for (name, answer) in answers {
+                    if let Ok(d) = answer {
+                        if !d.id.is_empty() && d.id != NULL_ID {
+                            out.insert(name, d.id);
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::debug!("cannot read topic ids: {e}"),
+        }
+    }
+    out
+}
+
+/// The source and target ids of each `(source topic, target topic)` pair.
+async fn topic_ids(
+    source: &Admin,
+    target: &Admin,
+    pairs: Vec<(String, String)>,
+    timeout: Duration,
+) -> std::collections::HashMap<String, TopicIds> {
+    let (source, target) = (Arc::clone(source), Arc::clone(target));
+    tokio::task::spawn_blocking(move || {
+        let names: Vec<String> = pairs.iter().map(|(s, _)| s.clone()).collect();
+        let remotes: Vec<String> = pairs.iter().map(|(_, t)| t.clone()).collect();
+        let mut src = describe_ids(&source, &names, timeout);
+        let mut dst = describe_ids(&target, &remotes, timeout);
+        pairs
+            .into_iter()
+            .map(|(s, t)| {
+                let ids = TopicIds::new(src.remove(&s), dst.remove(&t));
+                (s, ids)
+            })
+            .collect()
+    })
+    .await
+    .unwrap_or_default()
+}
+
 /// `shouldReplicateTopic` (MM2-COMPAT §4.1).
 pub fn should_replicate(mirror: &Mirror, topic: &str) -> bool {
     let policy = &mirror.policy;
@@ -65,6 +116,20 @@ pub struct Replicable {
     pub source: TopicPartition,
     /// Remote topic name on the target.
     pub target_topic: Arc<str>,
+}
+
+/// What one topic refresh found.
+#[derive(Debug, Default)]
+pub struct SyncRound {
+    /// Every source partition that has a counterpart on the target.
+    pub partitions: Vec<Replicable>,
+    /// Every replicated topic that exists on the source (with or without a target topic).
+    pub source_topics: std::collections::HashSet<String>,
+    /// The ids of each replicated source topic and its target topic, where the clusters
+    /// reported them.
+    pub ids: std::collections::HashMap<String, TopicIds>,
+    /// Source topics in `hold` whose target topic is missing (deleted): not created again.
+    pub target_missing: Vec<String>,
 }
 
 /// Keeps the target's topics in step with the source for one mirror: topics and partitions
@@ -167,19 +232,29 @@ impl TopicSync {
     }
 
     /// One round: create missing remote topics, grow short ones, and return every source
-    /// partition that has a counterpart on the target.
-    pub async fn sync(&self) -> Result<Vec<Replicable>> {
+    /// partition that has a counterpart on the target, with the topics' ids. The target topics of
+    /// source topics in `hold` are not created when missing (they were deleted while their
+    /// partitions were copied: what was sent to them must drain first).
+    pub async fn sync(&self, hold: &std::collections::HashSet<String>) -> Result<SyncRound> {
         // Bounded well below admin.timeout.ms: a refresh must not hold up shutdown for a minute
         // while a cluster is unreachable.
         let timeout = self.mirror.admin_timeout.min(LIST_TIMEOUT);
         let source_topics = list_topics(&self.source, timeout).await?;
         let mut target_topics = list_topics(&self.target, timeout).await?;
         let mut out = Vec::new();
+        let mut round = SyncRound::default();
+        let mut pairs = Vec::new();
         for (topic, remote, partitions) in self.replicated_topics(&source_topics) {
+            round.source_topics.insert(topic.clone());
+            pairs.push((topic.clone(), remote.clone()));
             let on_target = match PartitionAction::decide(
                 partitions,
                 target_topics.get(&remote).copied(),
             ) {
+                PartitionAction::Create(_) if hold.contains(topic) => {
+                    round.target_missing.push(topic.clone());
+                    continue;
+                }
                 PartitionAction::Create(n) => match self.create(topic, &remote, n).await {
                     Ok(()) => n,
                     Err(e) => {
@@ -213,7 +288,9 @@ impl TopicSync {
                 });
             }
         }
-        Ok(out)
+        round.partitions = out;
+        round.ids = topic_ids(&self.source, &self.target, pairs, timeout).await;
+        Ok(round)
     }
 
     fn flow_counter(&self, family: &prometheus::IntCounterVec) -> prometheus::IntCounter {
