@@ -63,6 +63,7 @@ fn target_leader_down_for_ten_seconds_loses_nothing_and_keeps_order() {
         target: ClusterAlias::new("target"),
         metrics: Arc::new(kmirror_engine::metrics::Metrics::new()),
         maps: Arc::default(),
+        stall_after: Duration::from_secs(3),
     };
     let status = Arc::new(StatusBoard::default());
     let replicator = Replicator::build(
@@ -93,10 +94,35 @@ fn target_leader_down_for_ten_seconds_loses_nothing_and_keeps_order() {
     std::thread::sleep(Duration::from_millis(500));
     target.broker_down(2).unwrap();
     produce(&src, topic, &records(partitions, total / 2, total));
-    std::thread::sleep(Duration::from_secs(10));
+    // Within the outage the partition is reported stuck (after `stall_after`), with a cause.
+    let mut stuck = None;
+    let outage = std::time::Instant::now();
+    while outage.elapsed() < Duration::from_secs(10) {
+        if stuck.is_none() {
+            stuck = status
+                .snapshot()
+                .into_iter()
+                .find(|r| r.stuck && r.source.partition == 0);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
     target.broker_up(2).unwrap();
+    let stuck = stuck.expect("partition 0 reported stuck during the outage");
+    assert!(
+        ["waiting_for_target", "retrying"].contains(&stuck.state) && stuck.error.is_some(),
+        "{stuck:?}"
+    );
 
     let got = consume(&dst, topic, partitions, total, Duration::from_secs(60));
+    let recovered = std::time::Instant::now();
+    while status.snapshot().iter().any(|r| r.stuck) {
+        assert!(
+            recovered.elapsed() < Duration::from_secs(10),
+            "still reported stuck after recovering: {:?}",
+            status.snapshot()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     shutdown.cancel();
     let report = worker.join().unwrap().unwrap();
     assert!(report.clean, "clean shutdown");

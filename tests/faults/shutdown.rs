@@ -38,7 +38,18 @@ fn sigterm_during_target_outage(outage: Outage) {
     let mut sent = batch(0, 20_000);
     produce(&env.source.bootstrap, &topic, &sent);
     let config = env.config(&topic, "");
-    let mut kmirror = Kmirror::start(&config, &["--shutdown-timeout", "5s"]);
+    let port = free_port();
+    let mut kmirror = Kmirror::start(
+        &config,
+        &[
+            "--shutdown-timeout",
+            "5s",
+            "--stall-after",
+            "2s",
+            "--metrics-addr",
+            &format!("127.0.0.1:{port}"),
+        ],
+    );
     let _ = consume(
         &env.target.bootstrap,
         &topic,
@@ -55,7 +66,27 @@ fn sigterm_during_target_outage(outage: Outage) {
     let more = batch(20_000, 70_000);
     produce(&env.source.bootstrap, &topic, &more);
     sent.extend(more);
-    std::thread::sleep(Duration::from_secs(3));
+    // The partitions say they wait for the target, with offsets, in /readyz, the state metric
+    // and the log.
+    wait_for("partitions reported stuck", Duration::from_secs(20), || {
+        let (code, body) = http_get(port, "/readyz");
+        let metrics = http_get(port, "/metrics").1;
+        let waiting = series(
+            &metrics,
+            "kmirror_partition_state",
+            &[("topic", topic.as_str()), ("state", "waiting_for_target")],
+        );
+        if code == 503
+            && body.contains(&format!("partition {topic}"))
+            && body.contains("waiting_for_target")
+            && waiting == Some(1.0)
+            && kmirror.logs().contains("partition not moving")
+        {
+            Ok(())
+        } else {
+            Err(format!("{code} {body}"))
+        }
+    });
 
     let signalled = Instant::now();
     let code = kmirror.terminate(Duration::from_secs(20));

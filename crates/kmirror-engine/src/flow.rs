@@ -40,6 +40,8 @@ pub struct FlowOptions {
     pub connectivity: Arc<Connectivity>,
     /// Set when a replicator stopped before all acknowledged progress was stored.
     pub unclean_stop: Arc<std::sync::atomic::AtomicBool>,
+    /// How long a partition may be neither copying nor caught up before it is reported stuck.
+    pub stall_after: Duration,
 }
 
 /// A ready-to-run mirror.
@@ -396,6 +398,7 @@ impl Flow {
             // The replicator's own deadline leaves a fifth of the time for closing the clients
             // before the process exits at the shutdown timeout.
             shutdown_timeout: self.options.shutdown_timeout.mul_f64(0.8),
+            stall_after: self.options.stall_after,
         };
         let replicator = Replicator::build(
             settings,

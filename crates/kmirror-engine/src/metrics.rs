@@ -153,7 +153,25 @@ use labels::{
 };
 
 /// Partition states reported by [`names::PARTITION_STATE`].
-pub const STATES: &[&str] = &["running", "draining", "retrying", "failed"];
+///
+/// - `copying`: behind the source and moving;
+/// - `caught_up`: everything the source has is on the target;
+/// - `waiting_for_target`: records sent, no acknowledgement for longer than `--stall-after`;
+/// - `stalled`: behind the source, nothing fetched or copied for longer than `--stall-after`;
+/// - `retrying`: stopped by a retriable error, restarting from its progress;
+/// - `failed`: stopped by an error that needs the operator (the log names it);
+/// - `draining`: released, waiting for its records in flight;
+/// - `resetting`: its topic was recreated, waiting for records sent to the old one.
+pub const STATES: &[&str] = &[
+    "copying",
+    "caught_up",
+    "waiting_for_target",
+    "stalled",
+    "retrying",
+    "failed",
+    "draining",
+    "resetting",
+];
 
 /// The registry and every family.
 pub struct Metrics {

@@ -127,6 +127,8 @@ pub struct ReplicatorSettings {
     pub metrics: Arc<Metrics>,
     /// Where translation maps are published for checkpoints.
     pub maps: Arc<crate::status::MapBoard>,
+    /// How long a partition may be neither copying nor caught up before it is reported stuck.
+    pub stall_after: Duration,
 }
 
 struct Delivery {
@@ -323,6 +325,33 @@ struct Slot {
     /// The source partition ended before the position (the high watermark then): it continues
     /// from there unless a reset (recreated topic) comes first.
     truncated_to: Option<i64>,
+    /// What `/readyz`, the state metric and the log were last told.
+    watch: StallWatch,
+}
+
+/// Tells a partition that moves from one that does not, for [`PartitionReport`]s.
+struct StallWatch {
+    /// Progress at the last look, and when it last changed (or the partition was caught up).
+    progress: i64,
+    moved_at: Instant,
+    /// The state at the last look, and since when.
+    state: &'static str,
+    since: Instant,
+    /// Whether the partition was reported stuck.
+    stuck: bool,
+}
+
+impl StallWatch {
+    fn new() -> Self {
+        let now = Instant::now();
+        Self {
+            progress: -1,
+            moved_at: now,
+            state: "copying",
+            since: now,
+            stuck: false,
+        }
+    }
 }
 
 /// The replication worker of one flow.
@@ -347,6 +376,8 @@ struct Core {
     copied: u64,
     latency: prometheus::Histogram,
     syncs: Option<SyncEmitter>,
+    /// When partition states were last published.
+    published_at: Instant,
 }
 
 impl Replicator {
@@ -412,6 +443,7 @@ impl Replicator {
                 copied: 0,
                 latency,
                 syncs,
+                published_at: Instant::now(),
             },
         })
     }
@@ -462,7 +494,12 @@ impl Replicator {
             match self.consumer.poll(timeout) {
                 None => break,
                 Some(Ok(msg)) => {
-                    self.core.forward(&msg, now_ms, &mut to_pause)?;
+                    self.core.forward(
+                        &msg,
+                        now_ms,
+                        &mut to_pause,
+                        &self.consumer.context().watermarks,
+                    )?;
                     timeout = Duration::ZERO;
                 }
                 Some(Err(e)) => {
@@ -720,6 +757,7 @@ impl Replicator {
             slot.final_progress_sent = None;
             slot.retry_at = None;
             slot.truncated_to = None;
+            slot.watch = StallWatch::new();
             slot.refresh_target = false;
             slot.sync = self.core.syncs.as_ref().map(|s| SyncWriter::new(s.lag_max));
             slot.last_acked_ts = None;
@@ -898,6 +936,7 @@ impl Core {
             ids: a.ids,
             pending_reset: None,
             truncated_to: None,
+            watch: StallWatch::new(),
         });
         Ok(())
     }
@@ -909,6 +948,7 @@ impl Core {
         msg: &BorrowedMessage<'_>,
         now_ms: i64,
         to_pause: &mut Vec<TopicPartition>,
+        watermarks: &Watermarks,
     ) -> Result<()> {
         let Some(idx) = self.slot_index(msg.topic(), msg.partition()) else {
             return Ok(());
@@ -968,10 +1008,14 @@ impl Core {
                         }
                         return Ok(());
                     }
-                    // Back-pressure: the target is slower than the source. Wait for acks.
+                    // Back-pressure: the target is slower than the source. Wait for acks, and
+                    // keep saying how each partition is doing (stuck, if the target is gone).
                     record = back;
                     self.producer.poll(Duration::from_millis(10));
                     self.apply_deliveries(to_pause)?;
+                    if self.published_at.elapsed() >= self.settings.flush_interval {
+                        self.publish_status(watermarks);
+                    }
                 }
                 Err((e, _)) => {
                     let reason = describe(&e);
@@ -1318,24 +1362,14 @@ impl Core {
     }
 
     fn publish_status(&mut self, watermarks: &Watermarks) {
+        self.published_at = Instant::now();
         let now_ms = crate::now_millis();
         let marks = watermarks.lock().map(|w| w.clone()).unwrap_or_default();
         let mut rpo: f64 = 0.0;
         let mut reports = Vec::new();
+        let now = Instant::now();
+        let stall_after = self.settings.stall_after;
         for s in self.slots.iter_mut().flatten() {
-            let (state, error) = match s.tracker.state() {
-                _ if s.pending_reset.is_some() => ("resetting", None),
-                PipelineState::Running => ("running", None),
-                PipelineState::Draining => ("draining", None),
-                PipelineState::Failed { reason, .. } => (
-                    if s.retry_at.is_some() {
-                        "retrying"
-                    } else {
-                        "failed"
-                    },
-                    Some(reason.clone()),
-                ),
-            };
             let progress = s.tracker.progress().0;
             let marks = marks
                 .get(&(s.source.topic.to_string(), s.source.partition))
@@ -1347,6 +1381,74 @@ impl Core {
                 s.map.prune_below(lo);
                 s.map_dirty |= s.map.runs().len() != before;
             }
+            let in_flight = s.tracker.in_flight();
+            let w = &mut s.watch;
+            if progress != w.progress {
+                w.progress = progress;
+                w.moved_at = now;
+            }
+            let behind = lag.is_some_and(|l| l > 0) || in_flight > 0;
+            if !behind {
+                w.moved_at = now;
+            }
+            let still = now.saturating_duration_since(w.moved_at);
+            let (state, error) = match s.tracker.state() {
+                _ if s.pending_reset.is_some() => (
+                    "resetting",
+                    Some(format!(
+                        "its topic was recreated; waiting for {in_flight} records sent before"
+                    )),
+                ),
+                PipelineState::Running if !behind => ("caught_up", None),
+                PipelineState::Running if still < stall_after => ("copying", None),
+                PipelineState::Running if in_flight > 0 => (
+                    "waiting_for_target",
+                    Some(format!(
+                        "{in_flight} records sent to the target are not acknowledged"
+                    )),
+                ),
+                PipelineState::Running => (
+                    "stalled",
+                    Some(format!(
+                        "{} records behind the source and nothing copied",
+                        lag.unwrap_or(0)
+                    )),
+                ),
+                PipelineState::Draining => (
+                    "draining",
+                    Some(format!("waiting for {in_flight} records in flight")),
+                ),
+                PipelineState::Failed { reason, .. } => (
+                    if s.retry_at.is_some() {
+                        "retrying"
+                    } else {
+                        "failed"
+                    },
+                    Some(reason.clone()),
+                ),
+            };
+            if state != w.state {
+                w.state = state;
+                w.since = now;
+            }
+            let stuck_for = match state {
+                "copying" | "caught_up" => Duration::ZERO,
+                "waiting_for_target" | "stalled" => still,
+                _ => now.saturating_duration_since(w.since),
+            };
+            let stuck = state == "failed" || stuck_for >= stall_after;
+            if stuck && !w.stuck {
+                tracing::error!(
+                    topic = %s.source.topic, partition = s.source.partition, state,
+                    offset = progress, high_watermark = marks.map_or(-1, |(_, hi)| hi), in_flight,
+                    stuck_seconds = stuck_for.as_secs(),
+                    "partition not moving for {}s: {state}: {}",
+                    stuck_for.as_secs(), error.as_deref().unwrap_or("")
+                );
+            } else if !stuck && w.stuck {
+                tracing::info!(topic = %s.source.topic, partition = s.source.partition, state, offset = progress, "partition moving again");
+            }
+            w.stuck = stuck;
             let lag_seconds = match lag {
                 Some(l) if l > 0 => s.last_acked_ts.or(s.first_fetched_ts).map_or(0.0, |ts| {
                     #[allow(clippy::cast_precision_loss)]
@@ -1365,6 +1467,8 @@ impl Core {
             reports.push(PartitionReport {
                 source: s.source.clone(),
                 state,
+                stuck,
+                stuck_for: stuck_for.as_secs(),
                 next_offset: progress,
                 in_flight: s.tracker.in_flight(),
                 copied: s.tracker.copied(),

@@ -10,8 +10,13 @@ use kmirror_core::TopicPartition;
 pub struct PartitionReport {
     /// Source topic and partition.
     pub source: TopicPartition,
-    /// `running`, `draining`, `retrying` or `failed`.
+    /// One of [`crate::metrics::STATES`].
     pub state: &'static str,
+    /// The state is one that needs attention (`failed`), or not copying nor caught up for longer
+    /// than the stall bound: `/readyz` reports it.
+    pub stuck: bool,
+    /// How long the partition has not moved (seconds).
+    pub stuck_for: u64,
     /// Next source offset whose predecessors are all on the target.
     pub next_offset: i64,
     /// Records waiting for the target's acknowledgement.
@@ -120,8 +125,9 @@ impl Connectivity {
 }
 
 impl StatusBoard {
-    /// Ready when every cluster answered its last probe, no permission is missing and every
-    /// assigned partition is running; otherwise the reasons.
+    /// Ready when every cluster answered its last probe, no permission is missing and no
+    /// assigned partition is stuck (failed, or neither copying nor caught up for longer than
+    /// the stall bound); otherwise the reasons.
     pub fn readiness(
         &self,
         clusters: &Connectivity,
@@ -135,12 +141,15 @@ impl StatusBoard {
         reasons.extend(conn.into_values().flatten());
         reasons.extend(clusters.missing_permissions());
         for p in self.snapshot() {
-            if p.state != "running" {
+            if p.stuck {
                 let why = p.error.as_deref().unwrap_or("");
                 reasons.push(
-                    format!("partition {} is {} {why}", p.source, p.state)
-                        .trim_end()
-                        .to_owned(),
+                    format!(
+                        "partition {} is {} for {}s at offset {}: {why}",
+                        p.source, p.state, p.stuck_for, p.next_offset
+                    )
+                    .trim_end_matches([' ', ':'])
+                    .to_owned(),
                 );
             }
         }

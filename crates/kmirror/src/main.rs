@@ -63,6 +63,12 @@ enum Cmd {
         /// How long a graceful stop may take (e.g. 30s, 1500ms).
         #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
         shutdown_timeout: Duration,
+        /// How long a partition may be neither copying nor caught up (waiting for the target,
+        /// behind without moving, retrying, resetting) before `/readyz`, the
+        /// `kmirror_partition_state` metric and an error line report it stuck. A failed
+        /// partition is reported at once.
+        #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+        stall_after: Duration,
         /// Log line format.
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
@@ -233,6 +239,7 @@ fn main() -> ExitCode {
             config,
             metrics_addr,
             shutdown_timeout,
+            stall_after,
             log_format,
         } => {
             init_logging(log_format, RUN_LOG);
@@ -250,7 +257,13 @@ fn main() -> ExitCode {
                 Ok(rt) => rt,
                 Err(code) => return code,
             };
-            let code = runtime.block_on(run(cfg, security, metrics_addr, shutdown_timeout));
+            let code = runtime.block_on(run(
+                cfg,
+                security,
+                metrics_addr,
+                shutdown_timeout,
+                stall_after,
+            ));
             // Every task has ended; a metadata request still waiting on an unreachable
             // cluster in a blocking thread must not hold the exit.
             runtime.shutdown_timeout(Duration::from_millis(500));
@@ -351,6 +364,7 @@ fn plan(args: &ConfigArgs, flow: Option<&str>, json: bool) -> ExitCode {
         metrics: Arc::new(Metrics::new()),
         connectivity: Arc::new(Connectivity::default()),
         unclean_stop: Arc::default(),
+        stall_after: Duration::from_secs(60),
     };
     let status = Arc::new(StatusBoard::default());
     let mut plans = Vec::new();
@@ -502,6 +516,7 @@ fn check(path: &Path, secrets_dir: Option<&Path>) -> Result<Checked, Vec<Problem
             metrics: Arc::new(Metrics::new()),
             connectivity: Arc::new(Connectivity::default()),
             unclean_stop: Arc::default(),
+            stall_after: Duration::from_secs(60),
         };
         for mirror in &cfg.mirrors {
             if let Err(e) = Flow::build(
@@ -530,6 +545,7 @@ async fn run(
     security: BTreeMap<kmirror_core::ClusterAlias, ClusterSecurity>,
     metrics_addr: Option<std::net::SocketAddr>,
     shutdown_timeout: Duration,
+    stall_after: Duration,
 ) -> ExitCode {
     let shutdown = CancellationToken::new();
     let status = Arc::new(StatusBoard::default());
@@ -571,6 +587,7 @@ async fn run(
         metrics,
         connectivity,
         unclean_stop: Arc::clone(&unclean_stop),
+        stall_after,
     };
     for mirror in &cfg.mirrors {
         let flow = match Flow::build(
