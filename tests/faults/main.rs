@@ -8,6 +8,7 @@
 mod support;
 
 mod gaps;
+mod kill;
 mod mock;
 mod recreate;
 mod shutdown;

@@ -155,6 +155,28 @@ impl OffsetMap {
         self.runs = out;
     }
 
+    /// The partition resumes copying at source offset `next` (its stored progress). Progress
+    /// is stored more often than the map, so records between the map's end and `next` may have
+    /// copies on the target that the map does not know: a group there translates to the end of
+    /// what the map knows (those copies are read again, none is skipped).
+    pub fn resumed_at(&mut self, next: i64) {
+        let Some(last) = self.runs.last() else {
+            return;
+        };
+        let end = last.end_upstream();
+        if end < next {
+            self.runs.push(Run {
+                upstream: end,
+                downstream: last.end_downstream(),
+                len: 0,
+                gaps: next - end,
+            });
+            if self.runs.len() > MAX_RUNS {
+                self.compact();
+            }
+        }
+    }
+
     /// A map for a partition whose records before `from` were copied by someone else.
     pub fn known_from(from: i64) -> Self {
         Self {
@@ -248,6 +270,29 @@ mod tests {
             m.record(*u, *d);
         }
         m
+    }
+
+    #[test]
+    fn a_map_behind_the_stored_progress_never_skips_what_it_does_not_know() {
+        let mut m = OffsetMap::default();
+        for u in 0..100 {
+            m.record(u, u);
+        }
+        // Progress says 150; the map knows 0..100. Records 100..150 were copied to target
+        // offsets 100.. (unknown to the map) before the stop; after it, 150 lands at 170.
+        m.resumed_at(150);
+        m.record(150, 170);
+        assert_eq!(m.translate(99), Some(99));
+        let t = m.translate_detail(120).expect("translates");
+        assert_eq!(t.offset, 100, "back to the end of what the map knows");
+        assert!(!t.exact);
+        assert_eq!(m.translate(150), Some(170));
+        assert_eq!(m.translate(151), Some(171));
+        // Nothing to add when the map is not behind.
+        let mut n = OffsetMap::default();
+        n.record(0, 0);
+        n.resumed_at(1);
+        assert_eq!(n.runs().len(), 1);
     }
 
     #[test]

@@ -247,6 +247,17 @@ impl ClusterContext {
         }
     }
 
+    /// A context for another client of the same cluster.
+    pub fn sibling(&self) -> Self {
+        Self {
+            alias: self.alias.clone(),
+            ca_files: self.ca_files.clone(),
+            client_cert: self.client_cert.clone(),
+            last_fatal: Mutex::new(None),
+            quiet: self.quiet,
+        }
+    }
+
     /// A context whose diagnosis the caller logs.
     fn quiet(factory: &ClientFactory) -> Self {
         Self {

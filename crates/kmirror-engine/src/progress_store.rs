@@ -148,7 +148,11 @@ pub fn read(
         stored.positions.insert(tp.clone(), next);
         stored.ids.insert(tp, ids);
     }
-    for (tp, (map, ids)) in maps.into_values() {
+    for (tp, (mut map, ids)) in maps.into_values() {
+        // Progress is stored more often than maps: what lies between is not translated exactly.
+        if let Some(next) = stored.positions.get(&tp) {
+            map.resumed_at(next.0);
+        }
         stored.maps.insert(tp.clone(), map);
         stored.map_ids.insert(tp, ids);
     }

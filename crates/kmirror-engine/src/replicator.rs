@@ -8,8 +8,9 @@
 //! nothing beyond what librdkafka copies.
 //!
 //! Progress (the next source offset whose predecessors are all acknowledged) is written to the
-//! progress topic every flush interval through the same producer, so it can never get ahead of
-//! the data it describes. A partition whose records the target refuses for good (too large,
+//! progress topic every flush interval, and between flushes as soon as the previous write is
+//! acknowledged, through a producer of its own (not queued behind the data). It only ever names
+//! acknowledged records, so it can never get ahead of the data it describes. A partition whose records the target refuses for good (too large,
 //! not authorized) stops with an error naming topic, partition and offset; the others go on.
 //! Ownership changes come as [`Command`]s: a released partition drains its in-flight records and
 //! stores its final progress before it is dropped.
@@ -54,6 +55,11 @@ const RETRY_BACKOFF: Duration = Duration::from_secs(5);
 /// Back-off before a partition whose target partition the producer did not know is tried again
 /// (after a metadata refresh).
 const METADATA_BACKOFF: Duration = Duration::from_millis(500);
+/// Shortest time between two progress writes between flushes.
+const PROGRESS_MIN_INTERVAL: Duration = Duration::from_millis(20);
+/// Most progress records per second written between flushes (many busy partitions write less
+/// often).
+const PROGRESS_RECORDS_PER_SECOND: f64 = 5_000.0;
 /// How long a partition whose source log ends before its position waits for the topic refresh
 /// to find the topic recreated, before it continues from the log's end.
 const TRUNCATION_WAIT: Duration = Duration::from_secs(15);
@@ -369,6 +375,8 @@ struct Core {
     /// When the shutdown must be over (set once it starts).
     deadline: Option<Instant>,
     producer: BaseProducer<DeliveryContext>,
+    /// Writes progress and translation maps.
+    progress_producer: BaseProducer<DeliveryContext>,
     slots: Vec<Option<Slot>>,
     /// Source topic → slot index per partition.
     by_source: HashMap<Arc<str>, Vec<u32>>,
@@ -378,6 +386,14 @@ struct Core {
     syncs: Option<SyncEmitter>,
     /// When partition states were last published.
     published_at: Instant,
+    /// Progress records sent and not yet acknowledged.
+    progress_in_flight: usize,
+    /// Data records acknowledged since progress was last written.
+    acked_since_progress: u64,
+    /// When progress was last written, and how long to wait before writing it again between
+    /// flushes.
+    progress_at: Instant,
+    progress_wait: Duration,
 }
 
 impl Replicator {
@@ -417,6 +433,12 @@ impl Replicator {
         let consumer: BaseConsumer<SourceContext> = consumer
             .create_with_context(source_context)
             .map_err(|e| Error::client("replication consumer", &e))?;
+        let progress_context = DeliveryContext {
+            cluster: producer_cluster.sibling(),
+            buf: Mutex::new(DeliveryBuf::default()),
+            metrics: Arc::clone(&settings.metrics),
+            alias: settings.target.to_string(),
+        };
         let context = DeliveryContext {
             cluster: producer_cluster,
             buf: Mutex::new(DeliveryBuf::default()),
@@ -427,6 +449,17 @@ impl Replicator {
             .metrics
             .latency
             .with_label_values(&[settings.source.as_str(), settings.target.as_str()]);
+        // Progress goes through a producer of its own, so that it is not queued behind the data
+        // (a write acknowledged within milliseconds keeps what a crash copies twice small). Its
+        // values are acknowledged positions, so it can never get ahead of the data.
+        let mut progress_config = producer.clone();
+        progress_config
+            .set("linger.ms", "0")
+            .set("statistics.interval.ms", "0")
+            .set("queue.buffering.max.kbytes", "4096");
+        let progress_producer: BaseProducer<DeliveryContext> = progress_config
+            .create_with_context(progress_context)
+            .map_err(|e| Error::client("progress producer", &e))?;
         let producer: BaseProducer<DeliveryContext> = producer
             .create_with_context(context)
             .map_err(|e| Error::client("replication producer", &e))?;
@@ -437,6 +470,7 @@ impl Replicator {
                 shutdown: CancellationToken::new(),
                 deadline: None,
                 producer,
+                progress_producer,
                 slots: Vec::new(),
                 by_source: HashMap::new(),
                 status,
@@ -444,6 +478,10 @@ impl Replicator {
                 latency,
                 syncs,
                 published_at: Instant::now(),
+                progress_in_flight: 0,
+                acked_since_progress: 0,
+                progress_at: Instant::now(),
+                progress_wait: PROGRESS_MIN_INTERVAL,
             },
         })
     }
@@ -474,6 +512,7 @@ impl Replicator {
             self.pump()?;
             self.retry_failed()?;
             self.finish_resets()?;
+            self.core.progress_between_flushes();
             if last_flush.elapsed() >= self.core.settings.flush_interval {
                 self.core.store_progress(false)?;
                 self.core.promote_delayed_syncs();
@@ -509,6 +548,7 @@ impl Replicator {
             }
         }
         self.core.producer.poll(Duration::ZERO);
+        self.core.progress_producer.poll(Duration::ZERO);
         self.core.apply_deliveries(&mut to_pause)?;
         self.core.fire_syncs();
         for tp in &to_pause {
@@ -816,6 +856,7 @@ impl Replicator {
             && !core.slots.iter().flatten().all(|s| s.tracker.is_drained())
         {
             core.producer.poll(Duration::from_millis(20));
+            core.progress_producer.poll(Duration::ZERO);
             core.apply_deliveries(&mut ignored)?;
         }
         core.store_progress(true)?;
@@ -841,7 +882,11 @@ impl Replicator {
         let flushed = core
             .producer
             .flush(deadline.saturating_duration_since(Instant::now()))
-            .is_ok();
+            .is_ok()
+            && core
+                .progress_producer
+                .flush(deadline.saturating_duration_since(Instant::now()))
+                .is_ok();
         core.apply_deliveries(&mut ignored)?;
         core.publish_status(&self.consumer.context().watermarks);
         let clean = flushed
@@ -1012,6 +1057,7 @@ impl Core {
                     // keep saying how each partition is doing (stuck, if the target is gone).
                     record = back;
                     self.producer.poll(Duration::from_millis(10));
+                    self.progress_producer.poll(Duration::ZERO);
                     self.apply_deliveries(to_pause)?;
                     if self.published_at.elapsed() >= self.settings.flush_interval {
                         self.publish_status(watermarks);
@@ -1052,10 +1098,14 @@ impl Core {
 
     /// Applies buffered delivery reports. Partitions that failed are pushed to `to_pause`.
     fn apply_deliveries(&mut self, to_pause: &mut Vec<TopicPartition>) -> Result<()> {
-        let events = match self.producer.context().buf.lock() {
+        let mut events = match self.producer.context().buf.lock() {
             Ok(mut buf) => std::mem::take(&mut buf.events),
             Err(_) => return Err(Error::Internal("delivery buffer poisoned".into())),
         };
+        match self.progress_producer.context().buf.lock() {
+            Ok(mut buf) => events.append(&mut buf.events),
+            Err(_) => return Err(Error::Internal("delivery buffer poisoned".into())),
+        }
         let mut fatal = None;
         let now_ms = crate::now_millis();
         for d in &events {
@@ -1071,6 +1121,7 @@ impl Core {
                 continue;
             }
             if d.opaque & PROGRESS_BIT != 0 {
+                self.progress_in_flight = self.progress_in_flight.saturating_sub(1);
                 match (&d.error, d.progress_value) {
                     (None, Some(v)) => slot.tracker.mark_stored(v),
                     (Some(e), failed) => {
@@ -1103,6 +1154,7 @@ impl Core {
                     slot.map_dirty = true;
                 }
                 self.copied += 1;
+                self.acked_since_progress += 1;
                 slot.delta.acked += 1;
                 if let (Some(w), Some(s)) = (slot.sync.as_mut(), self.syncs.as_mut()) {
                     if w.update(offset.0, d.dst_offset) {
@@ -1150,7 +1202,14 @@ impl Core {
                 to_pause.push(tp.clone());
             }
         }
-        if let Some(reason) = fatal.or_else(|| self.producer.client().fatal_error().map(|(_, s)| s))
+        if let Some(reason) = fatal
+            .or_else(|| self.producer.client().fatal_error().map(|(_, s)| s))
+            .or_else(|| {
+                self.progress_producer
+                    .client()
+                    .fatal_error()
+                    .map(|(_, s)| s)
+            })
         {
             return Err(Error::Fatal(format!(
                 "the target producer failed: {reason}"
@@ -1194,6 +1253,33 @@ impl Core {
     /// for partitions whose earlier record is not acknowledged yet.
     fn store_progress(&mut self, all: bool) -> Result<()> {
         self.store_maps();
+        self.write_progress(all, true);
+        Ok(())
+    }
+
+    /// Between two flushes, while records are acknowledged: progress written as soon as the
+    /// previous write is acknowledged (at most every [`PROGRESS_MIN_INTERVAL`], and at most
+    /// [`PROGRESS_RECORDS_PER_SECOND`]), so that a crash copies little twice. Never waits for
+    /// room in the producer queue.
+    fn progress_between_flushes(&mut self) {
+        if self.acked_since_progress == 0
+            || self.progress_in_flight > 0
+            || self.progress_at.elapsed() < self.progress_wait
+        {
+            return;
+        }
+        self.acked_since_progress = 0;
+        let written = self.write_progress(false, false);
+        tracing::trace!(written, "progress written between flushes");
+        let budget = Duration::from_secs_f64(written as f64 / PROGRESS_RECORDS_PER_SECOND);
+        self.progress_wait = budget.max(PROGRESS_MIN_INTERVAL);
+    }
+
+    /// Produces the progress records; returns how many. With `block`, waits for room in the
+    /// producer queue (until the shutdown deadline).
+    fn write_progress(&mut self, all: bool, block: bool) -> usize {
+        self.progress_at = Instant::now();
+        let mut written = 0;
         for idx in 0..self.slots.len() {
             let Some(slot) = self.slots[idx].as_mut() else {
                 continue;
@@ -1217,18 +1303,23 @@ impl Core {
             .key(&key)
             .payload(&value);
             loop {
-                match self.producer.send(record) {
-                    Ok(()) => break,
+                match self.progress_producer.send(record) {
+                    Ok(()) => {
+                        written += 1;
+                        self.progress_in_flight += 1;
+                        break;
+                    }
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                         let out_of_time = self.deadline.is_some_and(|d| Instant::now() >= d)
                             || (self.deadline.is_none() && self.shutdown.is_cancelled());
-                        if out_of_time {
-                            // The shutdown path tries again (or reports what is not stored).
+                        if out_of_time || !block {
+                            // Tried again at the next flush (the shutdown path reports what is
+                            // not stored).
                             slot.final_progress_sent = None;
-                            return Ok(());
+                            return written;
                         }
                         record = back;
-                        self.producer.poll(Duration::from_millis(10));
+                        self.progress_producer.poll(Duration::from_millis(10));
                     }
                     Err((e, _)) => {
                         // Not stored only means a larger replay after a crash: try again at
@@ -1246,7 +1337,7 @@ impl Core {
                 }
             }
         }
-        Ok(())
+        written
     }
 
     /// Writes the translation map of every partition that copied something since the last
@@ -1271,7 +1362,7 @@ impl Core {
             .partition(partition)
             .key(&key)
             .payload(&value);
-            if let Err((e, _)) = self.producer.send(record) {
+            if let Err((e, _)) = self.progress_producer.send(record) {
                 slot.map_dirty = true;
                 if !matches!(
                     e,

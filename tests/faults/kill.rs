@@ -1,0 +1,121 @@
+//! kill -9 of kmirror, 20 times, while the source is written at a steady rate: nothing is lost
+//! or reordered, and the records copied twice (acknowledged by the target but not yet in the
+//! stored progress when the process died) are counted and reported.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+use crate::support::*;
+
+const PARTITIONS: i32 = 4;
+const KILLS: usize = 20;
+/// Records written every 5 ms: 20,000 records/s.
+const STEP: usize = 100;
+
+fn record(i: usize) -> TestRecord {
+    TestRecord {
+        key: Some(format!("{i:09}").into_bytes()),
+        value: Some(vec![b'k'; 100]),
+        headers: Vec::new(),
+        timestamp: 1_700_000_000_000 + i64::try_from(i).unwrap(),
+    }
+}
+
+#[test]
+fn kill_minus_nine_twenty_times_while_writing_loses_nothing() {
+    let env = Env::shared();
+    let topic = format!("killed-{}", rand_suffix());
+    create_topic(&env.source.bootstrap, &topic, PARTITIONS);
+    let config = env.config(&topic, "");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (stop, bootstrap, topic) = (
+            Arc::clone(&stop),
+            env.source.bootstrap.clone(),
+            topic.clone(),
+        );
+        std::thread::spawn(move || {
+            // One producer writing a steady stream: 100 records every 5 ms.
+            let producer: BaseProducer = client(&bootstrap)
+                .set("enable.idempotence", "true")
+                .set("linger.ms", "5")
+                .create()
+                .unwrap();
+            let mut sent = Vec::new();
+            let started = Instant::now();
+            let mut next = 0;
+            while !stop.load(Ordering::Relaxed) {
+                for i in next..next + STEP {
+                    let partition = i32::try_from(i).unwrap() % PARTITIONS;
+                    let r = record(i);
+                    let mut rec = BaseRecord::<[u8], [u8]>::to(&topic)
+                        .partition(partition)
+                        .timestamp(r.timestamp)
+                        .key(r.key.as_deref().unwrap())
+                        .payload(r.value.as_deref().unwrap());
+                    loop {
+                        match producer.send(rec) {
+                            Ok(()) => break,
+                            Err((_, back)) => {
+                                rec = back;
+                                producer.poll(Duration::from_millis(5));
+                            }
+                        }
+                    }
+                    sent.push((partition, r));
+                }
+                next += STEP;
+                producer.poll(Duration::ZERO);
+                let due = Duration::from_millis(5) * u32::try_from(next / STEP).unwrap();
+                std::thread::sleep(due.saturating_sub(started.elapsed()));
+            }
+            producer.flush(Duration::from_secs(60)).unwrap();
+            (sent, started.elapsed())
+        })
+    };
+
+    // Kill at varied moments: while catching up after the restart, and while keeping up.
+    let mut seed = u64::from(std::process::id());
+    for _ in 0..KILLS {
+        let mut kmirror = Kmirror::start(&config, &[]);
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        std::thread::sleep(Duration::from_millis(3_000 + (seed >> 33) % 3_000));
+        assert_eq!(
+            kmirror.exit_code(),
+            None,
+            "kmirror ended by itself:\n{}",
+            kmirror.logs()
+        );
+        kmirror.kill();
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (sent, writing) = writer.join().unwrap();
+
+    let mut kmirror = Kmirror::start(&config, &[]);
+    let want = by_partition(&sent, PARTITIONS);
+    let got = consume_until_complete(
+        &env.target.bootstrap,
+        &topic,
+        &want,
+        Duration::from_secs(180),
+    );
+    let mut duplicates = 0;
+    for (p, records) in &want {
+        duplicates += check_no_loss_in_order(records, &got[p], *p);
+    }
+    assert_eq!(kmirror.terminate(Duration::from_secs(30)), Some(0));
+    #[allow(clippy::cast_precision_loss)]
+    let share = duplicates as f64 * 100.0 / sent.len() as f64;
+    eprintln!(
+        "kill -9 x{KILLS} while writing {} records at {:.0}/s: 0 lost, 0 reordered, {duplicates} copied twice ({share:.2} % of the records, {} per kill)",
+        sent.len(),
+        sent.len() as f64 / writing.as_secs_f64(),
+        duplicates / KILLS
+    );
+}
