@@ -89,3 +89,40 @@ fn a_topic_created_while_running_is_copied_whole_even_with_latest() {
     assert_same(&by_partition(&later, 1), &got, &old);
     assert_eq!(kmirror.terminate(Duration::from_secs(30)), Some(0));
 }
+
+/// With `auto.offset.reset=latest`, the end of the source at the first start is stored as the
+/// position even before any record is copied: what is written while kmirror is stopped is
+/// copied at the next start, not skipped by starting at the end again.
+#[test]
+fn the_latest_position_is_stored_before_the_first_record() {
+    let env = Env::shared();
+    let topic = format!("latest-kept-{}", rand_suffix());
+    create_topic(&env.source.bootstrap, &topic, 2);
+    produce(&env.source.bootstrap, &topic, &spread(50, 2));
+    let config = env.config(&topic, "        consumer.auto.offset.reset: latest");
+    let mut kmirror = Kmirror::start(&config, &[]);
+    wait_for("the position stored", Duration::from_secs(30), || {
+        if kmirror.logs().matches("storing the position").count() == 2 {
+            Ok(())
+        } else {
+            Err(kmirror.logs())
+        }
+    });
+    // Stored before the stop: kill -9 leaves nothing else to rely on.
+    std::thread::sleep(Duration::from_secs(2));
+    kmirror.kill();
+
+    let written_while_stopped: Vec<(i32, TestRecord)> =
+        spread(80, 2).into_iter().skip(50).collect();
+    produce(&env.source.bootstrap, &topic, &written_while_stopped);
+    let mut kmirror = Kmirror::start(&config, &[]);
+    let got = consume(
+        &env.target.bootstrap,
+        &topic,
+        2,
+        written_while_stopped.len(),
+        Duration::from_secs(30),
+    );
+    assert_same(&by_partition(&written_while_stopped, 2), &got, &topic);
+    assert_eq!(kmirror.terminate(Duration::from_secs(30)), Some(0));
+}

@@ -43,6 +43,8 @@ pub struct PartitionTracker {
     in_flight: u64,
     persisted: Option<Offset>,
     copied: u64,
+    /// The position was anchored (see [`PartitionTracker::anchor`]): store it.
+    anchored: bool,
 }
 
 impl PartitionTracker {
@@ -56,6 +58,7 @@ impl PartitionTracker {
             in_flight: 0,
             persisted,
             copied: 0,
+            anchored: false,
         }
     }
 
@@ -161,7 +164,7 @@ impl PartitionTracker {
     /// latest) is decided again at the next start, and a placeholder position below the source's
     /// log start would later read as records lost to retention.
     pub fn progress_to_store(&self) -> Option<Offset> {
-        if self.persisted.is_none() && self.copied == 0 {
+        if self.persisted.is_none() && self.copied == 0 && !self.anchored {
             return None;
         }
         (self.persisted != Some(self.acked_next)).then_some(self.acked_next)
@@ -177,6 +180,20 @@ impl PartitionTracker {
     /// The last durably stored progress.
     pub fn stored(&self) -> Option<Offset> {
         self.persisted
+    }
+
+    /// A partition started at the source's end (no stored progress) learned where that is:
+    /// the position is stored like progress, so that a restart resumes there instead of at the
+    /// end of the source again (which would skip what was written in between). Ignored once
+    /// anything was copied or stored.
+    pub fn anchor(&mut self, at: Offset) -> bool {
+        if self.copied > 0 || self.in_flight > 0 || self.persisted.is_some() {
+            return false;
+        }
+        self.acked_next = at;
+        self.fetch_next = at;
+        self.anchored = true;
+        true
     }
 
     /// The consumer reset the position (the stored offset was no longer on the source). A
@@ -195,6 +212,18 @@ impl PartitionTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_partition_started_at_the_end_stores_where_that_was() {
+        let mut t = PartitionTracker::new(Offset(0), None);
+        assert_eq!(t.progress_to_store(), None);
+        assert!(t.anchor(Offset(100)));
+        assert_eq!(t.progress_to_store(), Some(Offset(100)));
+        assert_eq!(t.fetch_next(), Offset(100));
+        t.mark_stored(Offset(100));
+        assert_eq!(t.progress_to_store(), None);
+        assert!(!t.anchor(Offset(200)), "never once stored");
+    }
 
     #[test]
     fn progress_follows_acks_in_order() {

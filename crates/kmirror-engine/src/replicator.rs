@@ -55,6 +55,8 @@ const RETRY_BACKOFF: Duration = Duration::from_secs(5);
 /// Back-off before a partition whose target partition the producer did not know is tried again
 /// (after a metadata refresh).
 const METADATA_BACKOFF: Duration = Duration::from_millis(500);
+/// A repeated source consumer error is logged again after this long.
+const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(30);
 /// Shortest time between two progress writes between flushes.
 const PROGRESS_MIN_INTERVAL: Duration = Duration::from_millis(20);
 /// Most progress records per second written between flushes (many busy partitions write less
@@ -364,6 +366,8 @@ impl StallWatch {
 pub struct Replicator {
     consumer: BaseConsumer<SourceContext>,
     core: Core,
+    /// Source consumer errors: when each was last logged and how often it came since.
+    consumer_errors: HashMap<String, (Instant, u64)>,
 }
 
 /// Everything but the consumer, so that a fetched record (which borrows the consumer) can be
@@ -465,6 +469,7 @@ impl Replicator {
             .map_err(|e| Error::client("replication producer", &e))?;
         Ok(Self {
             consumer,
+            consumer_errors: HashMap::new(),
             core: Core {
                 settings,
                 shutdown: CancellationToken::new(),
@@ -565,6 +570,40 @@ impl Replicator {
         }
     }
 
+    /// The end offsets of the partitions of `list` that start at the source's end, in one
+    /// ListOffsets round (blocking, bounded); partitions it could not tell start at the end as
+    /// the consumer finds it.
+    fn latest_offsets(&self, list: &[Assignment]) -> HashMap<TopicPartition, i64> {
+        let mut tpl = TopicPartitionList::new();
+        for a in list.iter().filter(|a| a.start == Start::Latest) {
+            if tpl
+                .add_partition_offset(&a.source.topic, a.source.partition, rdkafka::Offset::End)
+                .is_err()
+            {
+                return HashMap::new();
+            }
+        }
+        if tpl.count() == 0 {
+            return HashMap::new();
+        }
+        match self.consumer.offsets_for_times(tpl, METADATA_TIMEOUT) {
+            Ok(found) => found
+                .elements()
+                .iter()
+                .filter_map(|e| match (e.error(), e.offset()) {
+                    (Ok(()), rdkafka::Offset::Offset(end)) => {
+                        Some((TopicPartition::new(e.topic(), e.partition()), end))
+                    }
+                    _ => None,
+                })
+                .collect(),
+            Err(e) => {
+                tracing::warn!("cannot read the end offsets of partitions that start at the end ({e}); their position is stored once a record is copied");
+                HashMap::new()
+            }
+        }
+    }
+
     /// Restart partitions stopped by a retriable error once their back-off passed and nothing
     /// of theirs is in flight: seek back to the progress and fetch again.
     fn retry_failed(&mut self) -> Result<()> {
@@ -589,14 +628,31 @@ impl Replicator {
                 tracing::warn!(topic = %slot.source.topic, partition = slot.source.partition, "the topic was not recreated: the source partition was truncated; continuing from its end, offset {high}");
             }
             let tp = &slot.source;
-            reposition(&self.consumer, tp, from.0)
-                .map_err(|e| Error::Retriable(format!("seek {tp} to {from}: {e}")))?;
             let mut tpl = TopicPartitionList::new();
             tpl.add_partition(&tp.topic, tp.partition);
-            self.consumer
-                .resume(&tpl)
-                .map_err(|e| Error::Retriable(format!("resume {tp}: {e}")))?;
-            tracing::info!(topic = %tp.topic, partition = tp.partition, offset = from.0, "partition restarted");
+            let restarted = reposition(&self.consumer, tp, from.0)
+                .map_err(|e| format!("cannot seek to {from}: {e}"))
+                .and_then(|()| {
+                    self.consumer
+                        .resume(&tpl)
+                        .map_err(|e| format!("cannot resume: {e}"))
+                });
+            match restarted {
+                Ok(()) => {
+                    tracing::info!(topic = %tp.topic, partition = tp.partition, offset = from.0, "partition restarted");
+                }
+                Err(why) => {
+                    // Only this partition waits and tries again; the others go on.
+                    tracing::warn!(topic = %tp.topic, partition = tp.partition, offset = from.0, "partition not restarted ({why}); retrying in {}s", RETRY_BACKOFF.as_secs());
+                    self.core.settings.metrics.error(
+                        self.core.settings.source.as_str(),
+                        self.core.settings.target.as_str(),
+                        "partition_restart",
+                    );
+                    slot.tracker.on_rejected(from, why);
+                    slot.retry_at = Some(now + RETRY_BACKOFF);
+                }
+            }
         }
         Ok(())
     }
@@ -604,9 +660,25 @@ impl Replicator {
     fn consumer_error(&mut self, e: &KafkaError) {
         if let KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset) = e {
             self.handle_out_of_range();
-        } else {
-            tracing::warn!(error = %e, "source consumer error; retrying");
+            return;
         }
+        // librdkafka retries fetch errors by itself; each is counted, and logged once per
+        // interval with how often it repeated (a partition that stops moving because of one
+        // is also reported by its state).
+        self.core.settings.metrics.error(
+            self.core.settings.source.as_str(),
+            self.core.settings.target.as_str(),
+            "source_fetch",
+        );
+        let now = Instant::now();
+        let text = e.to_string();
+        let entry = self.consumer_errors.entry(text).or_insert((now, 0));
+        if entry.1 == 0 || now.duration_since(entry.0) >= ERROR_LOG_INTERVAL {
+            let repeated = std::mem::take(&mut entry.1);
+            entry.0 = now;
+            tracing::warn!(error = %e, repeated, "source consumer error; librdkafka retries it");
+        }
+        entry.1 += 1;
     }
 
     /// A stored position is no longer on the source: records were deleted (retention) before
@@ -706,8 +778,19 @@ impl Replicator {
         for topic in &known_topics {
             refresh_producer_metadata(&self.core.producer, topic);
         }
+        let ends = self.latest_offsets(&list);
         let mut tpl = TopicPartitionList::new();
-        for a in list {
+        for mut a in list {
+            // The end of the source, known now, is stored as the position before any record
+            // is copied: a restart resumes there instead of at the (later) end again, which
+            // would skip what was written in between.
+            let mut anchor = None;
+            if a.start == Start::Latest {
+                if let Some(&end) = ends.get(&a.source) {
+                    a.start = Start::At(Offset(end));
+                    anchor = Some(Offset(end));
+                }
+            }
             if let Some(idx) = self.core.slot_index(&a.source.topic, a.source.partition) {
                 // Assigned again while its release drains (its topic was deleted and created
                 // again): it starts afresh once drained.
@@ -724,9 +807,22 @@ impl Replicator {
                 Start::Earliest => (rdkafka::Offset::Beginning, Offset(0), None),
                 Start::Latest => (rdkafka::Offset::End, Offset(0), None),
             };
+            let stored = if anchor.is_some() { None } else { stored };
             tpl.add_partition_offset(&a.source.topic, a.source.partition, offset)
                 .map_err(|e| Error::Internal(format!("partition list: {e}")))?;
+            let source = a.source.clone();
             self.core.add_slot(a, next, stored)?;
+            if let Some(at) = anchor {
+                if let Some(slot) = self
+                    .core
+                    .slot_index(&source.topic, source.partition)
+                    .and_then(|i| self.core.slots[i].as_mut())
+                {
+                    slot.tracker.anchor(at);
+                    slot.position_known = true;
+                    tracing::info!(topic = %source.topic, partition = source.partition, offset = at.0, "starts at the end of the source partition; storing the position");
+                }
+            }
         }
         if tpl.count() > 0 {
             self.consumer
