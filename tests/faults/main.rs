@@ -10,5 +10,6 @@ mod support;
 mod gaps;
 mod kill;
 mod mock;
+mod outages;
 mod recreate;
 mod shutdown;

@@ -852,9 +852,15 @@ impl Flow {
                 crate::topics::list_topics(&source, HEALTH_INTERVAL),
                 crate::topics::list_topics(&target, HEALTH_INTERVAL)
             );
+            // The long-lived admin client can sit on a connection that went stale while the
+            // cluster was frozen or away: a failed probe is confirmed with a fresh client.
+            let (s_up, t_up) = tokio::join!(
+                self.confirm_down(true, s.is_ok()),
+                self.confirm_down(false, t.is_ok())
+            );
             for (alias, admin, up) in [
-                (&self.mirror.source, &source, s.is_ok()),
-                (&self.mirror.target, &target, t.is_ok()),
+                (&self.mirror.source, &source, s_up),
+                (&self.mirror.target, &target, t_up),
             ] {
                 let context = admin.inner().context();
                 let outcome = if up {
@@ -880,6 +886,31 @@ impl Flow {
                 self.set_health(alias.as_str(), outcome);
             }
         }
+    }
+}
+
+impl Flow {
+    /// Whether a cluster whose admin probe said `up` is up: a failed probe is tried again
+    /// with a new client (a new connection).
+    async fn confirm_down(&self, source_side: bool, up: bool) -> bool {
+        if up {
+            return true;
+        }
+        let c = &self.mirror.clients;
+        let (factory, cfg) = if source_side {
+            let cfg = self
+                .source
+                .config(Role::Admin, &[&c.source_all, &c.source_admin]);
+            (self.source.clone(), cfg)
+        } else {
+            let cfg = self
+                .target
+                .config(Role::Admin, &[&c.target_all, &c.target_admin]);
+            (self.target.clone(), cfg)
+        };
+        tokio::task::spawn_blocking(move || probe(&factory, &cfg, HEALTH_INTERVAL).is_ok())
+            .await
+            .unwrap_or(false)
     }
 }
 

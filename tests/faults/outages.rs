@@ -1,0 +1,134 @@
+//! Clusters that go away while the source is written, and come back: the source killed (-9)
+//! and restarted with its data, the target frozen (connections open, nothing answers) and
+//! thawed. kmirror rides through each without a restart, says which partitions wait while it
+//! lasts, and afterwards the target holds every record, in order.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+const PARTITIONS: i32 = 3;
+
+fn record(i: usize) -> TestRecord {
+    TestRecord {
+        key: Some(format!("{i:08}").into_bytes()),
+        value: Some(vec![b'o'; 200]),
+        headers: Vec::new(),
+        timestamp: 1_700_000_000_000 + i64::try_from(i).unwrap(),
+    }
+}
+
+fn batch(from: usize, to: usize) -> Vec<(i32, TestRecord)> {
+    (from..to)
+        .map(|i| (i32::try_from(i).unwrap() % PARTITIONS, record(i)))
+        .collect()
+}
+
+/// Writes batches of 500 records (numbered from `from`) to the source until stopped.
+fn writer(
+    env: &Env,
+    topic: &str,
+    from: usize,
+    stop: &Arc<AtomicBool>,
+) -> std::thread::JoinHandle<Vec<(i32, TestRecord)>> {
+    let (bootstrap, topic, stop) = (
+        env.source.bootstrap.clone(),
+        topic.to_owned(),
+        Arc::clone(stop),
+    );
+    std::thread::spawn(move || {
+        let mut sent = Vec::new();
+        let mut next = from;
+        while !stop.load(Ordering::Relaxed) {
+            let b = batch(next, next + 500);
+            produce(&bootstrap, &topic, &b);
+            sent.extend(b);
+            next += 500;
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        sent
+    })
+}
+
+#[test]
+fn source_killed_and_target_frozen_while_writing_lose_nothing() {
+    let env = Env::dedicated();
+    let topic = format!("outage-{}", rand_suffix());
+    create_topic(&env.source.bootstrap, &topic, PARTITIONS);
+    let config = env.config(&topic, "");
+    let port = free_port();
+    let mut kmirror = Kmirror::start(
+        &config,
+        &[
+            "--stall-after",
+            "3s",
+            "--metrics-addr",
+            &format!("127.0.0.1:{port}"),
+        ],
+    );
+
+    // 1. The target freezes for 15 s while the source is written.
+    let stop = Arc::new(AtomicBool::new(false));
+    let w = writer(&env, &topic, 0, &stop);
+    std::thread::sleep(Duration::from_secs(3));
+    env.target.freeze_node(0);
+    let frozen = Instant::now();
+    let mut reported = false;
+    while frozen.elapsed() < Duration::from_secs(15) {
+        let (code, body) = http_get(port, "/readyz");
+        reported |= code == 503 && body.contains(&format!("partition {topic}"));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    env.target.thaw_node(0);
+    assert!(
+        reported,
+        "/readyz named the waiting partitions while the target was frozen"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    stop.store(true, Ordering::Relaxed);
+    let mut sent = w.join().unwrap();
+
+    // 2. The source is killed (-9) and restarted with its data, then written again.
+    env.source.kill_node(0);
+    std::thread::sleep(Duration::from_secs(5));
+    env.source.restart_node(0);
+    env.source.wait_ready(1, Duration::from_secs(60));
+    let stop = Arc::new(AtomicBool::new(false));
+    let w = writer(&env, &topic, sent.len(), &stop);
+    std::thread::sleep(Duration::from_secs(3));
+    stop.store(true, Ordering::Relaxed);
+    sent.extend(w.join().unwrap());
+
+    let want = by_partition(&sent, PARTITIONS);
+    let got = consume_until_complete(
+        &env.target.bootstrap,
+        &topic,
+        &want,
+        Duration::from_secs(120),
+    );
+    let mut duplicates = 0;
+    for (p, records) in &want {
+        duplicates += check_no_loss_in_order(records, &got[p], *p);
+    }
+    assert_eq!(
+        kmirror.exit_code(),
+        None,
+        "kmirror rode through both outages:\n{}",
+        kmirror.logs()
+    );
+    wait_for("/readyz after the outages", Duration::from_secs(30), || {
+        let (code, body) = http_get(port, "/readyz");
+        if code == 200 {
+            Ok(())
+        } else {
+            Err(body)
+        }
+    });
+    assert_eq!(kmirror.terminate(Duration::from_secs(30)), Some(0));
+    eprintln!(
+        "target frozen 15 s, source killed and restarted: all {} records in order, {duplicates} copied twice",
+        sent.len()
+    );
+}
