@@ -132,3 +132,81 @@ fn source_killed_and_target_frozen_while_writing_lose_nothing() {
         sent.len()
     );
 }
+
+/// A three-broker source (replication factor 3, `min.insync.replicas=2`): the broker leading
+/// partition 0 is killed (-9) while records are written, so leadership moves, and later
+/// restarted on its data. Nothing is lost or reordered.
+#[test]
+fn a_source_leader_killed_under_replication_factor_three_loses_nothing() {
+    let source = Arc::new(Kafka::start(
+        "source3",
+        &kafka::KafkaOptions {
+            nodes: 3,
+            ..Default::default()
+        },
+    ));
+    let (_, target) = kafka::shared();
+    let env = Env::on(Arc::clone(&source), target);
+    let topic = format!("leader-{}", rand_suffix());
+    let new = rdkafka::admin::NewTopic::new(
+        &topic,
+        PARTITIONS,
+        rdkafka::admin::TopicReplication::Fixed(3),
+    )
+    .set("min.insync.replicas", "2");
+    for r in block_on(
+        admin(&source.bootstrap).create_topics(&[new], &rdkafka::admin::AdminOptions::new()),
+    )
+    .unwrap()
+    {
+        r.unwrap();
+    }
+    let config = env.config(&topic, "");
+    let mut kmirror = Kmirror::start(&config, &[]);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let w = writer(&env, &topic, 0, &stop);
+    std::thread::sleep(Duration::from_secs(3));
+    let leader = leader_of(&source.bootstrap, &topic, 0);
+    source.kill_node(leader);
+    std::thread::sleep(Duration::from_secs(10));
+    source.restart_node(leader);
+    source.wait_ready(3, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(3));
+    stop.store(true, Ordering::Relaxed);
+    let sent = w.join().unwrap();
+
+    let want = by_partition(&sent, PARTITIONS);
+    let got = consume_until_complete(
+        &env.target.bootstrap,
+        &topic,
+        &want,
+        Duration::from_secs(120),
+    );
+    let mut duplicates = 0;
+    for (p, records) in &want {
+        duplicates += check_no_loss_in_order(records, &got[p], *p);
+    }
+    assert_eq!(kmirror.terminate(Duration::from_secs(30)), Some(0));
+    eprintln!(
+        "leader of partition 0 (node {}) killed and restarted: all {} records in order, {duplicates} copied twice",
+        leader + 1,
+        sent.len()
+    );
+}
+
+/// The index (0-based) of the node leading `topic`'s `partition`.
+fn leader_of(bootstrap: &str, topic: &str, partition: i32) -> usize {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let c: BaseConsumer = client(bootstrap).create().unwrap();
+    let md = c
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let leader = md.topics()[0]
+        .partitions()
+        .iter()
+        .find(|p| p.id() == partition)
+        .unwrap()
+        .leader();
+    usize::try_from(leader - 1).unwrap()
+}

@@ -8,7 +8,7 @@ use std::time::Duration;
 use kmirror_core::config::{Config, Mirror, SyncLocation};
 use kmirror_core::progress::{Recreated, TopicIds};
 use kmirror_core::translate::OffsetMap;
-use kmirror_core::{ClusterAlias, StartFrom, TopicPartition};
+use kmirror_core::{ClusterAlias, Offset, StartFrom, TopicPartition};
 use rdkafka::admin::AdminClient;
 use tokio_util::sync::CancellationToken;
 
@@ -480,14 +480,22 @@ struct Assigner {
     ids: HashMap<String, TopicIds>,
     /// Topics whose stale stored progress was already reported.
     reported: HashSet<String>,
-    /// Topics that disappeared from the source while kmirror ran: one created again under the
-    /// same name is new, copied from its beginning.
-    gone: HashSet<String>,
-    /// Topics that came back after they were gone.
+    /// Topics that disappeared from the source listing while kmirror ran, with their ids and
+    /// the last progress of their partitions: one listed again with the same id resumes there
+    /// (the listing missed it for a moment); one with another id is new, copied from its
+    /// beginning.
+    gone: HashMap<String, Gone>,
+    /// Topics that came back as new topics.
     returned: HashSet<String>,
     /// Source topics whose target topic was deleted, since when: it is created again once what
     /// was sent to the old one has drained.
     awaiting_target: HashMap<String, std::time::Instant>,
+}
+
+/// A topic that disappeared from the source listing.
+struct Gone {
+    ids: TopicIds,
+    progress: HashMap<i32, i64>,
 }
 
 /// Longest wait for records sent to a deleted target topic to drain before it is created again.
@@ -530,10 +538,16 @@ impl Assigner {
             .collect();
         if !gone.is_empty() {
             let topics: BTreeSet<&str> = gone.iter().map(|tp| &*tp.topic).collect();
+            let reports = flow.status.snapshot();
             for topic in topics {
-                tracing::warn!(topic, "the source topic no longer exists: its partitions are released; a topic created again under this name is copied from its beginning");
-                self.ids.remove(topic);
-                self.gone.insert(topic.to_owned());
+                tracing::warn!(topic, "the source topic is no longer listed: its partitions are released; listed again with the same id it resumes where it was, a new topic under this name is copied from its beginning");
+                let progress = reports
+                    .iter()
+                    .filter(|r| &*r.source.topic == topic)
+                    .map(|r| (r.source.partition, r.next_offset))
+                    .collect();
+                let ids = self.ids.remove(topic).unwrap_or_default();
+                self.gone.insert(topic.to_owned(), Gone { ids, progress });
             }
             for tp in &gone {
                 self.assigned.remove(tp);
@@ -605,6 +619,7 @@ impl Assigner {
             }
         }
         let mut new = Vec::new();
+        let mut back: HashSet<String> = HashSet::new();
         for r in round.partitions {
             self.awaiting_target.remove(&*r.source.topic);
             let ids = self.ids.get(&*r.source.topic).cloned().unwrap_or_default();
@@ -639,44 +654,58 @@ impl Assigner {
                         .inc();
                 }
             }
+
+            let existed_at_start = initial.is_some_and(|i| i.contains(&r.source));
+            // Listed again after it was gone: the same topic resumes where it was.
+            let resumed = self.gone.get(&*r.source.topic).and_then(|g| {
+                let same = g.ids.source.is_some() && g.ids.source == ids.source;
+                if back.insert(r.source.topic.to_string()) {
+                    if same {
+                        tracing::info!(topic = %r.source.topic, "the source topic is listed again with the same id: it resumes where it was");
+                    } else {
+                        tracing::warn!(
+                            topic = %r.source.topic, side = "source",
+                            "the source topic was deleted and created again: {} is copied from its beginning",
+                            r.source.topic
+                        );
+                        flow.options
+                            .metrics
+                            .topics_recreated
+                            .with_label_values(&[source_alias, target_alias, &r.source.topic, "source"])
+                            .inc();
+                        self.returned.insert(r.source.topic.to_string());
+                    }
+                }
+                same.then(|| g.progress.get(&r.source.partition).copied())
+                    .flatten()
+            });
+            let start = match (resumed, stored.positions.get(&r.source)) {
+                (Some(at), _) => Start::At(Offset(at)),
+                (None, Some(next)) if !self.returned.contains(&*r.source.topic) => Start::At(*next),
+                // Every record of a topic or partition created while kmirror runs is new: it is
+                // copied from the start, whatever auto.offset.reset says, so nothing written
+                // before it was discovered is skipped.
+                _ if !existed_at_start
+                    || recreated.contains_key(&*r.source.topic)
+                    || self.returned.contains(&*r.source.topic) =>
+                {
+                    Start::Earliest
+                }
+                _ => match flow.mirror.start_from {
+                    StartFrom::Earliest => Start::Earliest,
+                    StartFrom::Latest => Start::Latest,
+                },
+            };
             let map = match (stored.maps.get(&r.source), stored.positions.get(&r.source)) {
+                // Resumed after a gap in the listing: the map as it was then.
+                _ if resumed.is_some() => flow.maps.get(&r.source).unwrap_or_default(),
+                _ if self.returned.contains(&*r.source.topic) => OffsetMap::default(),
                 (Some(map), _) => map.clone(),
                 // Progress without a map: another replicator (MirrorMaker 2) copied what came
                 // before; it cannot be translated.
                 (None, Some(next)) => OffsetMap::known_from(next.0),
                 (None, None) => OffsetMap::default(),
             };
-            let existed_at_start = initial.is_some_and(|i| i.contains(&r.source));
-            let start = match stored.positions.get(&r.source) {
-                Some(next) => Start::At(*next),
-                // Every record of a topic or partition created while kmirror runs is new: it is
-                // copied from the start, whatever auto.offset.reset says, so nothing written
-                // before it was discovered is skipped.
-                None if !existed_at_start
-                    || recreated.contains_key(&*r.source.topic)
-                    || self.gone.contains(&*r.source.topic)
-                    || self.returned.contains(&*r.source.topic) =>
-                {
-                    Start::Earliest
-                }
-                None => match flow.mirror.start_from {
-                    StartFrom::Earliest => Start::Earliest,
-                    StartFrom::Latest => Start::Latest,
-                },
-            };
-            if self.gone.remove(&*r.source.topic) {
-                tracing::warn!(
-                    topic = %r.source.topic, side = "source",
-                    "the source topic was deleted and created again: {} is copied from its beginning",
-                    r.source.topic
-                );
-                flow.options
-                    .metrics
-                    .topics_recreated
-                    .with_label_values(&[source_alias, target_alias, &r.source.topic, "source"])
-                    .inc();
-                self.returned.insert(r.source.topic.to_string());
-            }
             self.assigned.insert(r.source.clone());
             new.push(Assignment {
                 source: r.source,
@@ -685,6 +714,9 @@ impl Assigner {
                 map,
                 ids,
             });
+        }
+        for topic in back {
+            self.gone.remove(&topic);
         }
         if !resets.is_empty() {
             flow.status

@@ -57,6 +57,8 @@ const RETRY_BACKOFF: Duration = Duration::from_secs(5);
 const METADATA_BACKOFF: Duration = Duration::from_millis(500);
 /// A repeated source consumer error is logged again after this long.
 const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(30);
+/// Largest map (in runs) written with the progress between flushes.
+const FAST_MAP_RUNS: usize = 16;
 /// Shortest time between two progress writes between flushes.
 const PROGRESS_MIN_INTERVAL: Duration = Duration::from_millis(20);
 /// Most progress records per second written between flushes (many busy partitions write less
@@ -847,6 +849,8 @@ impl Replicator {
                     tpl.add_partition(&a.source.topic, a.source.partition);
                 }
                 slot.tracker.start_draining();
+                // The reset supersedes a release in progress: the slot stays.
+                slot.releasing = false;
                 slot.pending_reset = Some(a);
             }
         }
@@ -920,8 +924,15 @@ impl Replicator {
             if let Some(idx) = self.core.slot_index(&tp.topic, tp.partition) {
                 if let Some(slot) = self.core.slots[idx].as_mut() {
                     slot.tracker.start_draining();
+                    // Already unassigned when released twice or while a reset drains; the
+                    // release supersedes the reset.
+                    if !slot.releasing && slot.pending_reset.is_none() {
+                        tpl.add_partition(&tp.topic, tp.partition);
+                    }
+                    if slot.pending_reset.take().is_some() {
+                        self.core.status.reset_done(&slot.source);
+                    }
                     slot.releasing = true;
-                    tpl.add_partition(&tp.topic, tp.partition);
                 }
             }
         }
@@ -1348,7 +1359,7 @@ impl Core {
     /// Produce a progress record for every partition whose progress changed. With `all`, also
     /// for partitions whose earlier record is not acknowledged yet.
     fn store_progress(&mut self, all: bool) -> Result<()> {
-        self.store_maps();
+        self.store_maps(usize::MAX);
         self.write_progress(all, true);
         Ok(())
     }
@@ -1365,6 +1376,10 @@ impl Core {
             return;
         }
         self.acked_since_progress = 0;
+        // Small maps (a partition copied without gaps has one run) go with their progress, so
+        // that translation stays exact up to the stored position after a crash; large ones
+        // wait for the flush (a map behind its progress only translates conservatively).
+        self.store_maps(FAST_MAP_RUNS);
         let written = self.write_progress(false, false);
         tracing::trace!(written, "progress written between flushes");
         let budget = Duration::from_secs_f64(written as f64 / PROGRESS_RECORDS_PER_SECOND);
@@ -1439,12 +1454,12 @@ impl Core {
     /// Writes the translation map of every partition that copied something since the last
     /// flush. A map not written only makes translation of the newest records coarser (towards
     /// re-reading), never skips a record.
-    fn store_maps(&mut self) {
+    fn store_maps(&mut self, max_runs: usize) {
         for idx in 0..self.slots.len() {
             let Some(slot) = self.slots[idx].as_mut() else {
                 continue;
             };
-            if !slot.map_dirty {
+            if !slot.map_dirty || slot.map.runs().len() > max_runs {
                 continue;
             }
             slot.map_dirty = false;

@@ -185,6 +185,14 @@ impl MapBoard {
         }
     }
 
+    /// A partition's map, if published.
+    pub fn get(&self, source: &TopicPartition) -> Option<kmirror_core::translate::OffsetMap> {
+        self.maps
+            .lock()
+            .ok()
+            .and_then(|m| m.get(source).map(|(_, map)| map.clone()))
+    }
+
     /// Forgets a partition's map (its topic was recreated).
     pub fn remove(&self, source: &TopicPartition) {
         if let Ok(mut m) = self.maps.lock() {
