@@ -15,15 +15,6 @@ const KILLS: usize = 20;
 /// Records written every 5 ms: 20,000 records/s.
 const STEP: usize = 100;
 
-fn record(i: usize) -> TestRecord {
-    TestRecord {
-        key: Some(format!("{i:09}").into_bytes()),
-        value: Some(vec![b'k'; 100]),
-        headers: Vec::new(),
-        timestamp: 1_700_000_000_000 + i64::try_from(i).unwrap(),
-    }
-}
-
 #[test]
 fn kill_minus_nine_twenty_times_while_writing_loses_nothing() {
     let env = Env::shared();
@@ -51,7 +42,7 @@ fn kill_minus_nine_twenty_times_while_writing_loses_nothing() {
             while !stop.load(Ordering::Relaxed) {
                 for i in next..next + STEP {
                     let partition = i32::try_from(i).unwrap() % PARTITIONS;
-                    let r = record(i);
+                    let r = numbered(i, 100);
                     let mut rec = BaseRecord::<[u8], [u8]>::to(&topic)
                         .partition(partition)
                         .timestamp(r.timestamp)
@@ -98,17 +89,13 @@ fn kill_minus_nine_twenty_times_while_writing_loses_nothing() {
     let (sent, writing) = writer.join().unwrap();
 
     let mut kmirror = Kmirror::start(&config, &[]);
-    let want = by_partition(&sent, PARTITIONS);
-    let got = consume_until_complete(
+    let duplicates = assert_all_in_order(
         &env.target.bootstrap,
         &topic,
-        &want,
+        &sent,
+        PARTITIONS,
         Duration::from_secs(180),
     );
-    let mut duplicates = 0;
-    for (p, records) in &want {
-        duplicates += check_no_loss_in_order(records, &got[p], *p);
-    }
     assert_eq!(kmirror.terminate(Duration::from_secs(30)), Some(0));
     #[allow(clippy::cast_precision_loss)]
     let share = duplicates as f64 * 100.0 / sent.len() as f64;

@@ -11,21 +11,6 @@ use crate::support::*;
 
 const PARTITIONS: i32 = 3;
 
-fn record(i: usize) -> TestRecord {
-    TestRecord {
-        key: Some(format!("{i:08}").into_bytes()),
-        value: Some(vec![b'o'; 200]),
-        headers: Vec::new(),
-        timestamp: 1_700_000_000_000 + i64::try_from(i).unwrap(),
-    }
-}
-
-fn batch(from: usize, to: usize) -> Vec<(i32, TestRecord)> {
-    (from..to)
-        .map(|i| (i32::try_from(i).unwrap() % PARTITIONS, record(i)))
-        .collect()
-}
-
 /// Writes batches of 500 records (numbered from `from`) to the source until stopped.
 fn writer(
     env: &Env,
@@ -42,7 +27,7 @@ fn writer(
         let mut sent = Vec::new();
         let mut next = from;
         while !stop.load(Ordering::Relaxed) {
-            let b = batch(next, next + 500);
+            let b = numbered_batch(next, next + 500, PARTITIONS, 200);
             produce(&bootstrap, &topic, &b);
             sent.extend(b);
             next += 500;
@@ -101,17 +86,13 @@ fn source_killed_and_target_frozen_while_writing_lose_nothing() {
     stop.store(true, Ordering::Relaxed);
     sent.extend(w.join().unwrap());
 
-    let want = by_partition(&sent, PARTITIONS);
-    let got = consume_until_complete(
+    let duplicates = assert_all_in_order(
         &env.target.bootstrap,
         &topic,
-        &want,
+        &sent,
+        PARTITIONS,
         Duration::from_secs(120),
     );
-    let mut duplicates = 0;
-    for (p, records) in &want {
-        duplicates += check_no_loss_in_order(records, &got[p], *p);
-    }
     assert_eq!(
         kmirror.exit_code(),
         None,
@@ -176,17 +157,13 @@ fn a_source_leader_killed_under_replication_factor_three_loses_nothing() {
     stop.store(true, Ordering::Relaxed);
     let sent = w.join().unwrap();
 
-    let want = by_partition(&sent, PARTITIONS);
-    let got = consume_until_complete(
+    let duplicates = assert_all_in_order(
         &env.target.bootstrap,
         &topic,
-        &want,
+        &sent,
+        PARTITIONS,
         Duration::from_secs(120),
     );
-    let mut duplicates = 0;
-    for (p, records) in &want {
-        duplicates += check_no_loss_in_order(records, &got[p], *p);
-    }
     assert_eq!(kmirror.terminate(Duration::from_secs(30)), Some(0));
     eprintln!(
         "leader of partition 0 (node {}) killed and restarted: all {} records in order, {duplicates} copied twice",

@@ -68,12 +68,13 @@ fn recreate_topic(bootstrap: &str, topic: &str) {
 }
 
 fn assert_in_order(env: &Env, topic: &str, sent: &[(i32, TestRecord)], what: &str) -> usize {
-    let want = by_partition(sent, PARTITIONS);
-    let got = consume_until_complete(&env.target.bootstrap, topic, &want, Duration::from_secs(90));
-    let mut duplicates = 0;
-    for (p, records) in &want {
-        duplicates += check_no_loss_in_order(records, &got[p], *p);
-    }
+    let duplicates = assert_all_in_order(
+        &env.target.bootstrap,
+        topic,
+        sent,
+        PARTITIONS,
+        Duration::from_secs(90),
+    );
     eprintln!(
         "{what}: all {} records on the target in order, {duplicates} copied twice",
         sent.len()

@@ -8,19 +8,8 @@ use crate::support::*;
 
 const PARTITIONS: i32 = 4;
 
-fn record(i: usize) -> TestRecord {
-    TestRecord {
-        key: Some(format!("{i:08}").into_bytes()),
-        value: Some(vec![b'x'; 1024]),
-        headers: Vec::new(),
-        timestamp: 1_700_000_000_000 + i64::try_from(i).unwrap(),
-    }
-}
-
 fn batch(from: usize, to: usize) -> Vec<(i32, TestRecord)> {
-    (from..to)
-        .map(|i| (i32::try_from(i).unwrap() % PARTITIONS, record(i)))
-        .collect()
+    numbered_batch(from, to, PARTITIONS, 1024)
 }
 
 #[derive(Clone, Copy, Debug)]

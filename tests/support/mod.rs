@@ -522,6 +522,51 @@ pub fn consume_until_complete(
     }
 }
 
+/// Record `i` of a numbered stream: key `i` (9 digits), a value of `value_len` bytes, and a
+/// timestamp that grows with `i`.
+pub fn numbered(i: usize, value_len: usize) -> TestRecord {
+    TestRecord {
+        key: Some(format!("{i:09}").into_bytes()),
+        value: Some(vec![b'v'; value_len]),
+        headers: Vec::new(),
+        timestamp: 1_700_000_000_000 + i64::try_from(i).unwrap(),
+    }
+}
+
+/// Records `from..to` of a numbered stream, record `i` on partition `i % partitions`.
+pub fn numbered_batch(
+    from: usize,
+    to: usize,
+    partitions: i32,
+    value_len: usize,
+) -> Vec<(i32, TestRecord)> {
+    (from..to)
+        .map(|i| {
+            (
+                i32::try_from(i).unwrap() % partitions,
+                numbered(i, value_len),
+            )
+        })
+        .collect()
+}
+
+/// Reads `topic` on the target until it holds the last record `sent` has for each partition,
+/// then checks per partition that every record arrived in order (replays allowed); returns how
+/// many were copied twice.
+pub fn assert_all_in_order(
+    bootstrap: &str,
+    topic: &str,
+    sent: &[(i32, TestRecord)],
+    partitions: i32,
+    timeout: Duration,
+) -> usize {
+    let want = by_partition(sent, partitions);
+    let got = consume_until_complete(bootstrap, topic, &want, timeout);
+    want.iter()
+        .map(|(p, records)| check_no_loss_in_order(records, &got[p], *p))
+        .sum()
+}
+
 /// Checks that `got` holds every record of `want` in order, allowing replays (a suffix of
 /// already-copied records copied again after a crash). Returns how many were copied twice.
 pub fn check_no_loss_in_order(want: &[TestRecord], got: &[TestRecord], partition: i32) -> usize {

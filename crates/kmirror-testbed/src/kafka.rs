@@ -164,8 +164,28 @@ impl Kafka {
     /// The SCRAM-SHA-512 user created with every cluster.
     pub const SCRAM_USER: &'static str = "kmirror";
 
-    /// Formats and starts a cluster; returns once every node answers metadata requests.
+    /// Formats and starts a cluster; returns once every node answers metadata requests. A
+    /// cluster that does not come up (another process took one of its ports between the
+    /// harness choosing it and the broker binding it) is started again on new ports.
     pub fn start(name: &str, options: &KafkaOptions) -> Kafka {
+        let mut why = String::new();
+        for attempt in 1..=3 {
+            let kafka = Kafka::launch(name, options);
+            match kafka.ready(options.nodes, Duration::from_secs(90)) {
+                Ok(()) => return kafka,
+                Err(e) => {
+                    eprintln!(
+                        "{name}: did not start (attempt {attempt}): {}; starting it again on new ports",
+                        e.lines().next().unwrap_or_default()
+                    );
+                    why = e;
+                }
+            }
+        }
+        panic!("{name}: not ready after 3 attempts:\n{why}");
+    }
+
+    fn launch(name: &str, options: &KafkaOptions) -> Kafka {
         let dir = run_dir().join(format!("{name}-{}", rand_suffix()));
         fs::create_dir_all(&dir).unwrap();
         let pki = Arc::new(Pki::new(&format!("{name} cluster CA")));
@@ -295,7 +315,7 @@ impl Kafka {
         for n in &mut nodes {
             spawn_node(n);
         }
-        let kafka = Kafka {
+        Kafka {
             name: name.to_owned(),
             bootstrap: join(&nodes, |n| n.plain, &options.advertise),
             ssl_bootstrap: join(&nodes, |n| n.ssl, &[]),
@@ -305,9 +325,7 @@ impl Kafka {
             ca_file,
             nodes: Mutex::new(nodes),
             dir,
-        };
-        kafka.wait_ready(options.nodes, Duration::from_secs(90));
-        kafka
+        }
     }
 
     /// A folder of this cluster's own, for files a test writes.
@@ -355,7 +373,29 @@ impl Kafka {
     /// Waits until `brokers` brokers answer metadata through the plaintext listener and every
     /// node's listeners accept connections.
     pub fn wait_ready(&self, brokers: usize, timeout: Duration) {
+        if let Err(e) = self.ready(brokers, timeout) {
+            panic!("{e}");
+        }
+    }
+
+    /// [`Kafka::wait_ready`], returning why not instead of panicking; gives up early when a
+    /// node could not bind its ports.
+    fn ready(&self, brokers: usize, timeout: Duration) -> Result<(), String> {
         let deadline = Instant::now() + timeout;
+        let mut checked_log = Instant::now();
+        let mut gave_up = |what: &str| -> Option<String> {
+            if Instant::now() > deadline {
+                return Some(format!("{}: {what}:\n{}", self.name, self.log_tail()));
+            }
+            if checked_log.elapsed() > Duration::from_secs(2) {
+                checked_log = Instant::now();
+                let tail = self.log_tail();
+                if tail.contains("Address already in use") {
+                    return Some(format!("{}: a port was taken:\n{tail}", self.name));
+                }
+            }
+            None
+        };
         let ports: Vec<u16> = {
             let nodes = self.nodes.lock().unwrap();
             nodes
@@ -366,23 +406,22 @@ impl Kafka {
         };
         for port in ports {
             while TcpStream::connect(("127.0.0.1", port)).is_err() {
-                assert!(
-                    Instant::now() < deadline,
-                    "{}: nothing listens on {port}:\n{}",
-                    self.name,
-                    self.log_tail()
-                );
+                if let Some(why) = gave_up(&format!("nothing listens on {port}")) {
+                    return Err(why);
+                }
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
         let consumer: BaseConsumer = client(&self.bootstrap).create().unwrap();
         loop {
             match consumer.fetch_metadata(None, Duration::from_secs(5)) {
-                Ok(md) if md.brokers().len() >= brokers => return,
-                _ if Instant::now() > deadline => {
-                    panic!("{}: not ready:\n{}", self.name, self.log_tail())
+                Ok(md) if md.brokers().len() >= brokers => return Ok(()),
+                _ => {
+                    if let Some(why) = gave_up("not ready") {
+                        return Err(why);
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
                 }
-                _ => std::thread::sleep(Duration::from_millis(200)),
             }
         }
     }
