@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::Producer;
 
 use crate::support::*;
 
@@ -31,11 +31,7 @@ fn kill_minus_nine_twenty_times_while_writing_loses_nothing() {
         );
         std::thread::spawn(move || {
             // One producer writing a steady stream: 100 records every 5 ms.
-            let producer: BaseProducer = client(&bootstrap)
-                .set("enable.idempotence", "true")
-                .set("linger.ms", "5")
-                .create()
-                .unwrap();
+            let producer = test_producer(&bootstrap);
             let mut sent = Vec::new();
             let started = Instant::now();
             let mut next = 0;
@@ -43,20 +39,7 @@ fn kill_minus_nine_twenty_times_while_writing_loses_nothing() {
                 for i in next..next + STEP {
                     let partition = i32::try_from(i).unwrap() % PARTITIONS;
                     let r = numbered(i, 100);
-                    let mut rec = BaseRecord::<[u8], [u8]>::to(&topic)
-                        .partition(partition)
-                        .timestamp(r.timestamp)
-                        .key(r.key.as_deref().unwrap())
-                        .payload(r.value.as_deref().unwrap());
-                    loop {
-                        match producer.send(rec) {
-                            Ok(()) => break,
-                            Err((_, back)) => {
-                                rec = back;
-                                producer.poll(Duration::from_millis(5));
-                            }
-                        }
-                    }
+                    send_record(&producer, &topic, partition, &r);
                     sent.push((partition, r));
                 }
                 next += STEP;

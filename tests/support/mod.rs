@@ -125,45 +125,54 @@ pub fn create_topic_with(bootstrap: &str, name: &str, partitions: i32, configs: 
     }
 }
 
-/// Writes records to one partition each, in order; waits for every acknowledgement.
-pub fn produce(bootstrap: &str, topic: &str, records: &[(i32, TestRecord)]) {
-    let producer: BaseProducer = client(bootstrap)
+/// An idempotent producer for writing test records.
+pub fn test_producer(bootstrap: &str) -> BaseProducer {
+    client(bootstrap)
         .set("enable.idempotence", "true")
         .set("linger.ms", "20")
         .set("message.max.bytes", "2000000")
         .create()
-        .unwrap();
-    for (partition, r) in records {
-        let mut headers = OwnedHeaders::new();
-        for (k, v) in &r.headers {
-            headers = headers.insert(Header {
-                key: k,
-                value: v.as_deref(),
-            });
-        }
-        let mut rec = BaseRecord::<[u8], [u8]>::to(topic)
-            .partition(*partition)
-            .timestamp(r.timestamp);
-        if let Some(k) = &r.key {
-            rec = rec.key(k);
-        }
-        if let Some(v) = &r.value {
-            rec = rec.payload(v);
-        }
-        if !r.headers.is_empty() {
-            rec = rec.headers(headers);
-        }
-        let mut rec = rec;
-        loop {
-            match producer.send(rec) {
-                Ok(()) => break,
-                Err((_, back)) => {
-                    rec = back;
-                    producer.poll(Duration::from_millis(5));
-                }
+        .unwrap()
+}
+
+/// Hands one record to `producer` for `topic`'s `partition`, waiting for room in its queue.
+pub fn send_record(producer: &BaseProducer, topic: &str, partition: i32, r: &TestRecord) {
+    let mut headers = OwnedHeaders::new();
+    for (k, v) in &r.headers {
+        headers = headers.insert(Header {
+            key: k,
+            value: v.as_deref(),
+        });
+    }
+    let mut rec = BaseRecord::<[u8], [u8]>::to(topic)
+        .partition(partition)
+        .timestamp(r.timestamp);
+    if let Some(k) = &r.key {
+        rec = rec.key(k);
+    }
+    if let Some(v) = &r.value {
+        rec = rec.payload(v);
+    }
+    if !r.headers.is_empty() {
+        rec = rec.headers(headers);
+    }
+    loop {
+        match producer.send(rec) {
+            Ok(()) => break,
+            Err((_, back)) => {
+                rec = back;
+                producer.poll(Duration::from_millis(5));
             }
         }
-        producer.poll(Duration::ZERO);
+    }
+    producer.poll(Duration::ZERO);
+}
+
+/// Writes records to one partition each, in order; waits for every acknowledgement.
+pub fn produce(bootstrap: &str, topic: &str, records: &[(i32, TestRecord)]) {
+    let producer = test_producer(bootstrap);
+    for (partition, r) in records {
+        send_record(&producer, topic, *partition, r);
     }
     producer.flush(Duration::from_secs(60)).unwrap();
 }

@@ -202,6 +202,7 @@ impl PartitionTracker {
         if self.in_flight == 0 {
             if self.persisted.is_some_and(|p| p > to) {
                 self.persisted = None;
+                self.anchored = true;
             }
             self.acked_next = to;
         }
@@ -212,6 +213,15 @@ impl PartitionTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_position_moved_back_is_stored_even_before_a_copy() {
+        let mut t = PartitionTracker::new(Offset(1_000), Some(Offset(1_000)));
+        t.on_position_reset(Offset(400));
+        assert_eq!(t.progress_to_store(), Some(Offset(400)));
+        t.mark_stored(Offset(400));
+        assert_eq!(t.progress_to_store(), None);
+    }
 
     #[test]
     fn a_partition_started_at_the_end_stores_where_that_was() {

@@ -554,8 +554,10 @@ impl Assigner {
             }
             commands.push(Command::Release(gone));
         }
-        // Topics whose id changed on either side since the last refresh.
+        // Topics whose id changed on either side since the last refresh, and ids learned for
+        // topics being copied (a side unknown until now, or a target topic created again).
         let mut recreated: HashMap<&str, Recreated> = HashMap::new();
+        let mut learned = Vec::new();
         for (topic, ids) in &round.ids {
             let known = self.ids.remove(topic).unwrap_or_default();
             let now = match known.recreated(ids) {
@@ -579,7 +581,16 @@ impl Assigner {
                 }
                 None => ids.clone().or(&known),
             };
+            if now != known
+                && !recreated.contains_key(topic.as_str())
+                && self.assigned.iter().any(|tp| *tp.topic == **topic)
+            {
+                learned.push((Arc::from(topic.as_str()), now.clone()));
+            }
             self.ids.insert(topic.clone(), now);
+        }
+        if !learned.is_empty() {
+            commands.push(Command::SetIds(learned));
         }
         let mut resets = Vec::new();
         // Target topics deleted under partitions being copied: those partitions stop and drain;

@@ -106,6 +106,9 @@ pub enum Command {
     /// The topic of these partitions was deleted and created again on the source or the target:
     /// drain what is in flight, then copy each again as the assignment says (with a new map).
     Reset(Vec<Assignment>),
+    /// Topic ids learned after the topic's partitions were assigned (a side not known then,
+    /// or a target topic created again): stored with progress and maps from now on.
+    SetIds(Vec<(Arc<str>, TopicIds)>),
 }
 
 /// How the replicator ended.
@@ -337,6 +340,9 @@ struct Slot {
     truncated_to: Option<i64>,
     /// What `/readyz`, the state metric and the log were last told.
     watch: StallWatch,
+    /// Whether a map was ever sent for this partition (since it was assigned or reset): a
+    /// position stored without any map would read as copied by another replicator.
+    map_written: bool,
 }
 
 /// Tells a partition that moves from one that does not, for [`PartitionReport`]s.
@@ -510,6 +516,7 @@ impl Replicator {
                     Ok(Command::Assign(list)) => self.assign(list)?,
                     Ok(Command::Release(list)) => self.release(&list),
                     Ok(Command::Reset(list)) => self.reset(list)?,
+                    Ok(Command::SetIds(list)) => self.core.set_ids(list),
                     Err(mpsc::TryRecvError::Empty | mpsc::TryRecvError::Disconnected) => break,
                 }
             }
@@ -809,21 +816,17 @@ impl Replicator {
                 Start::Earliest => (rdkafka::Offset::Beginning, Offset(0), None),
                 Start::Latest => (rdkafka::Offset::End, Offset(0), None),
             };
-            let stored = if anchor.is_some() { None } else { stored };
             tpl.add_partition_offset(&a.source.topic, a.source.partition, offset)
                 .map_err(|e| Error::Internal(format!("partition list: {e}")))?;
-            let source = a.source.clone();
-            self.core.add_slot(a, next, stored)?;
-            if let Some(at) = anchor {
-                if let Some(slot) = self
-                    .core
-                    .slot_index(&source.topic, source.partition)
-                    .and_then(|i| self.core.slots[i].as_mut())
-                {
-                    slot.tracker.anchor(at);
-                    slot.position_known = true;
-                    tracing::info!(topic = %source.topic, partition = source.partition, offset = at.0, "starts at the end of the source partition; storing the position");
-                }
+            let Some(at) = anchor else {
+                self.core.add_slot(a, next, stored)?;
+                continue;
+            };
+            let idx = self.core.add_slot(a, next, None)?;
+            if let Some(slot) = self.core.slots[idx].as_mut() {
+                slot.tracker.anchor(at);
+                slot.position_known = true;
+                tracing::info!(topic = %slot.source.topic, partition = slot.source.partition, offset = at.0, "starts at the end of the source partition; storing the position");
             }
         }
         if tpl.count() > 0 {
@@ -898,6 +901,7 @@ impl Replicator {
             slot.retry_at = None;
             slot.truncated_to = None;
             slot.watch = StallWatch::new();
+            slot.map_written = false;
             slot.refresh_target = false;
             slot.sync = self.core.syncs.as_ref().map(|s| SyncWriter::new(s.lag_max));
             slot.last_acked_ts = None;
@@ -1041,7 +1045,24 @@ impl Core {
         (idx != u32::MAX).then_some(idx as usize)
     }
 
-    fn add_slot(&mut self, a: Assignment, next: Offset, stored: Option<Offset>) -> Result<()> {
+    fn set_ids(&mut self, list: Vec<(Arc<str>, TopicIds)>) {
+        for (topic, ids) in list {
+            let Some(parts) = self.by_source.get(&topic) else {
+                continue;
+            };
+            for &i in parts.iter().filter(|&&i| i != u32::MAX) {
+                if let Some(slot) = self.slots.get_mut(i as usize).and_then(Option::as_mut) {
+                    slot.ids.clone_from(&ids);
+                    if let Some(a) = slot.pending_reset.as_mut() {
+                        a.ids.clone_from(&ids);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adds a slot for `a`; returns its index.
+    fn add_slot(&mut self, a: Assignment, next: Offset, stored: Option<Offset>) -> Result<usize> {
         let idx = match self.slots.iter().position(Option::is_none) {
             Some(i) => i,
             None => {
@@ -1089,8 +1110,9 @@ impl Core {
             pending_reset: None,
             truncated_to: None,
             watch: StallWatch::new(),
+            map_written: false,
         });
-        Ok(())
+        Ok(idx)
     }
 
     /// Hands one fetched record to the producer. A partition that must stop is pushed to
@@ -1216,6 +1238,10 @@ impl Core {
         let mut fatal = None;
         let now_ms = crate::now_millis();
         for d in &events {
+            if d.opaque & PROGRESS_BIT != 0 && d.opaque & MAP_BIT == 0 {
+                // Counted whether or not the partition is still here.
+                self.progress_in_flight = self.progress_in_flight.saturating_sub(1);
+            }
             let Some(slot) = self.slots.get_mut(d.slot as usize).and_then(Option::as_mut) else {
                 continue;
             };
@@ -1228,7 +1254,6 @@ impl Core {
                 continue;
             }
             if d.opaque & PROGRESS_BIT != 0 {
-                self.progress_in_flight = self.progress_in_flight.saturating_sub(1);
                 match (&d.error, d.progress_value) {
                     (None, Some(v)) => slot.tracker.mark_stored(v),
                     (Some(e), failed) => {
@@ -1376,9 +1401,10 @@ impl Core {
             return;
         }
         self.acked_since_progress = 0;
-        // Small maps (a partition copied without gaps has one run) go with their progress, so
-        // that translation stays exact up to the stored position after a crash; large ones
-        // wait for the flush (a map behind its progress only translates conservatively).
+        // Small maps (a partition copied without gaps has one run), and each partition's first,
+        // go with their progress, so that translation stays exact up to the stored position
+        // after a crash; large ones wait for the flush (a map behind its progress only
+        // translates conservatively).
         self.store_maps(FAST_MAP_RUNS);
         let written = self.write_progress(false, false);
         tracing::trace!(written, "progress written between flushes");
@@ -1452,14 +1478,14 @@ impl Core {
     }
 
     /// Writes the translation map of every partition that copied something since the last
-    /// flush. A map not written only makes translation of the newest records coarser (towards
+    /// flush (with `max_runs`, only maps that small, and maps never written yet). A map not written only makes translation of the newest records coarser (towards
     /// re-reading), never skips a record.
     fn store_maps(&mut self, max_runs: usize) {
         for idx in 0..self.slots.len() {
             let Some(slot) = self.slots[idx].as_mut() else {
                 continue;
             };
-            if !slot.map_dirty || slot.map.runs().len() > max_runs {
+            if !slot.map_dirty || (slot.map_written && slot.map.runs().len() > max_runs) {
                 continue;
             }
             slot.map_dirty = false;
@@ -1473,13 +1499,16 @@ impl Core {
             .partition(partition)
             .key(&key)
             .payload(&value);
-            if let Err((e, _)) = self.progress_producer.send(record) {
-                slot.map_dirty = true;
-                if !matches!(
-                    e,
-                    KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)
-                ) {
-                    tracing::warn!(topic = %slot.source.topic, partition = slot.source.partition, "translation map not queued: {}", describe(&e));
+            match self.progress_producer.send(record) {
+                Ok(()) => slot.map_written = true,
+                Err((e, _)) => {
+                    slot.map_dirty = true;
+                    if !matches!(
+                        e,
+                        KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)
+                    ) {
+                        tracing::warn!(topic = %slot.source.topic, partition = slot.source.partition, "translation map not queued: {}", describe(&e));
+                    }
                 }
             }
         }
