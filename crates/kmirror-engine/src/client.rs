@@ -39,6 +39,15 @@ impl Role {
     }
 }
 
+/// Defaults of every client.
+const COMMON_DEFAULTS: &[(&str, &str)] = &[
+    // A KRaft broker that was fenced (paused, or cut off from the controller) is left out of
+    // metadata responses, and librdkafka then forgets it. With a single broker, or all of them
+    // fenced at once, a client knows no broker at all until it bootstraps again, after 5
+    // minutes by default: its records in flight wait that long although the cluster is back.
+    ("metadata.recovery.rebootstrap.trigger.ms", "10000"),
+];
+
 /// kmirror's defaults, chosen to keep memory bounded (under 128 MB for the whole process with
 /// the defaults) and throughput high.
 fn defaults(role: Role) -> &'static [(&'static str, &'static str)] {
@@ -158,7 +167,7 @@ impl ClientFactory {
             cfg.set("sasl.username", &sasl.username);
             cfg.set("sasl.password", &sasl.password);
         }
-        for (k, v) in defaults(role) {
+        for (k, v) in COMMON_DEFAULTS.iter().chain(defaults(role)) {
             cfg.set(*k, *v);
         }
         let role_props = match role {
