@@ -144,7 +144,7 @@ impl CheckpointJob {
                 () = stop.cancelled() => return,
                 _ = emit.tick() => {}
                 _ = sync.tick(), if self.settings.sync_group_offsets.is_some() => {
-                    self.sync_groups(&store, &mut written, &mut foreign_reported).await;
+                    self.sync_groups(&store, &mut written, &mut foreign_reported, &stop).await;
                     continue;
                 }
             }
@@ -164,10 +164,20 @@ impl CheckpointJob {
                 groups.clone(),
             );
             let round_start = crate::now_millis();
-            let fetched = tokio::task::spawn_blocking(move || {
-                fetch_committed(&cfg, refresh_due.then_some(&filter), known, &partitions)
+            let token = stop.clone();
+            let Some(fetched) = unless_stopped(&stop, move || {
+                fetch_committed(
+                    &cfg,
+                    refresh_due.then_some(&filter),
+                    known,
+                    &partitions,
+                    &token,
+                )
             })
-            .await;
+            .await
+            else {
+                return;
+            };
             let (listed, committed) = match fetched {
                 Ok(Ok(x)) => x,
                 Ok(Err(e)) => {
@@ -286,6 +296,7 @@ impl CheckpointJob {
         store: &HashMap<Key, Stored>,
         written: &mut HashMap<Key, i64>,
         foreign_reported: &mut HashMap<Key, i64>,
+        stop: &CancellationToken,
     ) {
         let mut by_group: BTreeMap<String, Vec<SyncEntry>> = BTreeMap::new();
         for (key, s) in store {
@@ -305,19 +316,23 @@ impl CheckpointJob {
         if by_group.is_empty() {
             return;
         }
-        let cfg = self.target.clone();
-        let outcome =
-            match tokio::task::spawn_blocking(move || commit_groups(&cfg, &by_group)).await {
-                Ok(Ok(o)) => o,
-                Ok(Err(e)) => {
-                    tracing::warn!("group offset sync failed: {e}; retrying next interval");
-                    return;
-                }
-                Err(e) => {
-                    tracing::error!("group offset sync: {e}");
-                    return;
-                }
-            };
+        let (cfg, token) = (self.target.clone(), stop.clone());
+        let Some(outcome) =
+            unless_stopped(stop, move || commit_groups(&cfg, &by_group, &token)).await
+        else {
+            return;
+        };
+        let outcome = match outcome {
+            Ok(Ok(o)) => o,
+            Ok(Err(e)) => {
+                tracing::warn!("group offset sync failed: {e}; retrying next interval");
+                return;
+            }
+            Err(e) => {
+                tracing::error!("group offset sync: {e}");
+                return;
+            }
+        };
         let (s, t) = (self.mirror.source.as_str(), self.mirror.target.as_str());
         for (key, offset) in outcome.committed {
             foreign_reported.remove(&key);
@@ -373,6 +388,21 @@ fn client(cfg: &ClientConfig, group: &str) -> Result<BaseConsumer, KafkaError> {
 
 pub(crate) type Committed = Vec<(String, Vec<(TopicPartition, i64, String)>)>;
 
+/// Runs the blocking `f` (a round of requests to a cluster) on the blocking pool and waits for
+/// it, unless `stop` fires first: then `None` at once. `f` watches `stop` between its requests,
+/// so it ends on its own within one request timeout, and a shutdown never waits for a round
+/// against a cluster that does not answer.
+async fn unless_stopped<T: Send + 'static>(
+    stop: &CancellationToken,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Option<Result<T, tokio::task::JoinError>> {
+    let round = tokio::task::spawn_blocking(f);
+    tokio::select! {
+        () = stop.cancelled() => None,
+        done = round => Some(done),
+    }
+}
+
 /// Lists the source groups if `filter` is given (otherwise uses `known`), then reads each
 /// group's committed offsets for `partitions`. Blocking.
 pub(crate) fn fetch_committed(
@@ -380,6 +410,7 @@ pub(crate) fn fetch_committed(
     filter: Option<&kmirror_core::filter::NameFilter>,
     known: Vec<String>,
     partitions: &[TopicPartition],
+    stop: &CancellationToken,
 ) -> Result<(Option<Vec<String>>, Committed), KafkaError> {
     let listed = match filter {
         Some(f) => {
@@ -399,6 +430,9 @@ pub(crate) fn fetch_committed(
     let groups = listed.clone().unwrap_or(known);
     let mut out = Vec::new();
     for group in groups {
+        if stop.is_cancelled() {
+            break;
+        }
         let consumer = client(cfg, &group)?;
         let mut tpl = TopicPartitionList::new();
         for tp in partitions {
@@ -429,9 +463,13 @@ pub(crate) fn fetch_committed(
 fn commit_groups(
     cfg: &ClientConfig,
     groups: &BTreeMap<String, Vec<SyncEntry>>,
+    stop: &CancellationToken,
 ) -> Result<SyncOutcome, KafkaError> {
     let mut outcome = SyncOutcome::default();
     for (group, entries) in groups {
+        if stop.is_cancelled() {
+            break;
+        }
         let consumer = client(cfg, group)?;
         let described = consumer.fetch_group_list(Some(group), TIMEOUT)?;
         if let Some(g) = described.groups().iter().find(|g| g.name() == group) {
@@ -498,7 +536,7 @@ pub fn read_checkpoints(
     c.set("enable.partition.eof", "true")
         .set("enable.auto.commit", "false");
     let consumer: BaseConsumer<crate::progress_store::ReaderContext> =
-        c.create_with_context(crate::progress_store::ReaderContext)?;
+        c.create_with_context(crate::progress_store::ReaderContext("checkpoint reader"))?;
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, 0, Offset::Beginning)?;
     consumer.assign(&tpl)?;

@@ -59,7 +59,7 @@ pub fn read(
     timeout: Duration,
 ) -> Result<Stored> {
     let consumer: BaseConsumer<ReaderContext> = config
-        .create_with_context(ReaderContext)
+        .create_with_context(ReaderContext("progress reader"))
         .map_err(|e| Error::client("progress reader", &e))?;
     let metadata = consumer.fetch_metadata(Some(topic), timeout).map_err(|e| {
         Error::Retriable(format!(
@@ -163,15 +163,15 @@ fn timestamp(msg: &rdkafka::message::BorrowedMessage<'_>) -> i64 {
     msg.timestamp().to_millis().unwrap_or(-1)
 }
 
-/// The progress reader asks for end-of-partition events; they are not errors.
-pub(crate) struct ReaderContext;
+/// A reader that asks for end-of-partition events (they are not errors), named in its warnings.
+pub(crate) struct ReaderContext(pub &'static str);
 
 impl ClientContext for ReaderContext {
     fn error(&self, error: KafkaError, reason: &str) {
         if !matches!(error, KafkaError::PartitionEOF(_))
             && error.rdkafka_error_code() != Some(RDKafkaErrorCode::PartitionEOF)
         {
-            tracing::warn!(error = %error, "progress reader: {reason}");
+            tracing::warn!(error = %error, "{}: {reason}", self.0);
         }
     }
 }

@@ -391,7 +391,13 @@ impl TopicSync {
             Some(cfg) if !partitions.is_empty() => {
                 let filter = self.mirror.groups.clone();
                 let listed = tokio::task::spawn_blocking(move || {
-                    crate::checkpoint::fetch_committed(&cfg, Some(&filter), Vec::new(), &partitions)
+                    crate::checkpoint::fetch_committed(
+                        &cfg,
+                        Some(&filter),
+                        Vec::new(),
+                        &partitions,
+                        &CancellationToken::new(),
+                    )
                 })
                 .await
                 .map_err(|e| Error::Internal(format!("group listing: {e}")))?;
