@@ -64,6 +64,7 @@ fn target_leader_down_for_ten_seconds_loses_nothing_and_keeps_order() {
         metrics: Arc::new(kmirror_engine::metrics::Metrics::new()),
         maps: Arc::default(),
         stall_after: Duration::from_secs(3),
+        tails: None,
     };
     let status = Arc::new(StatusBoard::default());
     let replicator = Replicator::build(

@@ -177,6 +177,25 @@ impl OffsetMap {
         }
     }
 
+    /// The end of what the map knows was copied: the source offset after the last copied
+    /// record, and the target offset after its copy. The next record copied after it, if any,
+    /// is at that target offset. `None` if nothing was copied.
+    pub fn copied_end(&self) -> Option<(i64, i64)> {
+        self.runs
+            .iter()
+            .rev()
+            .find(|r| r.len > 0)
+            .map(|r| (r.end_upstream(), r.end_downstream()))
+    }
+
+    /// Forgets the trailing unknown stretch [`OffsetMap::resumed_at`] added, once the copies
+    /// there are known (and recorded next).
+    pub fn forget_unknown_end(&mut self) {
+        while self.runs.last().is_some_and(|r| r.len == 0) {
+            self.runs.pop();
+        }
+    }
+
     /// A map for a partition whose records before `from` were copied by someone else.
     pub fn known_from(from: i64) -> Self {
         Self {
@@ -293,6 +312,28 @@ mod tests {
         n.record(0, 0);
         n.resumed_at(1);
         assert_eq!(n.runs().len(), 1);
+    }
+
+    #[test]
+    fn the_copied_end_ignores_the_unknown_stretch_until_it_is_known() {
+        let mut m = OffsetMap::default();
+        assert_eq!(m.copied_end(), None);
+        for u in 0..100 {
+            m.record(u, u + 10);
+        }
+        m.resumed_at(150);
+        assert_eq!(m.copied_end(), Some((100, 110)));
+        // The copies of 100..160 are found on the target: recorded exactly.
+        m.forget_unknown_end();
+        for u in 100..160 {
+            m.record(u, u + 10);
+        }
+        assert_eq!(m.runs().len(), 1);
+        assert_eq!(
+            m.translate_detail(120).map(|t| (t.offset, t.exact)),
+            Some((130, true))
+        );
+        assert_eq!(m.copied_end(), Some((160, 170)));
     }
 
     #[test]

@@ -399,6 +399,13 @@ impl Flow {
             // before the process exits at the shutdown timeout.
             shutdown_timeout: self.options.shutdown_timeout.mul_f64(0.8),
             stall_after: self.options.stall_after,
+            tails: Some(crate::tail::Readers {
+                source: self.source.config(
+                    Role::ReplicationConsumer,
+                    &[&c.source_all, &c.source_consumer],
+                ),
+                target: self.target.config(Role::ProgressReader, &[&c.target_all]),
+            }),
         };
         let replicator = Replicator::build(
             settings,

@@ -11,6 +11,7 @@
 //! - [`permissions`]: which permissions kmirror's principal lacks, named and reported.
 //! - [`progress_store`]: reading stored replication progress.
 //! - [`replicator`]: the per-flow data plane (consumer → producer, per-partition pipelines).
+//! - [`tail`]: copies a crash left on the target beyond the stored progress, found at start.
 //! - [`flow`]: one mirror end to end: start-up checks, topic sync loop, replicator supervision.
 //! - [`metrics`]: every exported metric, registered in one place.
 //! - [`checkpoint`]: checkpoints and consumer-group offset sync.
@@ -33,6 +34,7 @@ pub mod progress_store;
 pub mod replicator;
 pub mod security;
 pub mod status;
+pub mod tail;
 pub mod target_sync;
 pub mod topics;
 

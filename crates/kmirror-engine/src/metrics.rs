@@ -71,6 +71,9 @@ pub mod names {
     pub const SOURCE_RECORDS_DELETED: &str = "kmirror_source_records_deleted_total";
     /// Replicated topics found deleted and created again, by side (`source`, `target`).
     pub const TOPICS_RECREATED: &str = "kmirror_topics_recreated_total";
+    /// Records found on the target at assignment beyond the stored progress (acknowledged
+    /// before a crash, progress not yet stored), and therefore not copied again.
+    pub const FOUND_ON_TARGET: &str = "kmirror_records_found_on_target_total";
 
     /// Every `kmirror_` family.
     pub const ALL_OWN: &[&str] = &[
@@ -98,6 +101,7 @@ pub mod names {
         GROUP_SYNC_SKIPPED,
         SOURCE_RECORDS_DELETED,
         TOPICS_RECREATED,
+        FOUND_ON_TARGET,
     ];
 }
 
@@ -228,6 +232,8 @@ pub struct Metrics {
     pub source_records_deleted: IntCounterVec,
     /// See [`names::TOPICS_RECREATED`].
     pub topics_recreated: IntCounterVec,
+    /// See [`names::FOUND_ON_TARGET`].
+    pub found_on_target: IntCounterVec,
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
@@ -320,6 +326,7 @@ impl Metrics {
             source_records_deleted: counter(&r, names::SOURCE_RECORDS_DELETED, "Records the source deleted (retention, DeleteRecords) before kmirror copied them", &part),
             group_sync_skipped: counter(&r, names::GROUP_SYNC_SKIPPED, "Group partitions that offset sync left alone: active on the target, or committed there by someone else", &[SOURCE, TARGET, KIND]),
             topics_recreated: counter(&r, names::TOPICS_RECREATED, "Replicated topics found deleted and created again (copied again from the source's beginning), by side", &[SOURCE, TARGET, TOPIC, KIND]),
+            found_on_target: counter(&r, names::FOUND_ON_TARGET, "Records found already on the target when a partition was assigned (copied before a crash, progress not yet stored) and not copied again", &flow),
             registry: r,
         }
     }

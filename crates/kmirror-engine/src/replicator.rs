@@ -67,6 +67,9 @@ const PROGRESS_RECORDS_PER_SECOND: f64 = 5_000.0;
 /// How long a partition whose source log ends before its position waits for the topic refresh
 /// to find the topic recreated, before it continues from the log's end.
 const TRUNCATION_WAIT: Duration = Duration::from_secs(15);
+/// Longest look for copies on the target beyond the stored progress, per assignment.
+const TAIL_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Longest wait for the producer's metadata of one topic.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -142,6 +145,9 @@ pub struct ReplicatorSettings {
     pub maps: Arc<crate::status::MapBoard>,
     /// How long a partition may be neither copying nor caught up before it is reported stuck.
     pub stall_after: Duration,
+    /// Readers of both clusters that find, at assignment, the records a crash left on the
+    /// target beyond the stored progress (see [`crate::tail`]); `None`: copy from the progress.
+    pub tails: Option<crate::tail::Readers>,
 }
 
 struct Delivery {
@@ -582,6 +588,36 @@ impl Replicator {
     /// The end offsets of the partitions of `list` that start at the source's end, in one
     /// ListOffsets round (blocking, bounded); partitions it could not tell start at the end as
     /// the consumer finds it.
+    /// Looks on the target for copies beyond the stored progress of partitions that resume
+    /// from it (see [`crate::tail`]).
+    fn find_tails(&self, list: &[Assignment]) -> HashMap<TopicPartition, crate::tail::Found> {
+        let Some(readers) = &self.core.settings.tails else {
+            return HashMap::new();
+        };
+        let tails: Vec<crate::tail::Tail> = list
+            .iter()
+            .filter(|a| {
+                self.core
+                    .slot_index(&a.source.topic, a.source.partition)
+                    .is_none()
+            })
+            .filter_map(|a| {
+                let Start::At(stored) = a.start else {
+                    return None;
+                };
+                let (source_from, target_from) = a.map.copied_end()?;
+                Some(crate::tail::Tail {
+                    source: a.source.clone(),
+                    target_topic: Arc::clone(&a.target_topic),
+                    source_from,
+                    target_from,
+                    stored: stored.0,
+                })
+            })
+            .collect();
+        crate::tail::find(readers, tails, TAIL_TIMEOUT, &self.core.shutdown)
+    }
+
     fn latest_offsets(&self, list: &[Assignment]) -> HashMap<TopicPartition, i64> {
         let mut tpl = TopicPartitionList::new();
         for a in list.iter().filter(|a| a.start == Start::Latest) {
@@ -788,8 +824,41 @@ impl Replicator {
             refresh_producer_metadata(&self.core.producer, topic);
         }
         let ends = self.latest_offsets(&list);
+        let mut found = self.find_tails(&list);
         let mut tpl = TopicPartitionList::new();
         for mut a in list {
+            // The stored progress, where copies beyond it were found; whether the map grew.
+            let (mut stored_at, mut map_grown) = (None, false);
+            if let (Start::At(stored), Some(f)) = (a.start, found.remove(&a.source)) {
+                // Copies a crash left on the target beyond the stored progress: known now, not
+                // copied again.
+                a.map.forget_unknown_end();
+                for &(u, d) in &f.pairs {
+                    a.map.record(u, d);
+                }
+                map_grown = !f.pairs.is_empty();
+                if f.resume > stored.0 {
+                    let skipped = f.resume - stored.0;
+                    tracing::info!(
+                        topic = %a.source.topic, partition = a.source.partition,
+                        "offsets {}..{} were already on the target (copied before the last stop, progress not yet stored); copying from offset {}",
+                        stored.0, f.resume - 1, f.resume
+                    );
+                    let found_records = f.pairs.iter().filter(|&&(u, _)| u >= stored.0).count();
+                    self.core
+                        .settings
+                        .metrics
+                        .found_on_target
+                        .with_label_values(&[
+                            self.core.settings.source.as_str(),
+                            self.core.settings.target.as_str(),
+                        ])
+                        .inc_by(found_records as u64);
+                    debug_assert!(skipped >= found_records as i64);
+                    a.start = Start::At(Offset(f.resume));
+                    stored_at = Some(stored);
+                }
+            }
             // The end of the source, known now, is stored as the position before any record
             // is copied: a restart resumes there instead of at the (later) end again, which
             // would skip what was written in between.
@@ -819,7 +888,12 @@ impl Replicator {
             tpl.add_partition_offset(&a.source.topic, a.source.partition, offset)
                 .map_err(|e| Error::Internal(format!("partition list: {e}")))?;
             let Some(at) = anchor else {
-                self.core.add_slot(a, next, stored)?;
+                let idx = self.core.add_slot(a, next, stored_at.or(stored))?;
+                if map_grown {
+                    if let Some(slot) = self.core.slots[idx].as_mut() {
+                        slot.map_dirty = true;
+                    }
+                }
                 continue;
             };
             let idx = self.core.add_slot(a, next, None)?;
