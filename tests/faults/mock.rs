@@ -79,7 +79,7 @@ fn target_leader_down_for_ten_seconds_loses_nothing_and_keeps_order() {
     let (tx, rx) = mpsc::channel();
     let shutdown = CancellationToken::new();
     let token = shutdown.clone();
-    let worker = std::thread::spawn(move || replicator.run(&rx, &token));
+    let worker = std::thread::spawn(move || replicator.run(&rx, &token).0);
     let assignments = (0..partitions)
         .map(|p| Assignment {
             source: TopicPartition::new(topic, p),

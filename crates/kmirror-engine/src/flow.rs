@@ -28,6 +28,16 @@ const RESTART_BACKOFF: Duration = Duration::from_secs(5);
 const REPORT_AGAIN_AFTER: Duration = Duration::from_secs(60);
 /// How often both clusters are probed for the readiness check.
 const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
+/// Runs `job` until it ends or `stop` fires.
+async fn until_stopped(stop: &CancellationToken, job: impl std::future::Future<Output = ()>) {
+    tokio::select! {
+        () = job => {}
+        () = stop.cancelled() => {}
+    }
+}
+
+/// Longest wait, once the replicator reported, for its clients to close.
+const CLIENT_CLOSE_WAIT: Duration = Duration::from_secs(1);
 
 /// Settings that come from the command line.
 #[derive(Clone)]
@@ -179,13 +189,16 @@ impl Flow {
             side_stop.cancel();
             result
         };
+        // A side job waiting on a cluster that does not answer (a request with its own timeout,
+        // on the blocking pool) is abandoned at the stop rather than awaited: the shutdown
+        // never waits for it, and the request ends on its timeout.
         let (result, (), (), (), (), ()) = tokio::join!(
             main,
-            health,
-            heartbeats,
-            checkpoints,
-            target_sync,
-            permissions
+            until_stopped(&side_stop, health),
+            until_stopped(&side_stop, heartbeats),
+            until_stopped(&side_stop, checkpoints),
+            until_stopped(&side_stop, target_sync),
+            until_stopped(&side_stop, permissions)
         );
         result
     }
@@ -423,7 +436,14 @@ impl Flow {
         )?;
         let (tx, rx) = mpsc::channel();
         let token = shutdown.clone();
-        let mut handle = tokio::task::spawn_blocking(move || replicator.run(&rx, &token));
+        let (done_tx, mut done) = tokio::sync::oneshot::channel();
+        let mut handle = tokio::task::spawn_blocking(move || {
+            let (outcome, replicator) = replicator.run(&rx, &token);
+            let _ = done_tx.send(outcome);
+            // Closing the clients: the source consumer leaves its group, which waits on the
+            // source if it does not answer.
+            drop(replicator);
+        });
 
         let mut plan = Assigner::default();
         let mut stored = stored;
@@ -440,23 +460,35 @@ impl Flow {
             first = false;
             tokio::select! {
 
-                joined = &mut handle => {
-                    return match joined {
-                        Ok(Ok(report)) => {
-                            tracing::info!(copied = report.copied, clean = report.clean, "replicator stopped");
-                            if !report.clean {
-                                self.options.unclean_stop.store(true, std::sync::atomic::Ordering::Relaxed);
-                            }
-                            Ok(())
-                        }
-                        Ok(Err(e)) => Err(e),
-                        Err(e) => Err(Error::Internal(format!("replicator thread: {e}"))),
+                outcome = &mut done => {
+                    let Ok(outcome) = outcome else {
+                        // The thread ended without a report: it panicked.
+                        return match handle.await {
+                            Err(e) => Err(Error::Internal(format!("replicator thread: {e}"))),
+                            Ok(()) => Err(Error::Internal("replicator thread ended without a report".into())),
+                        };
                     };
+                    let report = outcome?;
+                    tracing::info!(copied = report.copied, clean = report.clean, "replicator stopped");
+                    if !report.clean {
+                        self.options.unclean_stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    if tokio::time::timeout(CLIENT_CLOSE_WAIT, &mut handle).await.is_err() {
+                        // Its progress is stored; what is left is a goodbye nobody hears.
+                        tracing::warn!("the replication clients did not close within {}s (a cluster does not answer); not waiting for them", CLIENT_CLOSE_WAIT.as_secs());
+                    }
+                    return Ok(());
                 }
                 () = tokio::time::sleep(wait), if refresh != Duration::MAX || wait == Duration::ZERO => {
                     next_sync = tokio::time::Instant::now() + refresh.min(Duration::from_secs(86_400));
                     let hold = plan.hold(&self.status);
-                    let synced = sync.sync(&hold).await;
+                    let synced = tokio::select! {
+                        synced = sync.sync(&hold) => synced,
+                        // A refresh waiting on a cluster that does not answer is abandoned
+                        // (its requests end on their own timeouts); the replicator's report
+                        // comes next.
+                        () = shutdown.cancelled() => continue,
+                    };
                     topics_synced.cancel();
                     match synced {
                         Ok(round) => {

@@ -70,6 +70,9 @@ const TRUNCATION_WAIT: Duration = Duration::from_secs(15);
 /// Longest look for copies on the target beyond the stored progress, per assignment.
 const TAIL_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Longest wait at shutdown for offset syncs to be acknowledged by the source.
+const SYNC_DRAIN: Duration = Duration::from_secs(1);
+
 /// Longest wait for the producer's metadata of one topic.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -506,9 +509,20 @@ impl Replicator {
     }
 
     /// Runs until `shutdown` is cancelled (then drains and stores progress) or a fatal error.
-    /// Blocking: call from a dedicated thread.
+    /// Blocking: call from a dedicated thread. Returns the replicator too: dropping it closes
+    /// its clients, which can wait on a cluster that does not answer (the consumer leaves its
+    /// group), so the caller can take the report first and bound that wait.
     pub fn run(
         mut self,
+        commands: &mpsc::Receiver<Command>,
+        shutdown: &CancellationToken,
+    ) -> (Result<Report>, Self) {
+        let outcome = self.work(commands, shutdown);
+        (outcome, self)
+    }
+
+    fn work(
+        &mut self,
         commands: &mpsc::Receiver<Command>,
         shutdown: &CancellationToken,
     ) -> Result<Report> {
@@ -1021,7 +1035,7 @@ impl Replicator {
         }
     }
 
-    fn shutdown(mut self) -> Result<Report> {
+    fn shutdown(&mut self) -> Result<Report> {
         let core = &mut self.core;
         let deadline = Instant::now() + core.settings.shutdown_timeout;
         core.deadline = Some(deadline);
@@ -1047,7 +1061,10 @@ impl Replicator {
         core.store_progress(true)?;
         core.promote_delayed_syncs();
         if let Some(s) = core.syncs.as_mut() {
-            // Send what is pending, a few at a time as MM2 does, then wait for them.
+            // Send what is pending, a few at a time as MM2 does, then wait for them, briefly:
+            // they go to the source, which may be what is down, and they are only hints (the
+            // maps stored with progress translate exactly without them).
+            let deadline = deadline.min(Instant::now() + SYNC_DRAIN);
             while core
                 .slots
                 .iter()
