@@ -116,7 +116,8 @@ fn source_killed_and_target_frozen_while_writing_lose_nothing() {
 
 /// A three-broker source (replication factor 3, `min.insync.replicas=2`): the broker leading
 /// partition 0 is killed (-9) while records are written, so leadership moves, and later
-/// restarted on its data. Nothing is lost or reordered.
+/// restarted on its data; then a preferred leader election moves leadership back to it
+/// without a kill. Nothing is lost or reordered.
 #[test]
 fn a_source_leader_killed_under_replication_factor_three_loses_nothing() {
     let source = Arc::new(Kafka::start(
@@ -153,6 +154,37 @@ fn a_source_leader_killed_under_replication_factor_three_loses_nothing() {
     std::thread::sleep(Duration::from_secs(10));
     source.restart_node(leader);
     source.wait_ready(3, Duration::from_secs(60));
+    // Then leadership moves without a kill: once the restarted broker is back in sync, a
+    // preferred leader election hands partition 0 back to it while records are written.
+    wait_for(
+        "the restarted broker back in sync",
+        Duration::from_secs(60),
+        || {
+            let isr = in_sync(&source.bootstrap, &topic, 0);
+            if isr.contains(&leader) {
+                Ok(())
+            } else {
+                Err(format!("in sync: {isr:?}"))
+            }
+        },
+    );
+    let moved_from = leader_of(&source.bootstrap, &topic, 0);
+    kafka::run_java(
+        None,
+        "org.apache.kafka.tools.LeaderElectionCommand",
+        &[
+            "--bootstrap-server",
+            &source.bootstrap,
+            "--election-type",
+            "PREFERRED",
+            "--all-topic-partitions",
+        ],
+    );
+    assert_eq!(
+        leader_of(&source.bootstrap, &topic, 0),
+        leader,
+        "the preferred leader leads again"
+    );
     std::thread::sleep(Duration::from_secs(3));
     stop.store(true, Ordering::Relaxed);
     let sent = w.join().unwrap();
@@ -166,10 +198,29 @@ fn a_source_leader_killed_under_replication_factor_three_loses_nothing() {
     );
     assert_eq!(kmirror.terminate(Duration::from_secs(30)), Some(0));
     eprintln!(
-        "leader of partition 0 (node {}) killed and restarted: all {} records in order, {duplicates} copied twice",
+        "leader of partition 0 (node {}) killed and restarted, then moved back from node {} by a preferred election: all {} records in order, {duplicates} copied twice",
         leader + 1,
+        moved_from + 1,
         sent.len()
     );
+}
+
+/// The indexes (0-based) of the nodes in sync for `topic`'s `partition`.
+fn in_sync(bootstrap: &str, topic: &str, partition: i32) -> Vec<usize> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let c: BaseConsumer = client(bootstrap).create().unwrap();
+    let md = c
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    md.topics()[0]
+        .partitions()
+        .iter()
+        .find(|p| p.id() == partition)
+        .unwrap()
+        .isr()
+        .iter()
+        .map(|&n| usize::try_from(n - 1).unwrap())
+        .collect()
 }
 
 /// The index (0-based) of the node leading `topic`'s `partition`.
