@@ -186,3 +186,135 @@ fn records_deleted_before_they_were_copied_are_named_and_counted() {
         "{logs}"
     );
 }
+
+/// The source offsets of `topic`'s partition 0 that hold a record, with their keys, in order.
+fn source_offsets(bootstrap: &str, topic: &str) -> Vec<(i64, String)> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+    let c: BaseConsumer = client(bootstrap)
+        .set("group.id", format!("read-{}", rand_suffix()))
+        .set("enable.partition.eof", "true")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning)
+        .unwrap();
+    c.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        match c.poll(Duration::from_millis(500)) {
+            Some(Ok(m)) => out.push((
+                m.offset(),
+                String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
+            )),
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => return out,
+            _ => {}
+        }
+    }
+    panic!("{topic} not read to its end in 30 s");
+}
+
+/// A compacted source topic, compacted before kmirror copies it: most early offsets hold no
+/// record. Groups committed at offsets that hold a record and at offsets that were compacted
+/// away translate exactly: the target offset before which the target holds copies of exactly
+/// the records the group had read.
+#[test]
+fn a_compacted_source_topic_translates_exactly() {
+    let env = Env::shared();
+    let topic = format!("compacted-{}", rand_suffix());
+    create_topic_with(
+        &env.source.bootstrap,
+        &topic,
+        1,
+        &[
+            ("cleanup.policy", "compact"),
+            // 1 MiB segments (the smallest Kafka 4 allows): about 500 records each.
+            ("segment.bytes", "1048576"),
+            ("min.cleanable.dirty.ratio", "0.01"),
+            ("delete.retention.ms", "100"),
+        ],
+    );
+    // 3,000 records of 2 KB over 100 keys: once the closed segments are compacted, they keep
+    // one record per key.
+    let records: Vec<(i32, TestRecord)> = (0..3_000)
+        .map(|i| {
+            (
+                0,
+                TestRecord {
+                    key: Some(format!("k{:03}", i % 100).into_bytes()),
+                    value: Some(format!("v{i:01999}").into_bytes()),
+                    headers: Vec::new(),
+                    timestamp: 1_700_000_000_000 + i64::from(i),
+                },
+            )
+        })
+        .collect();
+    produce(&env.source.bootstrap, &topic, &records);
+    let mut survivors = Vec::new();
+    wait_for("the source compacted", Duration::from_secs(90), || {
+        survivors = source_offsets(&env.source.bootstrap, &topic);
+        if survivors.len() < 1_500 {
+            Ok(())
+        } else {
+            std::thread::sleep(Duration::from_secs(2));
+            Err(format!("{} records left", survivors.len()))
+        }
+    });
+
+    let config = env.config(
+        &topic,
+        "        emit.checkpoints.interval.seconds: 1\n        refresh.groups.interval.seconds: 1\n",
+    );
+    let mut kmirror = Kmirror::start(&config, &[]);
+    let copied = consume(
+        &env.target.bootstrap,
+        &topic,
+        1,
+        survivors.len(),
+        Duration::from_secs(60),
+    );
+    let copied_keys: Vec<String> = copied[&0]
+        .iter()
+        .map(|r| String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).into_owned())
+        .collect();
+    let surviving_keys: Vec<String> = survivors.iter().map(|(_, k)| k.clone()).collect();
+    assert_eq!(
+        copied_keys, surviving_keys,
+        "the target holds what survived, in order"
+    );
+
+    // Offsets that hold a record, offsets compacted away, the first, the end.
+    let end = survivors.last().map_or(0, |(o, _)| o + 1);
+    let mut probes: Vec<i64> = vec![0, 1, 7, 500, 1_234, 2_899, 2_900, 2_950, end - 1, end];
+    probes.extend(survivors.iter().take(5).map(|(o, _)| *o));
+    probes.extend(survivors.iter().take(5).map(|(o, _)| o + 1));
+    probes.sort_unstable();
+    probes.dedup();
+    for (g, u) in probes.into_iter().enumerate() {
+        let group = format!("{topic}-g{g}");
+        commit(&env.source.bootstrap, &group, &topic, &[(0, u)]);
+        // The group has read every record before `u`: it resumes at the first copy after them.
+        let exact = i64::try_from(survivors.iter().filter(|(o, _)| *o < u).count()).unwrap();
+        let mut got = None;
+        wait_for(
+            &format!("checkpoint at {u}"),
+            Duration::from_secs(20),
+            || {
+                got = checkpoints(&env, &group, &topic).get(&0).copied();
+                got.map(|_| ()).ok_or_else(|| "none yet".into())
+            },
+        );
+        let (upstream, d) = got.unwrap();
+        assert_eq!(upstream, u);
+        assert_eq!(
+            d, exact,
+            "source offset {u} translated to target offset {d}, not {exact}"
+        );
+    }
+    assert_eq!(kmirror.terminate(Duration::from_secs(30)), Some(0));
+    eprintln!(
+        "compacted: {} of 3,000 records left at offsets up to {end}; every probe translated exactly",
+        survivors.len()
+    );
+}

@@ -260,6 +260,8 @@ impl Kafka {
                 ("num.network.threads".into(), "2".into()),
                 ("num.io.threads".into(), "4".into()),
                 ("log.segment.bytes".into(), "104857600".into()),
+                // Compacted-topic tests wait for the cleaner: look for work every second.
+                ("log.cleaner.backoff.ms".into(), "1000".into()),
                 // Test records carry timestamps from 1970 on: time-based retention would delete
                 // them at the first retention check. Tests that need deletion use DeleteRecords.
                 ("log.retention.ms".into(), "-1".into()),
