@@ -127,16 +127,41 @@ pub fn create_topic_with(bootstrap: &str, name: &str, partitions: i32, configs: 
 
 /// An idempotent producer for writing test records.
 pub fn test_producer(bootstrap: &str) -> BaseProducer {
-    client(bootstrap)
+    test_producer_config(bootstrap).create().unwrap()
+}
+
+fn test_producer_config(bootstrap: &str) -> ClientConfig {
+    let mut config = client(bootstrap);
+    config
         .set("enable.idempotence", "true")
         .set("linger.ms", "20")
-        .set("message.max.bytes", "2000000")
-        .create()
-        .unwrap()
+        .set("message.max.bytes", "2000000");
+    config
+}
+
+/// Counts the records the cluster refused, so that a test never goes on with records it
+/// believes written.
+struct CountRefused(Arc<std::sync::atomic::AtomicUsize>);
+
+impl rdkafka::client::ClientContext for CountRefused {}
+
+impl rdkafka::producer::ProducerContext for CountRefused {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &rdkafka::producer::DeliveryResult<'_>, (): ()) {
+        if result.is_err() {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
 }
 
 /// Hands one record to `producer` for `topic`'s `partition`, waiting for room in its queue.
-pub fn send_record(producer: &BaseProducer, topic: &str, partition: i32, r: &TestRecord) {
+pub fn send_record<C: rdkafka::producer::ProducerContext<DeliveryOpaque = ()>>(
+    producer: &BaseProducer<C>,
+    topic: &str,
+    partition: i32,
+    r: &TestRecord,
+) {
     let mut headers = OwnedHeaders::new();
     for (k, v) in &r.headers {
         headers = headers.insert(Header {
@@ -168,13 +193,22 @@ pub fn send_record(producer: &BaseProducer, topic: &str, partition: i32, r: &Tes
     producer.poll(Duration::ZERO);
 }
 
-/// Writes records to one partition each, in order; waits for every acknowledgement.
+/// Writes records to one partition each, in order; waits for every acknowledgement, and
+/// fails if the cluster refused any.
 pub fn produce(bootstrap: &str, topic: &str, records: &[(i32, TestRecord)]) {
-    let producer = test_producer(bootstrap);
+    let refused = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let producer: BaseProducer<CountRefused> = test_producer_config(bootstrap)
+        .create_with_context(CountRefused(Arc::clone(&refused)))
+        .unwrap();
     for (partition, r) in records {
         send_record(&producer, topic, *partition, r);
     }
     producer.flush(Duration::from_secs(60)).unwrap();
+    let refused = refused.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(
+        refused, 0,
+        "{bootstrap} refused {refused} test records for {topic}"
+    );
 }
 
 /// Reads every partition of `topic` from the beginning until `expected` records arrived in

@@ -1417,9 +1417,21 @@ impl Core {
                         slot.tracker.progress().0, RETRY_BACKOFF.as_secs()
                     );
                 } else {
+                    // The broker checks whole batches against the topic's `max.message.bytes`:
+                    // a small record is refused too when the batch it travels in is larger.
+                    let hint = if e.rdkafka_error_code()
+                        == Some(RDKafkaErrorCode::MessageSizeTooLarge)
+                    {
+                        format!(
+                            " (the record, or the batch it was sent in: if {}'s max.message.bytes is below the producer's batch.size, set producer.batch.size below it)",
+                            slot.target_topic
+                        )
+                    } else {
+                        String::new()
+                    };
                     tracing::error!(
                         topic = %tp.topic, partition = tp.partition, offset = offset.0,
-                        "partition stopped: the target refused the record: {reason}; nothing after it is copied until this is fixed and kmirror restarted"
+                        "partition stopped: the target refused the record: {reason}{hint}; nothing after it is copied until this is fixed and kmirror restarted"
                     );
                 }
                 to_pause.push(tp.clone());
