@@ -9,6 +9,24 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::support::*;
 
+/// Commits `group` at source offset `u` of `topic`'s partition 0 and returns the target offset
+/// of the checkpoint kmirror emits for it.
+fn translated(env: &Env, group: &str, topic: &str, u: i64) -> i64 {
+    commit(&env.source.bootstrap, group, topic, &[(0, u)]);
+    let mut got = None;
+    wait_for(
+        &format!("checkpoint at {u}"),
+        Duration::from_secs(20),
+        || {
+            got = checkpoints(env, group, topic).get(&0).copied();
+            got.map(|_| ()).ok_or_else(|| "none yet".into())
+        },
+    );
+    let (upstream, d) = got.unwrap();
+    assert_eq!(upstream, u);
+    d
+}
+
 /// 5,000 one-record transactions: every other source offset is a commit marker, and the
 /// partition's offset map has far more runs than it keeps. Groups at early, middle and late
 /// offsets translate at or before the exact target offset (re-read, never skip); recent ones
@@ -64,20 +82,8 @@ fn five_thousand_transaction_markers_never_translate_into_a_skip() {
     .into_iter()
     .enumerate()
     {
-        let group = format!("{topic}-g{g}");
-        commit(&env.source.bootstrap, &group, &topic, &[(0, u)]);
         let exact = (u + 1) / 2;
-        let mut got = None;
-        wait_for(
-            &format!("checkpoint at {u}"),
-            Duration::from_secs(20),
-            || {
-                got = checkpoints(&env, &group, &topic).get(&0).copied();
-                got.map(|_| ()).ok_or_else(|| "none yet".into())
-            },
-        );
-        let (upstream, d) = got.unwrap();
-        assert_eq!(upstream, u);
+        let d = translated(&env, &format!("{topic}-g{g}"), &topic, u);
         assert!(
             d <= exact,
             "source offset {u} translated to target offset {d}, after the exact {exact}: records skipped"
@@ -250,7 +256,13 @@ fn a_compacted_source_topic_translates_exactly() {
             )
         })
         .collect();
-    produce(&env.source.bootstrap, &topic, &records);
+    // Batches smaller than a segment (the broker refuses larger ones).
+    produce_with(
+        &env.source.bootstrap,
+        &topic,
+        &records,
+        &[("batch.size", "262144")],
+    );
     let mut survivors = Vec::new();
     wait_for("the source compacted", Duration::from_secs(90), || {
         survivors = source_offsets(&env.source.bootstrap, &topic);
@@ -292,21 +304,9 @@ fn a_compacted_source_topic_translates_exactly() {
     probes.sort_unstable();
     probes.dedup();
     for (g, u) in probes.into_iter().enumerate() {
-        let group = format!("{topic}-g{g}");
-        commit(&env.source.bootstrap, &group, &topic, &[(0, u)]);
         // The group has read every record before `u`: it resumes at the first copy after them.
         let exact = i64::try_from(survivors.iter().filter(|(o, _)| *o < u).count()).unwrap();
-        let mut got = None;
-        wait_for(
-            &format!("checkpoint at {u}"),
-            Duration::from_secs(20),
-            || {
-                got = checkpoints(&env, &group, &topic).get(&0).copied();
-                got.map(|_| ()).ok_or_else(|| "none yet".into())
-            },
-        );
-        let (upstream, d) = got.unwrap();
-        assert_eq!(upstream, u);
+        let d = translated(&env, &format!("{topic}-g{g}"), &topic, u);
         assert_eq!(
             d, exact,
             "source offset {u} translated to target offset {d}, not {exact}"

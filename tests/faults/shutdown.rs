@@ -77,18 +77,11 @@ fn sigterm_during_target_outage(outage: Outage) {
         }
     });
 
-    let signalled = Instant::now();
-    let code = kmirror.terminate(Duration::from_secs(20));
-    let took = signalled.elapsed();
-    let logs = kmirror.logs();
-    assert!(
-        took < Duration::from_millis(6_500),
-        "{outage:?}: SIGTERM took {took:?} with --shutdown-timeout 5s (exit code {code:?})\n{logs}"
-    );
-    assert_eq!(
-        code,
-        Some(3),
-        "{outage:?}: exit code 3 says progress could not all be stored\n{logs}"
+    let (took, logs) = sigterm(
+        &mut kmirror,
+        outage,
+        3,
+        "exit code 3 says progress could not all be stored",
     );
     assert!(
         logs.contains("could not be stored") || logs.contains("shutdown timeout"),
@@ -96,19 +89,38 @@ fn sigterm_during_target_outage(outage: Outage) {
     );
     eprintln!("{outage:?}: exited {took:?} after SIGTERM with code 3");
 
+    end_outage(&env.target, outage);
+    let duplicates = copy_again(&env, &config, &topic, &sent);
+    eprintln!(
+        "{outage:?}: all {} records arrived in order after the restart; {duplicates} copied twice",
+        sent.len()
+    );
+}
+
+fn end_outage(cluster: &kafka::Kafka, outage: Outage) {
     match outage {
         Outage::Stopped => {
-            env.target.restart_node(0);
-            env.target.wait_ready(1, Duration::from_secs(60));
+            cluster.restart_node(0);
+            cluster.wait_ready(1, Duration::from_secs(60));
         }
-        Outage::Frozen => env.target.thaw_node(0),
+        Outage::Frozen => cluster.thaw_node(0),
     }
-    let mut kmirror = Kmirror::start(&config, &[]);
-    let want = by_partition(&sent, PARTITIONS);
-    let got = consume_until_complete(
+}
+
+/// Starts kmirror again and checks that everything sent arrives in order; returns how many
+/// records were copied twice.
+fn copy_again(
+    env: &Env,
+    config: &std::path::Path,
+    topic: &str,
+    sent: &[(i32, TestRecord)],
+) -> usize {
+    let mut kmirror = Kmirror::start(config, &[]);
+    let duplicates = assert_all_in_order(
         &env.target.bootstrap,
-        &topic,
-        &want,
+        topic,
+        sent,
+        PARTITIONS,
         Duration::from_secs(120),
     );
     assert_eq!(
@@ -117,14 +129,22 @@ fn sigterm_during_target_outage(outage: Outage) {
         "{}",
         kmirror.logs()
     );
-    let mut duplicates = 0;
-    for (p, records) in &want {
-        duplicates += check_no_loss_in_order(records, &got[p], *p);
-    }
-    eprintln!(
-        "{outage:?}: all {} records arrived in order after the restart; {duplicates} copied twice",
-        sent.len()
+    duplicates
+}
+
+/// Sends SIGTERM and checks that kmirror exits within 6.5 s (`--shutdown-timeout 5s`) with
+/// `want` as its exit code; returns how long it took and the log.
+fn sigterm(kmirror: &mut Kmirror, outage: Outage, want: i32, why: &str) -> (Duration, String) {
+    let signalled = Instant::now();
+    let code = kmirror.terminate(Duration::from_secs(20));
+    let took = signalled.elapsed();
+    let logs = kmirror.logs();
+    assert!(
+        took < Duration::from_millis(6_500),
+        "{outage:?}: SIGTERM took {took:?} with --shutdown-timeout 5s (exit code {code:?})\n{logs}"
     );
+    assert_eq!(code, Some(want), "{outage:?}: {why}\n{logs}");
+    (took, logs)
 }
 
 #[test]
@@ -165,42 +185,16 @@ fn sigterm_during_source_outage(outage: Outage) {
     // Long enough for every request to the source in flight to be waiting on it.
     std::thread::sleep(Duration::from_secs(3));
 
-    let signalled = Instant::now();
-    let code = kmirror.terminate(Duration::from_secs(20));
-    let took = signalled.elapsed();
-    let logs = kmirror.logs();
-    assert!(
-        took < Duration::from_millis(6_500),
-        "{outage:?}: SIGTERM took {took:?} with --shutdown-timeout 5s (exit code {code:?})\n{logs}"
-    );
-    assert_eq!(
-        code,
-        Some(0),
-        "{outage:?}: the target acknowledged everything it got, so all progress is stored\n{logs}"
+    let (took, _) = sigterm(
+        &mut kmirror,
+        outage,
+        0,
+        "the target acknowledged everything it got, so all progress is stored",
     );
     eprintln!("source {outage:?}: exited {took:?} after SIGTERM with code 0");
 
-    match outage {
-        Outage::Stopped => {
-            env.source.restart_node(0);
-            env.source.wait_ready(1, Duration::from_secs(60));
-        }
-        Outage::Frozen => env.source.thaw_node(0),
-    }
-    let mut kmirror = Kmirror::start(&config, &[]);
-    let duplicates = assert_all_in_order(
-        &env.target.bootstrap,
-        &topic,
-        &sent,
-        PARTITIONS,
-        Duration::from_secs(120),
-    );
-    assert_eq!(
-        kmirror.terminate(Duration::from_secs(30)),
-        Some(0),
-        "{}",
-        kmirror.logs()
-    );
+    end_outage(&env.source, outage);
+    let duplicates = copy_again(&env, &config, &topic, &sent);
     eprintln!(
         "source {outage:?}: all {} records arrived in order after the restart; {duplicates} copied twice",
         sent.len()

@@ -196,8 +196,23 @@ pub fn send_record<C: rdkafka::producer::ProducerContext<DeliveryOpaque = ()>>(
 /// Writes records to one partition each, in order; waits for every acknowledgement, and
 /// fails if the cluster refused any.
 pub fn produce(bootstrap: &str, topic: &str, records: &[(i32, TestRecord)]) {
+    produce_with(bootstrap, topic, records, &[]);
+}
+
+/// [`produce`] with producer settings of the test's own (e.g. a `batch.size` that fits the
+/// topic's segments).
+pub fn produce_with(
+    bootstrap: &str,
+    topic: &str,
+    records: &[(i32, TestRecord)],
+    settings: &[(&str, &str)],
+) {
     let refused = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let producer: BaseProducer<CountRefused> = test_producer_config(bootstrap)
+    let mut config = test_producer_config(bootstrap);
+    for (k, v) in settings {
+        config.set(*k, *v);
+    }
+    let producer: BaseProducer<CountRefused> = config
         .create_with_context(CountRefused(Arc::clone(&refused)))
         .unwrap();
     for (partition, r) in records {
