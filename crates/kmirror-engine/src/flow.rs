@@ -468,7 +468,15 @@ impl Flow {
                             Ok(()) => Err(Error::Internal("replicator thread ended without a report".into())),
                         };
                     };
-                    let report = outcome?;
+                    let report = match outcome {
+                        Ok(report) => report,
+                        Err(e) => {
+                            // Restarted next: the old clients are closed first (as ever), so
+                            // that nothing of theirs lands after the new replicator's records.
+                            let _ = handle.await;
+                            return Err(e);
+                        }
+                    };
                     tracing::info!(copied = report.copied, clean = report.clean, "replicator stopped");
                     if !report.clean {
                         self.options.unclean_stop.store(true, std::sync::atomic::Ordering::Relaxed);

@@ -599,9 +599,6 @@ impl Replicator {
         }
     }
 
-    /// The end offsets of the partitions of `list` that start at the source's end, in one
-    /// ListOffsets round (blocking, bounded); partitions it could not tell start at the end as
-    /// the consumer finds it.
     /// Looks on the target for copies beyond the stored progress of partitions that resume
     /// from it (see [`crate::tail`]).
     fn find_tails(&self, list: &[Assignment]) -> HashMap<TopicPartition, crate::tail::Found> {
@@ -632,6 +629,9 @@ impl Replicator {
         crate::tail::find(readers, tails, TAIL_TIMEOUT, &self.core.shutdown)
     }
 
+    /// The end offsets of the partitions of `list` that start at the source's end, in one
+    /// ListOffsets round (blocking, bounded); partitions it could not tell start at the end as
+    /// the consumer finds it.
     fn latest_offsets(&self, list: &[Assignment]) -> HashMap<TopicPartition, i64> {
         let mut tpl = TopicPartitionList::new();
         for a in list.iter().filter(|a| a.start == Start::Latest) {
