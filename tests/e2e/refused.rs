@@ -14,8 +14,27 @@ fn rec(i: i32, size: usize) -> TestRecord {
     }
 }
 
+/// How the target comes to refuse the large record, and how that is fixed.
+enum Refusal {
+    /// kmirror's producer accepts at most 100 KB per record (`producer.message.max.bytes`).
+    Producer,
+    /// The target topic accepts at most 100 KB per batch (`max.message.bytes`, not synced).
+    TargetTopic,
+}
+
 #[test]
 fn refused_record_stops_only_its_partition_and_loses_nothing() {
+    refused_then_fixed(Refusal::Producer);
+}
+
+/// The broker would refuse the record: it is never sent, so that the records after it, already
+/// fetched, cannot reach the target before it.
+#[test]
+fn a_record_above_the_target_topic_limit_stops_its_partition_before_anything_after_it_lands() {
+    refused_then_fixed(Refusal::TargetTopic);
+}
+
+fn refused_then_fixed(how: Refusal) {
     let env = Env::shared();
     let (source, target) = (&env.source, &env.target);
     let topic = format!("refused-{}", rand_suffix());
@@ -25,17 +44,31 @@ fn refused_record_stops_only_its_partition_and_loses_nothing() {
     records.extend((0..101).map(|i| (0, rec(1000 + i, if i == 50 { 200_000 } else { 100 }))));
     produce(&source.bootstrap, &topic, &records);
 
-    // The producer accepts at most 100 KB per record: the big one is refused.
-    let small = env.config(&topic, "        producer.message.max.bytes: 100000\n");
+    let refusing = match how {
+        Refusal::Producer => env.config(&topic, "        producer.message.max.bytes: 100000\n"),
+        Refusal::TargetTopic => {
+            create_topic_with(
+                &target.bootstrap,
+                &topic,
+                2,
+                &[("max.message.bytes", "100000")],
+            );
+            env.config(
+                &topic,
+                "        config.properties.exclude: \"max\\\\.message\\\\.bytes\"\n",
+            )
+        }
+    };
     let port = free_port();
-    let mut kmirror = Kmirror::start(&small, &["--metrics-addr", &format!("127.0.0.1:{port}")]);
+    let mut kmirror = Kmirror::start(&refusing, &["--metrics-addr", &format!("127.0.0.1:{port}")]);
     let got = consume(&target.bootstrap, &topic, 2, 150, Duration::from_secs(30));
     std::thread::sleep(Duration::from_secs(3));
+    let got_after = consume(&target.bootstrap, &topic, 2, 151, Duration::from_secs(2));
     assert_eq!(got[&1].len(), 100, "the other partition goes on");
     assert_eq!(
-        got[&0].len(),
+        got_after[&0].len(),
         50,
-        "partition 0 stops right before the refused record"
+        "partition 0 stops right before the refused record, and nothing after it lands"
     );
     let logs = kmirror.logs();
     let line = logs
@@ -65,8 +98,14 @@ fn refused_record_stops_only_its_partition_and_loses_nothing() {
     );
     assert_eq!(kmirror.terminate(Duration::from_secs(30)), Some(0));
 
-    // Fixed (default limits) and restarted: it continues at the refused record, in order.
-    let fixed = env.config(&topic, "");
+    // Fixed and restarted: it continues at the refused record, in order.
+    let fixed = match how {
+        Refusal::Producer => env.config(&topic, ""),
+        Refusal::TargetTopic => {
+            alter_topic_config(&target.bootstrap, &topic, "max.message.bytes", "1000000");
+            refusing
+        }
+    };
     let mut kmirror = Kmirror::start(&fixed, &[]);
     let got = consume(&target.bootstrap, &topic, 2, 201, Duration::from_secs(30));
     assert_eq!(kmirror.terminate(Duration::from_secs(30)), Some(0));
@@ -86,4 +125,65 @@ fn refused_record_stops_only_its_partition_and_loses_nothing() {
         "partition 0 complete and in order after the fix"
     );
     assert_eq!(got[&0], want, "partition 0 records identical");
+}
+
+/// A topic whose `max.message.bytes` is smaller than the producer's batches (64 KiB here, its
+/// configs synced to the target): every record fits, so every record is copied, however many
+/// the producer would put in one batch.
+#[test]
+fn a_topic_with_a_small_max_message_bytes_is_copied_whole() {
+    use rdkafka::producer::Producer;
+    let env = Env::shared();
+    let topic = format!("small-batches-{}", rand_suffix());
+    create_topic_with(
+        &env.source.bootstrap,
+        &topic,
+        2,
+        &[("max.message.bytes", "65536")],
+    );
+    let sent = numbered_batch(0, 20_000, 2, 1_000);
+    // The source's own producer keeps its batches under the limit.
+    let producer: rdkafka::producer::BaseProducer = client(&env.source.bootstrap)
+        .set("enable.idempotence", "true")
+        .set("batch.size", "60000")
+        .create()
+        .unwrap();
+    for (p, r) in &sent {
+        send_record(&producer, &topic, *p, r);
+    }
+    producer.flush(Duration::from_secs(60)).unwrap();
+    assert_eq!(
+        source_count(&env.source.bootstrap, &topic),
+        20_000,
+        "the source holds every record"
+    );
+    let config = env.config(&topic, "");
+    let mut kmirror = Kmirror::start(&config, &[]);
+    let duplicates = assert_all_in_order(
+        &env.target.bootstrap,
+        &topic,
+        &sent,
+        2,
+        Duration::from_secs(60),
+    );
+    assert_eq!(kmirror.terminate(Duration::from_secs(30)), Some(0));
+    assert_eq!(duplicates, 0);
+    assert!(
+        !kmirror.logs().contains("partition stopped"),
+        "{}",
+        kmirror.logs()
+    );
+}
+
+/// Records in `topic` (its high watermarks summed; no transactions here).
+fn source_count(bootstrap: &str, topic: &str) -> i64 {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let c: BaseConsumer = client(bootstrap).create().unwrap();
+    (0..2)
+        .map(|p| {
+            c.fetch_watermarks(topic, p, Duration::from_secs(10))
+                .unwrap()
+                .1
+        })
+        .sum()
 }

@@ -87,6 +87,7 @@ fn target_leader_down_for_ten_seconds_loses_nothing_and_keeps_order() {
             start: Start::Earliest,
             map: Default::default(),
             ids: Default::default(),
+            max_message_bytes: None,
         })
         .collect();
     tx.send(Command::Assign(assignments)).unwrap();

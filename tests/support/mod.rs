@@ -703,6 +703,17 @@ pub fn configs(bootstrap: &str, topic: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// Sets one config of a topic (AlterConfigs, as `kafka-configs --alter` does).
+pub fn alter_topic_config(bootstrap: &str, topic: &str, key: &str, value: &str) {
+    let config = rdkafka::admin::AlterConfig::new(rdkafka::admin::ResourceSpecifier::Topic(topic))
+        .set(key, value);
+    let results = block_on(admin(bootstrap).alter_configs(&[config], &AdminOptions::new()))
+        .unwrap_or_else(|e| panic!("altering {topic}: {e}"));
+    for r in results {
+        r.unwrap_or_else(|e| panic!("altering {topic}: {e:?}"));
+    }
+}
+
 /// The value of the series `name{labels}` whose labels include every `want` pair.
 pub fn series(text: &str, name: &str, want: &[(&str, &str)]) -> Option<f64> {
     text.lines()

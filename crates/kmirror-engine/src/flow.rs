@@ -18,7 +18,10 @@ use crate::metrics::Metrics;
 use crate::replicator::{Assignment, Command, Replicator, ReplicatorSettings, Start, SyncTarget};
 use crate::security::{check_cluster, ClusterSecurity};
 use crate::status::{Connectivity, StatusBoard};
-use crate::topics::{ensure_compacted_topic_retrying, Admin, TopicSync};
+use crate::topics::{
+    describe_topic_configs, ensure_compacted_topic_retrying, Admin, SyncRound, TopicSync,
+    LIST_TIMEOUT,
+};
 
 /// How long start-up waits for a cluster's metadata before it reports and retries.
 const PREFLIGHT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -503,6 +506,17 @@ impl Flow {
                             if initial.is_none() {
                                 *initial = Some(round.partitions.iter().map(|r| r.source.clone()).collect());
                             }
+                            // The limits of target topics about to get partitions: batches
+                            // must fit them.
+                            let wanted = plan.limits_wanted(&round);
+                            if !wanted.is_empty() {
+                                let timeout = self.mirror.admin_timeout.min(LIST_TIMEOUT);
+                                let described = tokio::select! {
+                                    d = describe_topic_configs(&sync.target, &wanted, timeout) => d,
+                                    () = shutdown.cancelled() => continue,
+                                };
+                                plan.learn_limits(wanted, described);
+                            }
                             for command in plan.apply(round, &mut stored, initial.as_ref(), self) {
                                 // A send error means the replicator ended; the next loop turn reports why.
                                 let _ = tx.send(command);
@@ -537,6 +551,8 @@ struct Assigner {
     /// Source topics whose target topic was deleted, since when: it is created again once what
     /// was sent to the old one has drained.
     awaiting_target: HashMap<String, std::time::Instant>,
+    /// `max.message.bytes` of each target topic described (`None`: it could not be read).
+    limits: HashMap<String, Option<usize>>,
 }
 
 /// A topic that disappeared from the source listing.
@@ -564,6 +580,55 @@ impl Assigner {
             }
         }
         topics
+    }
+
+    /// Target topics whose `max.message.bytes` must be read before their partitions are
+    /// assigned: never described, about to get partitions, or created again.
+    fn limits_wanted(&self, round: &SyncRound) -> Vec<String> {
+        let mut out = BTreeSet::new();
+        for r in &round.partitions {
+            let topic = &*r.source.topic;
+            let recreated = round.ids.get(topic).is_some_and(|ids| {
+                self.ids
+                    .get(topic)
+                    .is_some_and(|known| known.target != ids.target)
+            });
+            if recreated
+                || !self.assigned.contains(&r.source)
+                || !self.limits.contains_key(&*r.target_topic)
+            {
+                out.insert(r.target_topic.to_string());
+            }
+        }
+        out.into_iter().collect()
+    }
+
+    /// Remembers the limits of `topics`, as described.
+    fn learn_limits(
+        &mut self,
+        topics: Vec<String>,
+        described: Vec<std::result::Result<Vec<kmirror_core::topic_config::ConfigEntry>, String>>,
+    ) {
+        for (topic, answer) in topics.into_iter().zip(described) {
+            let limit = match answer {
+                Ok(entries) => entries
+                    .iter()
+                    .find(|e| e.name == "max.message.bytes")
+                    .and_then(|e| e.value.as_deref())
+                    .and_then(|v| v.parse().ok()),
+                Err(e) => {
+                    if !self.limits.contains_key(&topic) {
+                        tracing::warn!(target_topic = %topic, "cannot read the target topic's max.message.bytes ({e}): its batches are as large as producer.batch.size allows");
+                    }
+                    None
+                }
+            };
+            self.limits.insert(topic, limit);
+        }
+    }
+
+    fn limit(&self, target_topic: &str) -> Option<usize> {
+        self.limits.get(target_topic).copied().flatten()
     }
 
     fn apply(
@@ -673,6 +738,7 @@ impl Assigner {
                     start: Start::Earliest,
                     map: OffsetMap::default(),
                     ids: ids.clone(),
+                    max_message_bytes: self.limit(&remote),
                 });
             }
         }
@@ -683,12 +749,14 @@ impl Assigner {
             let ids = self.ids.get(&*r.source.topic).cloned().unwrap_or_default();
             if self.assigned.contains(&r.source) {
                 if recreated.contains_key(&*r.source.topic) {
+                    let max_message_bytes = self.limit(&r.target_topic);
                     resets.push(Assignment {
                         source: r.source,
                         target_topic: r.target_topic,
                         start: Start::Earliest,
                         map: OffsetMap::default(),
                         ids,
+                        max_message_bytes,
                     });
                 }
                 continue;
@@ -765,12 +833,14 @@ impl Assigner {
                 (None, None) => OffsetMap::default(),
             };
             self.assigned.insert(r.source.clone());
+            let max_message_bytes = self.limit(&r.target_topic);
             new.push(Assignment {
                 source: r.source,
                 target_topic: r.target_topic,
                 start,
                 map,
                 ids,
+                max_message_bytes,
             });
         }
         for topic in back {

@@ -11,6 +11,7 @@
 //! - [`permissions`]: which permissions kmirror's principal lacks, named and reported.
 //! - [`progress_store`]: reading stored replication progress.
 //! - [`replicator`]: the per-flow data plane (consumer → producer, per-partition pipelines).
+//! - [`lanes`]: the replication producers, with batches that fit each target topic.
 //! - [`tail`]: copies a crash left on the target beyond the stored progress, found at start.
 //! - [`flow`]: one mirror end to end: start-up checks, topic sync loop, replicator supervision.
 //! - [`metrics`]: every exported metric, registered in one place.
@@ -26,6 +27,7 @@ pub mod error;
 pub mod flow;
 pub mod heartbeat;
 pub mod http;
+pub mod lanes;
 pub mod load;
 pub mod metrics;
 pub mod offsets;

@@ -1,7 +1,8 @@
 //! The replication data plane of one flow: source partitions copied to the target.
 //!
 //! A [`Replicator`] runs on a dedicated thread (librdkafka calls block) and owns one consumer on
-//! the source and one idempotent producer on the target. Each assigned source partition is a
+//! the source and an idempotent producer on the target (more than one when some target topics
+//! accept smaller batches than it sends: see [`crate::lanes`]). Each assigned source partition is a
 //! pipeline slot with a [`PartitionTracker`]; records go to the same partition number of the
 //! target topic with key, value, headers and timestamp unchanged. Delivery reports are applied
 //! on the same thread, so the hot path takes no contended lock, spawns no task and allocates
@@ -22,8 +23,7 @@ use std::time::{Duration, Instant};
 use kmirror_core::mm2::OffsetSync;
 use kmirror_core::offset_sync::SyncWriter;
 use kmirror_core::progress::{
-    decode_value, encode_key, encode_map_key, encode_map_value, encode_value, partition_for_key,
-    TopicIds,
+    encode_key, encode_map_key, encode_map_value, encode_value, partition_for_key, TopicIds,
 };
 use kmirror_core::tracker::{PartitionTracker, PipelineState};
 use kmirror_core::translate::OffsetMap;
@@ -38,14 +38,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::client::ClusterContext;
 use crate::error::{Error, Result};
+use crate::lanes::{
+    record_size, DeliveryBuf, DeliveryContext, Lanes, Route, MAP_BIT, PROGRESS_BIT,
+};
 use crate::metrics::{Metrics, PartitionDelta, PartitionMetrics};
 use crate::status::{PartitionReport, StatusBoard};
 
-/// Opaque bit marking delivery reports of progress records (data records carry their source
-/// offset, which is never negative, so bit 63 is free).
-const PROGRESS_BIT: usize = 1 << 63;
-/// With [`PROGRESS_BIT`]: a translation-map record.
-const MAP_BIT: usize = 1 << 62;
 /// How long one consumer poll may wait when idle.
 const IDLE_POLL: Duration = Duration::from_millis(50);
 /// Records forwarded between two producer polls.
@@ -100,6 +98,9 @@ pub struct Assignment {
     pub map: OffsetMap,
     /// The ids of the source and target topics, stored with the progress.
     pub ids: TopicIds,
+    /// The target topic's `max.message.bytes`, if known: batches are kept within it, and a
+    /// record that alone exceeds it stops its partition before it is sent.
+    pub max_message_bytes: Option<usize>,
 }
 
 /// Ownership changes for the replicator.
@@ -151,46 +152,6 @@ pub struct ReplicatorSettings {
     /// Readers of both clusters that find, at assignment, the records a crash left on the
     /// target beyond the stored progress (see [`crate::tail`]); `None`: copy from the progress.
     pub tails: Option<crate::tail::Readers>,
-}
-
-struct Delivery {
-    slot: u32,
-    opaque: usize,
-    timestamp: i64,
-    dst_offset: i64,
-    error: Option<KafkaError>,
-    progress_value: Option<Offset>,
-}
-
-#[derive(Default)]
-struct DeliveryBuf {
-    /// Target topic → slot index per partition (`u32::MAX`: none).
-    topics: HashMap<Arc<str>, Vec<u32>>,
-    /// Slot index per progress record, by opaque.
-    events: Vec<Delivery>,
-}
-
-/// Producer context: buffers delivery reports for the replicator thread.
-pub struct DeliveryContext {
-    cluster: ClusterContext,
-    buf: Mutex<DeliveryBuf>,
-    metrics: Arc<Metrics>,
-    alias: String,
-}
-
-impl ClientContext for DeliveryContext {
-    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
-        self.cluster.log(level, fac, log_message);
-    }
-
-    fn error(&self, error: KafkaError, reason: &str) {
-        self.cluster.error(error, reason);
-    }
-
-    fn stats(&self, statistics: rdkafka::Statistics) {
-        self.metrics
-            .client_statistics(&self.alias, "replication-producer", &statistics);
-    }
 }
 
 /// (log start, high watermark) per source topic and partition, from librdkafka statistics.
@@ -281,48 +242,11 @@ struct SyncEmitter {
 /// MM2's limit of offset syncs in flight.
 const MAX_SYNCS_IN_FLIGHT: usize = 10;
 
-impl ProducerContext for DeliveryContext {
-    type DeliveryOpaque = usize;
-
-    fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
-        let (msg, error) = match result {
-            Ok(m) => (m, None),
-            Err((e, m)) => (m, Some(e.clone())),
-        };
-        let Ok(mut buf) = self.buf.lock() else { return };
-        let (slot, progress_value) = if opaque & PROGRESS_BIT != 0 {
-            let value = msg.payload().and_then(decode_value);
-            (
-                u32::try_from(opaque & !(PROGRESS_BIT | MAP_BIT)).unwrap_or(u32::MAX),
-                value,
-            )
-        } else {
-            let slot = buf
-                .topics
-                .get(msg.topic())
-                .and_then(|parts| {
-                    usize::try_from(msg.partition())
-                        .ok()
-                        .and_then(|p| parts.get(p))
-                })
-                .copied()
-                .unwrap_or(u32::MAX);
-            (slot, None)
-        };
-        buf.events.push(Delivery {
-            slot,
-            opaque,
-            timestamp: msg.timestamp().to_millis().unwrap_or(-1),
-            dst_offset: msg.offset(),
-            error,
-            progress_value,
-        });
-    }
-}
-
 struct Slot {
     source: TopicPartition,
     target_topic: Arc<str>,
+    /// The producer lane of the target topic, and its limit.
+    route: Route,
     tracker: PartitionTracker,
     releasing: bool,
     retry_at: Option<Instant>,
@@ -395,7 +319,8 @@ struct Core {
     shutdown: CancellationToken,
     /// When the shutdown must be over (set once it starts).
     deadline: Option<Instant>,
-    producer: BaseProducer<DeliveryContext>,
+    /// The replication producers.
+    lanes: Lanes,
     /// Writes progress and translation maps.
     progress_producer: BaseProducer<DeliveryContext>,
     slots: Vec<Option<Slot>>,
@@ -454,18 +379,12 @@ impl Replicator {
         let consumer: BaseConsumer<SourceContext> = consumer
             .create_with_context(source_context)
             .map_err(|e| Error::client("replication consumer", &e))?;
-        let progress_context = DeliveryContext {
-            cluster: producer_cluster.sibling(),
-            buf: Mutex::new(DeliveryBuf::default()),
-            metrics: Arc::clone(&settings.metrics),
-            alias: settings.target.to_string(),
-        };
-        let context = DeliveryContext {
-            cluster: producer_cluster,
-            buf: Mutex::new(DeliveryBuf::default()),
-            metrics: Arc::clone(&settings.metrics),
-            alias: settings.target.to_string(),
-        };
+        let progress_context = DeliveryContext::new(
+            producer_cluster.sibling(),
+            Arc::new(Mutex::new(DeliveryBuf::default())),
+            Arc::clone(&settings.metrics),
+            settings.target.to_string(),
+        );
         let latency = settings
             .metrics
             .latency
@@ -481,9 +400,12 @@ impl Replicator {
         let progress_producer: BaseProducer<DeliveryContext> = progress_config
             .create_with_context(progress_context)
             .map_err(|e| Error::client("progress producer", &e))?;
-        let producer: BaseProducer<DeliveryContext> = producer
-            .create_with_context(context)
-            .map_err(|e| Error::client("replication producer", &e))?;
+        let lanes = Lanes::new(
+            producer,
+            producer_cluster,
+            Arc::clone(&settings.metrics),
+            settings.target.to_string(),
+        )?;
         Ok(Self {
             consumer,
             consumer_errors: HashMap::new(),
@@ -491,7 +413,7 @@ impl Replicator {
                 settings,
                 shutdown: CancellationToken::new(),
                 deadline: None,
-                producer,
+                lanes,
                 progress_producer,
                 slots: Vec::new(),
                 by_source: HashMap::new(),
@@ -581,7 +503,7 @@ impl Replicator {
                 }
             }
         }
-        self.core.producer.poll(Duration::ZERO);
+        self.core.lanes.poll(0, Duration::ZERO);
         self.core.progress_producer.poll(Duration::ZERO);
         self.core.apply_deliveries(&mut to_pause)?;
         self.core.fire_syncs();
@@ -677,7 +599,7 @@ impl Replicator {
             }
             slot.retry_at = None;
             if std::mem::take(&mut slot.refresh_target) {
-                refresh_producer_metadata(&self.core.producer, &slot.target_topic);
+                refresh_producer_metadata(self.core.lanes.get(slot.route.lane), &slot.target_topic);
             }
             let mut from = slot.tracker.restart();
             if let Some(high) = slot.truncated_to.take() {
@@ -822,20 +744,26 @@ impl Replicator {
         // Partitions added to a topic the producer already knows: librdkafka refreshes a
         // known topic's metadata only every `topic.metadata.refresh.interval.ms` (5 min) and
         // refuses records for partitions it has not seen, so refresh it now.
-        let mut known_topics: Vec<Arc<str>> = list
-            .iter()
-            .filter(|a| {
-                self.core
-                    .by_source
-                    .get(&a.source.topic)
-                    .is_some_and(|parts| parts.iter().any(|&i| i != u32::MAX))
-            })
-            .map(|a| Arc::clone(&a.target_topic))
-            .collect();
+        let mut known_topics: Vec<(Arc<str>, usize)> = Vec::new();
+        for a in &list {
+            let known = self
+                .core
+                .by_source
+                .get(&a.source.topic)
+                .is_some_and(|parts| parts.iter().any(|&i| i != u32::MAX));
+            if known {
+                let lane = self
+                    .core
+                    .lanes
+                    .route(&a.target_topic, a.max_message_bytes)
+                    .lane;
+                known_topics.push((Arc::clone(&a.target_topic), lane));
+            }
+        }
         known_topics.sort_unstable();
         known_topics.dedup();
-        for topic in &known_topics {
-            refresh_producer_metadata(&self.core.producer, topic);
+        for (topic, lane) in &known_topics {
+            refresh_producer_metadata(self.core.lanes.get(*lane), topic);
         }
         let ends = self.latest_offsets(&list);
         let mut found = self.find_tails(&list);
@@ -978,8 +906,13 @@ impl Replicator {
             };
             tpl.add_partition_offset(&a.source.topic, a.source.partition, offset)
                 .map_err(|e| Error::Internal(format!("partition list: {e}")))?;
-            // The target topic may be new: the producer learns its partitions now.
-            refresh_producer_metadata(&self.core.producer, &slot.target_topic);
+            // The target topic may be new (with another limit): the producer learns its
+            // partitions now.
+            slot.route = self
+                .core
+                .lanes
+                .route(&slot.target_topic, a.max_message_bytes);
+            refresh_producer_metadata(self.core.lanes.get(slot.route.lane), &slot.target_topic);
             slot.tracker = PartitionTracker::new(next, None);
             slot.map = a.map;
             slot.map_dirty = false;
@@ -1054,7 +987,7 @@ impl Replicator {
         while Instant::now() < deadline
             && !core.slots.iter().flatten().all(|s| s.tracker.is_drained())
         {
-            core.producer.poll(Duration::from_millis(20));
+            core.lanes.poll(0, Duration::from_millis(20));
             core.progress_producer.poll(Duration::ZERO);
             core.apply_deliveries(&mut ignored)?;
         }
@@ -1081,10 +1014,7 @@ impl Replicator {
                 .producer
                 .flush(deadline.saturating_duration_since(Instant::now()));
         }
-        let flushed = core
-            .producer
-            .flush(deadline.saturating_duration_since(Instant::now()))
-            .is_ok()
+        let flushed = core.lanes.flush(deadline)
             && core
                 .progress_producer
                 .flush(deadline.saturating_duration_since(Instant::now()))
@@ -1169,9 +1099,10 @@ impl Core {
             a.source.partition,
             idx32,
         );
-        if let Ok(mut buf) = self.producer.context().buf.lock() {
+        if let Ok(mut buf) = self.lanes.buf().lock() {
             set_index(&mut buf.topics, &a.target_topic, a.source.partition, idx32);
         }
+        let route = self.lanes.route(&a.target_topic, a.max_message_bytes);
         tracing::info!(topic = %a.source.topic, partition = a.source.partition, start = ?a.start, target = %a.target_topic, "partition assigned");
         let metrics = PartitionMetrics::new(
             &self.settings.metrics,
@@ -1184,6 +1115,7 @@ impl Core {
         self.slots[idx] = Some(Slot {
             source: a.source,
             target_topic: a.target_topic,
+            route,
             tracker: PartitionTracker::new(next, stored),
             releasing: false,
             retry_at: None,
@@ -1229,6 +1161,24 @@ impl Core {
         let Ok(opaque) = usize::try_from(offset.0) else {
             return Ok(());
         };
+        let route = slot.route;
+        let lane = route.lane;
+        if let Some(reason) = self.lanes.refuses(route, || record_size(msg)) {
+            if let Some(slot) = self.slots[idx].as_mut() {
+                slot.tracker.on_rejected(offset, reason.clone());
+                self.settings.metrics.error(
+                    self.settings.source.as_str(),
+                    self.settings.target.as_str(),
+                    "partition_stopped",
+                );
+                tracing::error!(
+                    topic = %slot.source.topic, partition = slot.source.partition, offset = offset.0,
+                    "partition stopped: the target would refuse the record: {reason}; nothing after it is copied until this is fixed and kmirror restarted"
+                );
+                to_pause.push(slot.source.clone());
+            }
+            return Ok(());
+        }
         let target_topic = Arc::clone(&slot.target_topic);
         let mut record = BaseRecord::<[u8], [u8], usize>::with_opaque_to(&target_topic, opaque)
             .partition(msg.partition());
@@ -1250,7 +1200,7 @@ impl Core {
         };
         let value_len = msg.payload_len() as u64;
         loop {
-            match self.producer.send(record) {
+            match self.lanes.get(lane).send(record) {
                 Ok(()) => {
                     if let Some(slot) = self.slots[idx].as_mut() {
                         slot.tracker.on_produced(offset);
@@ -1276,7 +1226,7 @@ impl Core {
                     // Back-pressure: the target is slower than the source. Wait for acks, and
                     // keep saying how each partition is doing (stuck, if the target is gone).
                     record = back;
-                    self.producer.poll(Duration::from_millis(10));
+                    self.lanes.poll(lane, Duration::from_millis(10));
                     self.progress_producer.poll(Duration::ZERO);
                     self.apply_deliveries(to_pause)?;
                     if self.published_at.elapsed() >= self.settings.flush_interval {
@@ -1303,6 +1253,11 @@ impl Core {
                                 slot.target_topic, slot.source.partition, offset.0
                             );
                         } else {
+                            self.settings.metrics.error(
+                                self.settings.source.as_str(),
+                                self.settings.target.as_str(),
+                                "partition_stopped",
+                            );
                             tracing::error!(
                                 topic = %slot.source.topic, partition = slot.source.partition, offset = offset.0,
                                 "partition stopped: the producer refused the record: {reason}; nothing after it is copied until this is fixed and kmirror restarted"
@@ -1318,11 +1273,11 @@ impl Core {
 
     /// Applies buffered delivery reports. Partitions that failed are pushed to `to_pause`.
     fn apply_deliveries(&mut self, to_pause: &mut Vec<TopicPartition>) -> Result<()> {
-        let mut events = match self.producer.context().buf.lock() {
+        let mut events = match self.lanes.buf().lock() {
             Ok(mut buf) => std::mem::take(&mut buf.events),
             Err(_) => return Err(Error::Internal("delivery buffer poisoned".into())),
         };
-        match self.progress_producer.context().buf.lock() {
+        match self.progress_producer.context().buf().lock() {
             Ok(mut buf) => events.append(&mut buf.events),
             Err(_) => return Err(Error::Internal("delivery buffer poisoned".into())),
         }
@@ -1437,15 +1392,12 @@ impl Core {
                 to_pause.push(tp.clone());
             }
         }
-        if let Some(reason) = fatal
-            .or_else(|| self.producer.client().fatal_error().map(|(_, s)| s))
-            .or_else(|| {
-                self.progress_producer
-                    .client()
-                    .fatal_error()
-                    .map(|(_, s)| s)
-            })
-        {
+        if let Some(reason) = fatal.or_else(|| self.lanes.fatal_error()).or_else(|| {
+            self.progress_producer
+                .client()
+                .fatal_error()
+                .map(|(_, s)| s)
+        }) {
             return Err(Error::Fatal(format!(
                 "the target producer failed: {reason}"
             )));
@@ -1469,7 +1421,7 @@ impl Core {
                     slot.source.partition,
                     u32::MAX,
                 );
-                if let Ok(mut buf) = self.producer.context().buf.lock() {
+                if let Ok(mut buf) = self.lanes.buf().lock() {
                     set_index(
                         &mut buf.topics,
                         &slot.target_topic,
@@ -1915,6 +1867,7 @@ fn is_retriable(e: &KafkaError) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kmirror_core::progress::decode_value;
 
     #[test]
     fn progress_values_parse() {

@@ -1,0 +1,447 @@
+//! The replication producers and their delivery reports.
+//!
+//! librdkafka fills every batch up to one `batch.size` per producer, and a broker refuses a whole
+//! batch larger than its topic's `max.message.bytes`: every record in it, however small. So the
+//! partitions of a target topic whose limit is below the producer's batch size go through a
+//! producer of their own (a *lane*) whose batches fit: lane 0 is the configured producer, and
+//! each further lane has a smaller `batch.size` (rounded down to a quarter of a power of two, so
+//! that topics with similar limits share one; at most [`MAX_EXTRA_LANES`] of them, each with a
+//! queue of at most [`LANE_QUEUE_KBYTES`]). A partition stays in one lane, so its records keep
+//! their order. All lanes share one buffer of delivery reports, drained by the replicator.
+//!
+//! A record that alone does not fit its topic's limit is refused before it is sent (when the
+//! producer does not compress: the broker checks the compressed size), so that nothing after it
+//! can reach the target first.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::client::ClientContext;
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{BaseProducer, DeliveryResult, Producer, ProducerContext};
+use rdkafka::ClientConfig;
+
+use crate::client::ClusterContext;
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+
+/// Opaque bit marking delivery reports of progress records (data records carry their source
+/// offset, which is never negative, so bit 63 is free).
+pub(crate) const PROGRESS_BIT: usize = 1 << 63;
+/// With [`PROGRESS_BIT`]: a translation-map record.
+pub(crate) const MAP_BIT: usize = 1 << 62;
+
+/// Most lanes besides the configured producer.
+pub(crate) const MAX_EXTRA_LANES: usize = 8;
+/// Queue of each further lane (`queue.buffering.max.kbytes`), at most: a lane carries only the
+/// topics with small limits.
+pub(crate) const LANE_QUEUE_KBYTES: usize = 8192;
+/// librdkafka's default `batch.size` and `message.max.bytes`.
+const LIBRDKAFKA_BATCH: usize = 1_000_000;
+/// Size of a record batch without its records (magic v2).
+const BATCH_OVERHEAD: usize = 61;
+
+/// One delivery report.
+pub(crate) struct Delivery {
+    pub slot: u32,
+    pub opaque: usize,
+    pub timestamp: i64,
+    pub dst_offset: i64,
+    pub error: Option<KafkaError>,
+    pub progress_value: Option<kmirror_core::Offset>,
+}
+
+/// Delivery reports waiting for the replicator, and how to find their partitions.
+#[derive(Default)]
+pub(crate) struct DeliveryBuf {
+    /// Target topic → slot index per partition (`u32::MAX`: none).
+    pub topics: HashMap<Arc<str>, Vec<u32>>,
+    /// Reports not applied yet.
+    pub events: Vec<Delivery>,
+}
+
+/// Producer context: buffers delivery reports for the replicator thread.
+pub struct DeliveryContext {
+    cluster: ClusterContext,
+    buf: Arc<Mutex<DeliveryBuf>>,
+    metrics: Arc<Metrics>,
+    alias: String,
+}
+
+impl DeliveryContext {
+    pub(crate) fn new(
+        cluster: ClusterContext,
+        buf: Arc<Mutex<DeliveryBuf>>,
+        metrics: Arc<Metrics>,
+        alias: String,
+    ) -> Self {
+        Self {
+            cluster,
+            buf,
+            metrics,
+            alias,
+        }
+    }
+
+    pub(crate) fn buf(&self) -> &Mutex<DeliveryBuf> {
+        &self.buf
+    }
+}
+
+impl ClientContext for DeliveryContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        self.cluster.log(level, fac, log_message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.cluster.error(error, reason);
+    }
+
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        self.metrics
+            .client_statistics(&self.alias, "replication-producer", &statistics);
+    }
+}
+
+impl ProducerContext for DeliveryContext {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
+        let (msg, error) = match result {
+            Ok(m) => (m, None),
+            Err((e, m)) => (m, Some(e.clone())),
+        };
+        let Ok(mut buf) = self.buf.lock() else { return };
+        let (slot, progress_value) = if opaque & PROGRESS_BIT != 0 {
+            let value = msg.payload().and_then(kmirror_core::progress::decode_value);
+            (
+                u32::try_from(opaque & !(PROGRESS_BIT | MAP_BIT)).unwrap_or(u32::MAX),
+                value,
+            )
+        } else {
+            let slot = buf
+                .topics
+                .get(msg.topic())
+                .and_then(|parts| {
+                    usize::try_from(msg.partition())
+                        .ok()
+                        .and_then(|p| parts.get(p))
+                })
+                .copied()
+                .unwrap_or(u32::MAX);
+            (slot, None)
+        };
+        buf.events.push(Delivery {
+            slot,
+            opaque,
+            timestamp: msg.timestamp().to_millis().unwrap_or(-1),
+            dst_offset: msg.offset(),
+            error,
+            progress_value,
+        });
+    }
+}
+
+/// A target topic's limit, and the lane its partitions use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Route {
+    pub lane: usize,
+    /// The topic's `max.message.bytes`, if known.
+    pub limit: Option<usize>,
+}
+
+/// The replication producers: lane 0 as configured, further lanes with smaller batches.
+pub(crate) struct Lanes {
+    config: ClientConfig,
+    cluster: ClusterContext,
+    metrics: Arc<Metrics>,
+    alias: String,
+    buf: Arc<Mutex<DeliveryBuf>>,
+    /// Each lane's largest batch, and its producer.
+    lanes: Vec<(usize, BaseProducer<DeliveryContext>)>,
+    /// Whether the producer compresses (then only the broker knows a batch's size on the wire).
+    compresses: bool,
+    /// Limits already reported as without a lane of their own.
+    reported: std::collections::HashSet<usize>,
+}
+
+impl Lanes {
+    /// Creates lane 0 from `config`.
+    pub fn new(
+        config: &ClientConfig,
+        cluster: ClusterContext,
+        metrics: Arc<Metrics>,
+        alias: String,
+    ) -> Result<Self> {
+        let buf = Arc::new(Mutex::new(DeliveryBuf::default()));
+        let batch = [config.get("batch.size"), config.get("message.max.bytes")]
+            .into_iter()
+            .map(|v| v.and_then(|v| v.parse().ok()).unwrap_or(LIBRDKAFKA_BATCH))
+            .min()
+            .unwrap_or(LIBRDKAFKA_BATCH);
+        let compresses = [
+            config.get("compression.type"),
+            config.get("compression.codec"),
+        ]
+        .into_iter()
+        .flatten()
+        .any(|c| c != "none");
+        let context = DeliveryContext::new(
+            cluster.sibling(),
+            Arc::clone(&buf),
+            Arc::clone(&metrics),
+            alias.clone(),
+        );
+        let main: BaseProducer<DeliveryContext> = config
+            .create_with_context(context)
+            .map_err(|e| Error::client("replication producer", &e))?;
+        Ok(Self {
+            config: config.clone(),
+            cluster,
+            metrics,
+            alias,
+            buf,
+            lanes: vec![(batch, main)],
+            compresses,
+            reported: std::collections::HashSet::new(),
+        })
+    }
+
+    /// The shared delivery buffer.
+    pub fn buf(&self) -> &Mutex<DeliveryBuf> {
+        &self.buf
+    }
+
+    /// The producer of `lane` (lane 0 if there is no such lane).
+    pub fn get(&self, lane: usize) -> &BaseProducer<DeliveryContext> {
+        &self.lanes.get(lane).unwrap_or(&self.lanes[0]).1
+    }
+
+    /// The lane for a target topic whose `max.message.bytes` is `limit` (created if needed).
+    pub fn route(&mut self, topic: &str, limit: Option<usize>) -> Route {
+        let Some(limit) = limit else {
+            return Route { lane: 0, limit };
+        };
+        let batch = quantize(limit);
+        if batch >= self.lanes[0].0 {
+            return Route {
+                lane: 0,
+                limit: Some(limit),
+            };
+        }
+        if let Some(lane) = self.lanes.iter().position(|(b, _)| *b == batch) {
+            return Route {
+                lane,
+                limit: Some(limit),
+            };
+        }
+        if self.lanes.len() <= MAX_EXTRA_LANES {
+            match self.add(batch) {
+                Ok(lane) => {
+                    tracing::info!(
+                        target_topic = topic,
+                        max_message_bytes = limit,
+                        batch_size = batch,
+                        "the target topic's max.message.bytes is below the producer's batch.size: its partitions go through a producer with batches of at most {batch} bytes"
+                    );
+                    return Route {
+                        lane,
+                        limit: Some(limit),
+                    };
+                }
+                Err(e) => tracing::warn!(target_topic = topic, "{e}"),
+            }
+        }
+        // No lane of its own: the largest one whose batches fit, else the smallest.
+        let fits = self
+            .lanes
+            .iter()
+            .enumerate()
+            .filter(|(_, (b, _))| *b <= limit)
+            .max_by_key(|(_, (b, _))| *b)
+            .map(|(i, _)| i);
+        let lane = fits.unwrap_or_else(|| {
+            self.lanes
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, (b, _))| *b)
+                .map_or(0, |(i, _)| i)
+        });
+        if fits.is_none() && self.reported.insert(limit) {
+            tracing::warn!(
+                target_topic = topic,
+                max_message_bytes = limit,
+                "no producer has batches small enough for the target topic's max.message.bytes ({MAX_EXTRA_LANES} extra producers at most): batches of several records may be refused; set producer.batch.size below {limit}"
+            );
+        }
+        Route {
+            lane,
+            limit: Some(limit),
+        }
+    }
+
+    fn add(&mut self, batch: usize) -> Result<usize> {
+        let mut config = self.config.clone();
+        let queue = config
+            .get("queue.buffering.max.kbytes")
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(LANE_QUEUE_KBYTES)
+            .min(LANE_QUEUE_KBYTES);
+        config
+            .set("batch.size", batch.to_string())
+            .set("queue.buffering.max.kbytes", queue.to_string())
+            // Lane 0 reports the producer's statistics.
+            .set("statistics.interval.ms", "0");
+        let context = DeliveryContext::new(
+            self.cluster.sibling(),
+            Arc::clone(&self.buf),
+            Arc::clone(&self.metrics),
+            self.alias.clone(),
+        );
+        let producer: BaseProducer<DeliveryContext> = config
+            .create_with_context(context)
+            .map_err(|e| Error::client("replication producer (small batches)", &e))?;
+        self.lanes.push((batch, producer));
+        Ok(self.lanes.len() - 1)
+    }
+
+    /// Serves delivery reports: `lane` waits up to `timeout`, the others do not wait.
+    pub fn poll(&self, lane: usize, timeout: Duration) {
+        for (i, (_, p)) in self.lanes.iter().enumerate() {
+            p.poll(if i == lane { timeout } else { Duration::ZERO });
+        }
+    }
+
+    /// Flushes every lane until `deadline`; whether all were flushed.
+    pub fn flush(&self, deadline: Instant) -> bool {
+        let mut all = true;
+        for (_, p) in &self.lanes {
+            all &= p
+                .flush(deadline.saturating_duration_since(Instant::now()))
+                .is_ok();
+        }
+        all
+    }
+
+    /// The first fatal error of any lane.
+    pub fn fatal_error(&self) -> Option<String> {
+        self.lanes
+            .iter()
+            .find_map(|(_, p)| p.client().fatal_error().map(|(_, s)| s))
+    }
+
+    /// Why a record of `size` bytes (see [`record_size`]) cannot be sent on `route`, if it
+    /// cannot: the broker would refuse the batch it travels in, alone, as too large.
+    pub fn refuses(&self, route: Route, size: impl FnOnce() -> usize) -> Option<String> {
+        let limit = route.limit?;
+        if self.compresses {
+            return None;
+        }
+        let size = size();
+        (size + BATCH_OVERHEAD > limit).then(|| {
+            format!(
+                "MessageSizeTooLarge (the record takes {} bytes in a batch of its own, above the target topic's max.message.bytes of {limit}; it is not sent, so that nothing after it reaches the target first)",
+                size + BATCH_OVERHEAD
+            )
+        })
+    }
+}
+
+/// The largest `batch.size` for a topic that accepts batches of at most `limit` bytes: `limit`
+/// rounded down to a quarter of a power of two (4 sizes per doubling), so that similar limits
+/// share a lane.
+pub(crate) fn quantize(limit: usize) -> usize {
+    if limit < 8 {
+        return limit.max(1);
+    }
+    let top = usize::BITS - 1 - limit.leading_zeros();
+    let step = 1usize << (top - 2);
+    limit / step * step
+}
+
+/// Bytes a varint (zig-zag encoded) takes.
+fn varint_len(v: i64) -> usize {
+    #[allow(clippy::cast_sign_loss)]
+    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    let mut n = 1;
+    while z >= 0x80 {
+        z >>= 7;
+        n += 1;
+    }
+    n
+}
+
+fn bytes_len(b: Option<&[u8]>) -> usize {
+    b.map_or(1, |b| {
+        varint_len(i64::try_from(b.len()).unwrap_or(i64::MAX)) + b.len()
+    })
+}
+
+/// Bytes the record takes alone in a batch (magic v2, uncompressed, batch header excluded).
+pub(crate) fn record_size<M: Message>(msg: &M) -> usize {
+    let mut body = 3 + bytes_len(msg.key()) + bytes_len(msg.payload());
+    match msg.headers() {
+        Some(h) => {
+            body += varint_len(i64::try_from(h.count()).unwrap_or(i64::MAX));
+            for header in h.iter() {
+                body += bytes_len(Some(header.key.as_bytes())) + bytes_len(header.value);
+            }
+        }
+        None => body += 1,
+    }
+    body + varint_len(i64::try_from(body).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_round_down_to_a_quarter_of_a_power_of_two() {
+        assert_eq!(quantize(65_536), 65_536);
+        assert_eq!(quantize(65_535), 57_344);
+        assert_eq!(quantize(100_000), 98_304);
+        assert_eq!(quantize(1_048_588), 1_048_576);
+        assert_eq!(quantize(5), 5);
+        for limit in [9, 100, 1_000, 12_345, 999_999, 10_000_000] {
+            let q = quantize(limit);
+            assert!(q <= limit && q * 5 / 4 >= limit, "{limit} -> {q}");
+        }
+    }
+
+    #[test]
+    fn varints_take_what_kafka_writes() {
+        assert_eq!(varint_len(0), 1);
+        assert_eq!(varint_len(-1), 1);
+        assert_eq!(varint_len(63), 1);
+        assert_eq!(varint_len(64), 2);
+        assert_eq!(varint_len(8191), 2);
+        assert_eq!(varint_len(8192), 3);
+    }
+
+    #[test]
+    fn a_record_alone_is_sized_as_the_broker_counts_it() {
+        use rdkafka::message::{OwnedHeaders, OwnedMessage, Timestamp};
+        // Kafka's DefaultRecord.sizeInBytes for key "k", value of 100 bytes, one header
+        // ("h", "v"), offset and timestamp deltas 0: body 3 + 2 + (2+100) + 1 + 2 + 2 = 112,
+        // plus 2 for its length.
+        let msg = OwnedMessage::new(
+            Some(vec![b'x'; 100]),
+            Some(b"k".to_vec()),
+            "t".into(),
+            Timestamp::CreateTime(1),
+            0,
+            0,
+            Some(OwnedHeaders::new().insert(rdkafka::message::Header {
+                key: "h",
+                value: Some("v"),
+            })),
+        );
+        assert_eq!(record_size(&msg), 114);
+        let bare = OwnedMessage::new(None, None, "t".into(), Timestamp::CreateTime(1), 0, 0, None);
+        // attributes, two deltas, null key, null value, no headers; one length byte.
+        assert_eq!(record_size(&bare), 7);
+    }
+}
