@@ -10,6 +10,9 @@ cd "$(dirname "$0")/.."
 versions=${KMIRROR_KAFKA_VERSIONS:-4.1.1 3.9.1}
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+# Alert rules, Helm chart, Kubernetes manifests and systemd unit; installs promtool and the
+# prometheus that tests/faults/prometheus.rs runs.
+scripts/deploy-check.sh
 first=1
 for version in $versions; do
   KMIRROR_KAFKA_VERSION=$version

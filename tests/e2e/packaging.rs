@@ -332,7 +332,8 @@ fn dockerfile_and_systemd_unit_match_the_binary() {
         .unwrap();
     assert!(stop > seconds(&value_after(&args, "--shutdown-timeout").unwrap()));
     for hardening in [
-        "DynamicUser=yes",
+        "User=kmirror",
+        "ReadOnlyPaths=/etc/kmirror",
         "ProtectSystem=strict",
         "NoNewPrivileges=yes",
         "Restart=on-failure",
