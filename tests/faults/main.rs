@@ -11,5 +11,6 @@ mod gaps;
 mod kill;
 mod mock;
 mod outages;
+mod prometheus;
 mod recreate;
 mod shutdown;

@@ -803,5 +803,7 @@ pub fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> Result<(),
     }
 }
 
+pub mod secure;
+
 pub use kmirror_testbed::kafka::Kafka;
 pub use kmirror_testbed::{admin, block_on, certs, client, free_port, kafka, rand_suffix};

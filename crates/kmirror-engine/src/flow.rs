@@ -154,6 +154,9 @@ impl Flow {
         if !self.preflight(&shutdown).await? {
             return Ok(());
         }
+        self.options
+            .metrics
+            .flow_started(self.mirror.source.as_str(), self.mirror.target.as_str());
         let c = &self.mirror.clients;
         let source_admin = self.admin(&self.source, &[&c.source_all, &c.source_admin])?;
         let target_admin = self.admin(&self.target, &[&c.target_all, &c.target_admin])?;

@@ -340,6 +340,19 @@ impl Metrics {
         String::from_utf8(buf).unwrap_or_default()
     }
 
+    /// Creates a flow's topic-sync counters at 0, so that "nothing changed" is a series (a
+    /// dashboard shows 0, and `increase()` sees the first change) rather than no data.
+    pub fn flow_started(&self, source: &str, target: &str) {
+        for counter in [
+            &self.topics_created,
+            &self.partitions_created,
+            &self.configs_changed,
+            &self.acls_created,
+        ] {
+            counter.with_label_values(&[source, target]);
+        }
+    }
+
     /// Counts an error of `kind` for a flow.
     pub fn error(&self, source: &str, target: &str, kind: &str) {
         self.errors.with_label_values(&[source, target, kind]).inc();

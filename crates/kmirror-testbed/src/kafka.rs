@@ -503,6 +503,44 @@ impl Kafka {
         pattern: PatternType,
         operations: &[AclOperation],
     ) {
+        self.acl(
+            principal,
+            resource,
+            name,
+            pattern,
+            operations,
+            AclPermission::Allow,
+        );
+    }
+
+    /// Denies `operations` on a resource to `principal` (a DENY binding wins over any ALLOW).
+    pub fn deny(
+        &self,
+        principal: &str,
+        resource: AclResource,
+        name: &str,
+        pattern: PatternType,
+        operations: &[AclOperation],
+    ) {
+        self.acl(
+            principal,
+            resource,
+            name,
+            pattern,
+            operations,
+            AclPermission::Deny,
+        );
+    }
+
+    fn acl(
+        &self,
+        principal: &str,
+        resource: AclResource,
+        name: &str,
+        pattern: PatternType,
+        operations: &[AclOperation],
+        permission: AclPermission,
+    ) {
         let acls: Vec<TopicAcl> = operations
             .iter()
             .map(|op| TopicAcl {
@@ -511,7 +549,7 @@ impl Kafka {
                 principal: principal.to_owned(),
                 host: "*".into(),
                 operation: *op,
-                permission: AclPermission::Allow,
+                permission,
             })
             .collect();
         let bindings: Vec<(AclResource, &TopicAcl)> = acls.iter().map(|a| (resource, a)).collect();
