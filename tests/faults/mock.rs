@@ -29,11 +29,20 @@ fn records(partitions: i32, from: usize, to: usize) -> Vec<(i32, TestRecord)> {
         .collect()
 }
 
-#[test]
-fn target_leader_down_for_ten_seconds_loses_nothing_and_keeps_order() {
+/// A replicator copying `topic` (`partitions` partitions, `total / 2` records written) from
+/// a one-broker mock source to a three-broker mock target, where broker 2 leads partition 0.
+struct Mocked {
+    source: MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    target: MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    status: Arc<StatusBoard>,
+    shutdown: CancellationToken,
+    worker: std::thread::JoinHandle<kmirror_engine::Result<kmirror_engine::replicator::Report>>,
+    _commands: mpsc::Sender<Command>,
+}
+
+fn mocked(topic: &str, partitions: i32, total: usize, wedged_after: Duration) -> Mocked {
     let source = MockCluster::new(1).unwrap();
     let target = MockCluster::new(3).unwrap();
-    let (topic, partitions, total) = ("orders", 2, 20_000);
     source.create_topic(topic, partitions, 1).unwrap();
     target.create_topic(topic, partitions, 3).unwrap();
     target.create_topic("progress", 1, 3).unwrap();
@@ -64,6 +73,7 @@ fn target_leader_down_for_ten_seconds_loses_nothing_and_keeps_order() {
         metrics: Arc::new(kmirror_engine::metrics::Metrics::new()),
         maps: Arc::default(),
         stall_after: Duration::from_secs(3),
+        wedged_after,
         tails: None,
     };
     let status = Arc::new(StatusBoard::default());
@@ -91,6 +101,28 @@ fn target_leader_down_for_ten_seconds_loses_nothing_and_keeps_order() {
         })
         .collect();
     tx.send(Command::Assign(assignments)).unwrap();
+    Mocked {
+        source,
+        target,
+        status,
+        shutdown,
+        worker,
+        _commands: tx,
+    }
+}
+
+#[test]
+fn target_leader_down_for_ten_seconds_loses_nothing_and_keeps_order() {
+    let (topic, partitions, total) = ("orders", 2, 20_000);
+    let Mocked {
+        source,
+        target,
+        status,
+        shutdown,
+        worker,
+        _commands,
+    } = mocked(topic, partitions, total, Duration::from_secs(60));
+    let (src, dst) = (source.bootstrap_servers(), target.bootstrap_servers());
 
     // Mid-stream, the leader of target partition 0 goes away for 10 s while more is written.
     std::thread::sleep(Duration::from_millis(500));
@@ -143,4 +175,45 @@ fn target_leader_down_for_ten_seconds_loses_nothing_and_keeps_order() {
         );
         assert_eq!(have, want, "partition {p}: order or content differs");
     }
+}
+
+/// A producer that acknowledges nothing for longer than `wedged_after` while the target names a
+/// leader for its records is replaced: the replicator ends with a retriable error (the flow
+/// starts a new one from the stored progress). Here the named leader is down for good.
+#[test]
+fn a_producer_silent_while_the_target_names_a_leader_is_replaced() {
+    let (topic, partitions, total) = ("stuck", 2, 2_000);
+    let m = mocked(topic, partitions, total, Duration::from_secs(4));
+    let src = m.source.bootstrap_servers();
+    std::thread::sleep(Duration::from_millis(500));
+    m.target.broker_down(2).unwrap();
+    produce(&src, topic, &records(partitions, total / 2, total));
+    let started = std::time::Instant::now();
+    while !m.worker.is_finished() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the replicator did not give up on a silent producer"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let outcome = m.worker.join().unwrap();
+    let Err(e) = outcome else {
+        panic!("the replicator ended without an error: {outcome:?}");
+    };
+    let text = e.to_string();
+    assert!(
+        text.contains("acknowledged nothing")
+            && text.contains("stuck[0]")
+            && text.contains("broker 2"),
+        "{text}"
+    );
+    assert!(
+        matches!(e, kmirror_engine::Error::Retriable(_)),
+        "the flow starts the replicator again: {text}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(4),
+        "not before wedged_after"
+    );
+    m.shutdown.cancel();
 }

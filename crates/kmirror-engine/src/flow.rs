@@ -418,6 +418,7 @@ impl Flow {
             // before the process exits at the shutdown timeout.
             shutdown_timeout: self.options.shutdown_timeout.mul_f64(0.8),
             stall_after: self.options.stall_after,
+            wedged_after: PRODUCER_WEDGED_AFTER,
             tails: Some(crate::tail::Readers {
                 source: self.source.config(
                     Role::ReplicationConsumer,
@@ -563,6 +564,10 @@ struct Gone {
     ids: TopicIds,
     progress: HashMap<i32, i64>,
 }
+
+/// How long the target producer may acknowledge nothing, with records in flight and a leader
+/// named for them, before it is replaced (see [`ReplicatorSettings::wedged_after`]).
+const PRODUCER_WEDGED_AFTER: Duration = Duration::from_secs(60);
 
 /// Longest wait for records sent to a deleted target topic to drain before it is created again.
 const TARGET_DRAIN_WAIT: Duration = Duration::from_secs(60);

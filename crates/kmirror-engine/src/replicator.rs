@@ -73,6 +73,8 @@ const SYNC_DRAIN: Duration = Duration::from_secs(1);
 
 /// Longest wait for the producer's metadata of one topic.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
+/// Shortest time between two checks of a silent producer's metadata.
+const WEDGE_CHECK_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Where a newly assigned partition starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -149,6 +151,12 @@ pub struct ReplicatorSettings {
     pub maps: Arc<crate::status::MapBoard>,
     /// How long a partition may be neither copying nor caught up before it is reported stuck.
     pub stall_after: Duration,
+    /// How long records may be in flight with no delivery report at all, while the target names
+    /// a leader for their partition, before the producer is taken for stuck and replaced (the
+    /// replicator ends with a retriable error and is started again from the stored progress).
+    /// librdkafka can stay stuck for good after a metadata response without a leader (a fenced
+    /// broker): only a new client recovers.
+    pub wedged_after: Duration,
     /// Readers of both clusters that find, at assignment, the records a crash left on the
     /// target beyond the stored progress (see [`crate::tail`]); `None`: copy from the progress.
     pub tails: Option<crate::tail::Readers>,
@@ -276,6 +284,9 @@ struct Slot {
     /// Whether a map was ever sent for this partition (since it was assigned or reset): a
     /// position stored without any map would read as copied by another replicator.
     map_written: bool,
+    /// When a delivery report of this partition's records last came, or its first record in
+    /// flight was sent: a producer silent since long is checked for being stuck.
+    delivered_at: Instant,
 }
 
 /// Tells a partition that moves from one that does not, for [`PartitionReport`]s.
@@ -340,6 +351,8 @@ struct Core {
     /// flushes.
     progress_at: Instant,
     progress_wait: Duration,
+    /// When the producer was last checked for being stuck.
+    wedge_checked_at: Instant,
 }
 
 impl Replicator {
@@ -426,6 +439,7 @@ impl Replicator {
                 acked_since_progress: 0,
                 progress_at: Instant::now(),
                 progress_wait: PROGRESS_MIN_INTERVAL,
+                wedge_checked_at: Instant::now(),
             },
         })
     }
@@ -475,6 +489,7 @@ impl Replicator {
                 self.core.finish_releases();
                 self.core
                     .publish_status(&self.consumer.context().watermarks);
+                self.core.check_wedged()?;
                 last_flush = Instant::now();
             }
         }
@@ -1134,6 +1149,7 @@ impl Core {
             truncated_to: None,
             watch: StallWatch::new(),
             map_written: false,
+            delivered_at: Instant::now(),
         });
         Ok(idx)
     }
@@ -1203,6 +1219,9 @@ impl Core {
             match self.lanes.get(lane).send(record) {
                 Ok(()) => {
                     if let Some(slot) = self.slots[idx].as_mut() {
+                        if slot.tracker.in_flight() == 0 {
+                            slot.delivered_at = Instant::now();
+                        }
                         slot.tracker.on_produced(offset);
                         slot.position_known = true;
                         slot.delta.bytes += value_len;
@@ -1283,6 +1302,7 @@ impl Core {
         }
         let mut fatal = None;
         let now_ms = crate::now_millis();
+        let now = Instant::now();
         for d in &events {
             if d.opaque & PROGRESS_BIT != 0 && d.opaque & MAP_BIT == 0 {
                 // Counted whether or not the partition is still here.
@@ -1324,6 +1344,7 @@ impl Core {
             }
             #[allow(clippy::cast_possible_wrap)]
             let offset = Offset(d.opaque as i64);
+            slot.delivered_at = now;
             let Some(e) = &d.error else {
                 if slot.tracker.on_acked(offset) == kmirror_core::tracker::AckOutcome::Advanced
                     && d.dst_offset >= 0
@@ -1403,6 +1424,60 @@ impl Core {
             )));
         }
         Ok(())
+    }
+
+    /// Fails with a retriable error when the producer is stuck: records in flight, no delivery
+    /// report for [`ReplicatorSettings::wedged_after`], and yet the target names a leader for
+    /// one of their partitions (asked through the same producer, every 10 s at most).
+    fn check_wedged(&mut self) -> Result<()> {
+        let wedged_after = self.settings.wedged_after;
+        let stuck = self
+            .slots
+            .iter()
+            .flatten()
+            .find(|s| s.tracker.in_flight() > 0 && s.delivered_at.elapsed() >= wedged_after);
+        let Some(slot) = stuck else {
+            return Ok(());
+        };
+        if self.wedge_checked_at.elapsed() < WEDGE_CHECK_INTERVAL {
+            return Ok(());
+        }
+        let silent = slot.delivered_at.elapsed();
+        self.wedge_checked_at = Instant::now();
+        let producer = self.lanes.get(slot.route.lane);
+        let leader = producer
+            .client()
+            .fetch_metadata(Some(&slot.target_topic), METADATA_TIMEOUT)
+            .ok()
+            .and_then(|md| {
+                md.topics()
+                    .iter()
+                    .find(|t| t.name() == &*slot.target_topic)
+                    .and_then(|t| {
+                        t.partitions()
+                            .iter()
+                            .find(|p| p.id() == slot.source.partition)
+                            .map(|p| p.leader())
+                    })
+            });
+        match leader {
+            Some(leader) if leader >= 0 => {
+                self.settings.metrics.error(
+                    self.settings.source.as_str(),
+                    self.settings.target.as_str(),
+                    "producer_stuck",
+                );
+                Err(Error::Retriable(format!(
+                    "the target producer has acknowledged nothing for {}s while {} records of {}[{}] are in flight, although the target names broker {leader} as its leader: librdkafka's producer is stuck (it can stay so after a broker was fenced); replacing it",
+                    silent.as_secs(),
+                    slot.tracker.in_flight(),
+                    slot.target_topic,
+                    slot.source.partition
+                )))
+            }
+            // No leader, or no answer: the target is what waits.
+            _ => Ok(()),
+        }
     }
 
     /// Drop released slots whose final progress is stored.

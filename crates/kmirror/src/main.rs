@@ -147,8 +147,9 @@ enum Cmd {
 #[derive(clap::Args)]
 struct ConfigArgs {
     /// The configuration: a Strimzi KafkaMirrorMaker2 resource, or a file shaped like its
-    /// `spec` (YAML, JSON or TOML). Environment variables KMIRROR_<PATH> override values, with
-    /// `__` between path segments (e.g. KMIRROR_SPEC__CONNECTCLUSTER=dest).
+    /// `spec` (YAML, JSON or TOML). Environment variables KMIRROR_CONFIG__<PATH> override
+    /// scalar values, with `__` between path segments in snake case (e.g.
+    /// KMIRROR_CONFIG__SPEC__CONNECT_CLUSTER=dest sets spec.connectCluster).
     #[arg(long, short, value_name = "FILE")]
     config: PathBuf,
     /// Where Kubernetes Secrets are mounted: a Secret `secretName` key `k` is read from
