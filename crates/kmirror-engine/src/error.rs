@@ -18,6 +18,10 @@ pub enum Error {
     /// restarted from its stored progress.
     #[error("{0}")]
     Fatal(String),
+    /// Long-lived clients stopped answering while new ones connect: the flow starts again with
+    /// new clients.
+    #[error("{0}")]
+    Restart(String),
     /// A bug in kmirror.
     #[error("internal error: {0}")]
     Internal(String),

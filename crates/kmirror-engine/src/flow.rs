@@ -157,6 +157,29 @@ impl Flow {
         self.options
             .metrics
             .flow_started(self.mirror.source.as_str(), self.mirror.target.as_str());
+        loop {
+            match self.run_with_new_clients(&shutdown).await {
+                Err(Error::Restart(why)) => {
+                    self.options.metrics.error(
+                        self.mirror.source.as_str(),
+                        self.mirror.target.as_str(),
+                        "clients_restarted",
+                    );
+                    tracing::error!(
+                        "{why}: starting the flow again with new clients in {}s",
+                        RESTART_BACKOFF.as_secs()
+                    );
+                    if sleep_or_cancel(RESTART_BACKOFF, &shutdown).await {
+                        return Ok(());
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// One run of the flow with clients of its own, until `shutdown` or an error.
+    async fn run_with_new_clients(&self, shutdown: &CancellationToken) -> Result<()> {
         let c = &self.mirror.clients;
         let source_admin = self.admin(&self.source, &[&c.source_all, &c.source_admin])?;
         let target_admin = self.admin(&self.target, &[&c.target_all, &c.target_admin])?;
@@ -190,7 +213,7 @@ impl Flow {
         );
         let main = async {
             let result = self
-                .run_flow(source_admin, target_admin, &topics_synced, &shutdown)
+                .run_flow(source_admin, target_admin, &topics_synced, shutdown)
                 .await;
             side_stop.cancel();
             result
@@ -274,19 +297,22 @@ impl Flow {
         // Partitions that existed at the first topic sync: only these start where
         // `auto.offset.reset` says when they have no stored progress.
         let mut initial: Option<HashSet<TopicPartition>> = None;
+        // Since when every topic refresh has failed (across replicator restarts).
+        let mut failing_since: Option<tokio::time::Instant> = None;
         loop {
             match self
                 .run_replicator(
                     &sync,
                     progress_partitions,
                     &mut initial,
+                    &mut failing_since,
                     topics_synced,
                     &shutdown,
                 )
                 .await
             {
                 Ok(()) => return Ok(()),
-                Err(e) if e.is_user_error() => return Err(e),
+                Err(e) if e.is_user_error() || matches!(e, Error::Restart(_)) => return Err(e),
                 Err(e) => {
                     self.options.metrics.error(
                         self.mirror.source.as_str(),
@@ -387,6 +413,7 @@ impl Flow {
         sync: &TopicSync,
         progress_partitions: i32,
         initial: &mut Option<HashSet<TopicPartition>>,
+        failing_since: &mut Option<tokio::time::Instant>,
         topics_synced: &CancellationToken,
         shutdown: &CancellationToken,
     ) -> Result<()> {
@@ -442,7 +469,10 @@ impl Flow {
             self.sync_target(),
         )?;
         let (tx, rx) = mpsc::channel();
-        let token = shutdown.clone();
+        // Cancelled at shutdown, or when this run ends for another reason (clients that stopped
+        // answering): the replicator then drains and reports like at a shutdown.
+        let stop_replicator = shutdown.child_token();
+        let token = stop_replicator.clone();
         let (done_tx, mut done) = tokio::sync::oneshot::channel();
         let mut handle = tokio::task::spawn_blocking(move || {
             let (outcome, replicator) = replicator.run(&rx, &token);
@@ -507,6 +537,7 @@ impl Flow {
                     topics_synced.cancel();
                     match synced {
                         Ok(round) => {
+                            *failing_since = None;
                             if initial.is_none() {
                                 *initial = Some(round.partitions.iter().map(|r| r.source.clone()).collect());
                             }
@@ -526,7 +557,30 @@ impl Flow {
                                 let _ = tx.send(command);
                             }
                         }
-                        Err(e) => tracing::warn!("topic refresh failed: {e}; retrying in {}s", refresh.as_secs()),
+                        Err(e) => {
+                            let since = *failing_since.get_or_insert_with(tokio::time::Instant::now);
+                            if since.elapsed() >= CLIENTS_STUCK_AFTER && self.clusters_answer().await {
+                                // librdkafka clients can stay stuck for good after a broker was
+                                // fenced or killed, while new ones connect at once.
+                                let why = format!(
+                                    "every topic refresh for {}s failed ({e}) although both clusters answer new clients",
+                                    since.elapsed().as_secs()
+                                );
+                                stop_replicator.cancel();
+                                if let Ok(Ok(Ok(report))) = tokio::time::timeout(
+                                    self.options.shutdown_timeout,
+                                    &mut done,
+                                )
+                                .await
+                                .map(|r| r.map_err(|_| ()))
+                                {
+                                    tracing::info!(copied = report.copied, clean = report.clean, "replicator stopped");
+                                }
+                                let _ = tokio::time::timeout(CLIENT_CLOSE_WAIT, &mut handle).await;
+                                return Err(Error::Restart(why));
+                            }
+                            tracing::warn!("topic refresh failed: {e}; retrying in {}s", refresh.as_secs());
+                        }
                     }
                 }
             }
@@ -564,6 +618,10 @@ struct Gone {
     ids: TopicIds,
     progress: HashMap<i32, i64>,
 }
+
+/// How long every topic refresh may fail while both clusters answer new clients, before the
+/// flow starts again with new clients.
+const CLIENTS_STUCK_AFTER: Duration = Duration::from_secs(30);
 
 /// How long the target producer may acknowledge nothing, with records in flight and a leader
 /// named for them, before it is replaced (see [`ReplicatorSettings::wedged_after`]).
@@ -1058,6 +1116,15 @@ impl Flow {
 }
 
 impl Flow {
+    /// Whether both clusters answer new clients.
+    async fn clusters_answer(&self) -> bool {
+        let (s, t) = tokio::join!(
+            self.confirm_down(true, false),
+            self.confirm_down(false, false)
+        );
+        s && t
+    }
+
     /// Whether a cluster whose admin probe said `up` is up: a failed probe is tried again
     /// with a new client (a new connection).
     async fn confirm_down(&self, source_side: bool, up: bool) -> bool {

@@ -152,7 +152,8 @@ pub struct ReplicatorSettings {
     /// How long a partition may be neither copying nor caught up before it is reported stuck.
     pub stall_after: Duration,
     /// How long records may be in flight with no delivery report at all, while the target names
-    /// a leader for their partition, before the producer is taken for stuck and replaced (the
+    /// a leader for their partition (or the producer cannot reach it), before the producer is
+    /// taken for stuck and replaced (the
     /// replicator ends with a retriable error and is started again from the stored progress).
     /// librdkafka can stay stuck for good after a metadata response without a leader (a fenced
     /// broker): only a new client recovers.
@@ -1428,7 +1429,8 @@ impl Core {
 
     /// Fails with a retriable error when the producer is stuck: records in flight, no delivery
     /// report for [`ReplicatorSettings::wedged_after`], and yet the target names a leader for
-    /// one of their partitions (asked through the same producer, every 10 s at most).
+    /// one of their partitions, or the producer cannot ask it (asked through the same producer,
+    /// every 10 s at most). A target without a leader for them is waited for.
     fn check_wedged(&mut self) -> Result<()> {
         let wedged_after = self.settings.wedged_after;
         let stuck = self
@@ -1448,8 +1450,7 @@ impl Core {
         let leader = producer
             .client()
             .fetch_metadata(Some(&slot.target_topic), METADATA_TIMEOUT)
-            .ok()
-            .and_then(|md| {
+            .map(|md| {
                 md.topics()
                     .iter()
                     .find(|t| t.name() == &*slot.target_topic)
@@ -1460,24 +1461,28 @@ impl Core {
                             .map(|p| p.leader())
                     })
             });
-        match leader {
-            Some(leader) if leader >= 0 => {
-                self.settings.metrics.error(
-                    self.settings.source.as_str(),
-                    self.settings.target.as_str(),
-                    "producer_stuck",
-                );
-                Err(Error::Retriable(format!(
-                    "the target producer has acknowledged nothing for {}s while {} records of {}[{}] are in flight, although the target names broker {leader} as its leader: librdkafka's producer is stuck (it can stay so after a broker was fenced); replacing it",
-                    silent.as_secs(),
-                    slot.tracker.in_flight(),
-                    slot.target_topic,
-                    slot.source.partition
-                )))
+        let why = match leader {
+            Ok(Some(leader)) if leader >= 0 => {
+                format!("although the target names broker {leader} as its leader")
             }
-            // No leader, or no answer: the target is what waits.
-            _ => Ok(()),
-        }
+            // The target has no leader for it: the target is what waits.
+            Ok(_) => return Ok(()),
+            // The producer cannot even ask: after a long silence, a new client (which bootstraps
+            // afresh) is the way out, whether the target is down or the client lost its way.
+            Err(e) => format!("and the producer cannot reach the target ({e})"),
+        };
+        self.settings.metrics.error(
+            self.settings.source.as_str(),
+            self.settings.target.as_str(),
+            "producer_stuck",
+        );
+        Err(Error::Retriable(format!(
+            "the target producer has acknowledged nothing for {}s while {} records of {}[{}] are in flight, {why}: librdkafka's producer can stay stuck for good after a broker was fenced; replacing it",
+            silent.as_secs(),
+            slot.tracker.in_flight(),
+            slot.target_topic,
+            slot.source.partition
+        )))
     }
 
     /// Drop released slots whose final progress is stored.
