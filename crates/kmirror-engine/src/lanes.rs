@@ -42,6 +42,8 @@ pub(crate) const LANE_QUEUE_KBYTES: usize = 8192;
 const LIBRDKAFKA_BATCH: usize = 1_000_000;
 /// Size of a record batch without its records (magic v2).
 const BATCH_OVERHEAD: usize = 61;
+/// More than the batch header and a record's varints, which librdkafka's size check leaves out.
+const RECORD_FRAMING_MARGIN: usize = 1024;
 
 /// One delivery report.
 pub(crate) struct Delivery {
@@ -163,6 +165,9 @@ pub(crate) struct Lanes {
     lanes: Vec<(usize, BaseProducer<DeliveryContext>)>,
     /// Whether the producer compresses (then only the broker knows a batch's size on the wire).
     compresses: bool,
+    /// The producer's `message.max.bytes`: librdkafka itself refuses a larger record when it
+    /// is produced, so a topic limit well above it needs no check of ours.
+    max_record: usize,
     /// Limits already reported as without a lane of their own.
     reported: std::collections::HashSet<usize>,
 }
@@ -176,11 +181,14 @@ impl Lanes {
         alias: String,
     ) -> Result<Self> {
         let buf = Arc::new(Mutex::new(DeliveryBuf::default()));
-        let batch = [config.get("batch.size"), config.get("message.max.bytes")]
-            .into_iter()
-            .map(|v| v.and_then(|v| v.parse().ok()).unwrap_or(LIBRDKAFKA_BATCH))
-            .min()
-            .unwrap_or(LIBRDKAFKA_BATCH);
+        let setting = |key: &str| {
+            config
+                .get(key)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(LIBRDKAFKA_BATCH)
+        };
+        let max_record = setting("message.max.bytes");
+        let batch = setting("batch.size").min(max_record);
         let compresses = [
             config.get("compression.type"),
             config.get("compression.codec"),
@@ -205,6 +213,7 @@ impl Lanes {
             buf,
             lanes: vec![(batch, main)],
             compresses,
+            max_record,
             reported: std::collections::HashSet::new(),
         })
     }
@@ -336,7 +345,9 @@ impl Lanes {
     /// cannot: the broker would refuse the batch it travels in, alone, as too large.
     pub fn refuses(&self, route: Route, size: impl FnOnce() -> usize) -> Option<String> {
         let limit = route.limit?;
-        if self.compresses {
+        // librdkafka's own check (record bytes above message.max.bytes) covers topics whose
+        // limit leaves room for the framing it does not count; the common case costs nothing.
+        if self.compresses || limit >= self.max_record + RECORD_FRAMING_MARGIN {
             return None;
         }
         let size = size();

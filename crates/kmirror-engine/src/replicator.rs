@@ -1181,19 +1181,7 @@ impl Core {
         let route = slot.route;
         let lane = route.lane;
         if let Some(reason) = self.lanes.refuses(route, || record_size(msg)) {
-            if let Some(slot) = self.slots[idx].as_mut() {
-                slot.tracker.on_rejected(offset, reason.clone());
-                self.settings.metrics.error(
-                    self.settings.source.as_str(),
-                    self.settings.target.as_str(),
-                    "partition_stopped",
-                );
-                tracing::error!(
-                    topic = %slot.source.topic, partition = slot.source.partition, offset = offset.0,
-                    "partition stopped: the target would refuse the record: {reason}; nothing after it is copied until this is fixed and kmirror restarted"
-                );
-                to_pause.push(slot.source.clone());
-            }
+            self.stop_partition(idx, offset, "the target would refuse", reason, to_pause);
             return Ok(());
         }
         let target_topic = Arc::clone(&slot.target_topic);
@@ -1255,40 +1243,58 @@ impl Core {
                 }
                 Err((e, _)) => {
                     let reason = describe(&e);
+                    if !is_retriable(&e) {
+                        self.stop_partition(idx, offset, "the producer refused", reason, to_pause);
+                        return Ok(());
+                    }
                     if let Some(slot) = self.slots[idx].as_mut() {
-                        slot.tracker.on_rejected(offset, reason.clone());
-                        if is_retriable(&e) {
-                            // The producer's metadata is behind (a partition added a moment
-                            // ago): refresh it and copy from this record again.
-                            slot.refresh_target = true;
-                            slot.retry_at = Some(Instant::now() + METADATA_BACKOFF);
-                            self.settings.metrics.error(
-                                self.settings.source.as_str(),
-                                self.settings.target.as_str(),
-                                "delivery_retry",
-                            );
-                            tracing::warn!(
-                                topic = %slot.source.topic, partition = slot.source.partition, offset = offset.0,
-                                "the producer cannot send to {}[{}] yet ({reason}); refreshing its metadata and copying from offset {} again",
-                                slot.target_topic, slot.source.partition, offset.0
-                            );
-                        } else {
-                            self.settings.metrics.error(
-                                self.settings.source.as_str(),
-                                self.settings.target.as_str(),
-                                "partition_stopped",
-                            );
-                            tracing::error!(
-                                topic = %slot.source.topic, partition = slot.source.partition, offset = offset.0,
-                                "partition stopped: the producer refused the record: {reason}; nothing after it is copied until this is fixed and kmirror restarted"
-                            );
-                        }
+                        // The producer's metadata is behind (a partition added a moment ago):
+                        // refresh it and copy from this record again.
+                        slot.refresh_target = true;
+                        slot.retry_at = Some(Instant::now() + METADATA_BACKOFF);
+                        self.settings.metrics.error(
+                            self.settings.source.as_str(),
+                            self.settings.target.as_str(),
+                            "delivery_retry",
+                        );
+                        tracing::warn!(
+                            topic = %slot.source.topic, partition = slot.source.partition, offset = offset.0,
+                            "the producer cannot send to {}[{}] yet ({reason}); refreshing its metadata and copying from offset {} again",
+                            slot.target_topic, slot.source.partition, offset.0
+                        );
+                        slot.tracker.on_rejected(offset, reason);
                         to_pause.push(slot.source.clone());
                     }
                     return Ok(());
                 }
             }
         }
+    }
+
+    /// Stops a partition at a record that `who` refuses for good: loud, counted, and nothing
+    /// after the record is sent.
+    fn stop_partition(
+        &mut self,
+        idx: usize,
+        offset: Offset,
+        who: &str,
+        reason: String,
+        to_pause: &mut Vec<TopicPartition>,
+    ) {
+        let Some(slot) = self.slots[idx].as_mut() else {
+            return;
+        };
+        self.settings.metrics.error(
+            self.settings.source.as_str(),
+            self.settings.target.as_str(),
+            "partition_stopped",
+        );
+        tracing::error!(
+            topic = %slot.source.topic, partition = slot.source.partition, offset = offset.0,
+            "partition stopped: {who} the record: {reason}; nothing after it is copied until this is fixed and kmirror restarted"
+        );
+        slot.tracker.on_rejected(offset, reason);
+        to_pause.push(slot.source.clone());
     }
 
     /// Applies buffered delivery reports. Partitions that failed are pushed to `to_pause`.
