@@ -63,6 +63,10 @@ struct Args {
     /// The kmirror binary (default: next to this one).
     #[arg(long)]
     kmirror: Option<PathBuf>,
+    /// Keep kmirror's log (RUST_LOG=info) of each run in this directory, as
+    /// `kmirror-<compression>.log`, to see where its time goes.
+    #[arg(long)]
+    logs: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -139,6 +143,24 @@ fn create_topic(bootstrap: &str, name: &str, partitions: i32) -> Result<()> {
     ))? {
         r.map_err(|(t, e)| anyhow::anyhow!("create {t}: {e}"))?;
     }
+    Ok(())
+}
+
+/// One idempotent write and its acknowledgement. A broker that just started answers its first
+/// producer-id requests with COORDINATOR_LOAD_IN_PROGRESS for about a second, which a client
+/// waits out; clusters in service are past that, so each fresh cluster is warmed before a
+/// replicator is timed on it.
+fn warm_up(bootstrap: &str) -> Result<()> {
+    create_topic(bootstrap, "bench-warm-up", 1)?;
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .create()?;
+    produce::send(
+        &producer,
+        BaseRecord::<[u8], [u8]>::to("bench-warm-up").payload(b"warm"),
+    )?;
+    producer.flush(Duration::from_secs(60))?;
     Ok(())
 }
 
@@ -437,11 +459,21 @@ fn run_one(
             // Identity naming: a fresh target topic needs a fresh target cluster, or a topic
             // name of its own on a given one.
             let config = write_kmirror_config(dir, source, target, topic)?;
+            let (level, log) = match &args.logs {
+                Some(logs) => {
+                    fs::create_dir_all(logs)?;
+                    let name = topic.split('-').nth(1).unwrap_or(topic);
+                    let file = fs::File::create(logs.join(format!("kmirror-{name}.log")))?;
+                    ("info", Stdio::from(file))
+                }
+                None => ("warn", Stdio::null()),
+            };
             let started = Instant::now();
             let child = Command::new(kmirror)
                 .args(["run", "--config", config.to_str().context("path")?])
-                .env("RUST_LOG", "warn")
+                .env("RUST_LOG", level)
                 .stdout(Stdio::null())
+                .stderr(log)
                 .spawn()
                 .with_context(|| format!("starting {}", kmirror.display()))?;
             measure(Running::Process(child), started, target, out, args)
@@ -479,10 +511,9 @@ fn main() -> Result<()> {
             "starting the source cluster (Apache Kafka {})...",
             kmirror_testbed::kafka::kafka_version()
         );
-        Some(Arc::new(Kafka::start(
-            "bench-source",
-            &KafkaOptions::default(),
-        )))
+        let kafka = Kafka::start("bench-source", &KafkaOptions::default());
+        warm_up(&kafka.bootstrap)?;
+        Some(Arc::new(kafka))
     } else {
         None
     };
@@ -515,6 +546,7 @@ fn main() -> Result<()> {
                 Some(t) => (None, t.clone()),
                 None => {
                     let k = Kafka::start(&format!("bench-target-{ri}"), &KafkaOptions::default());
+                    warm_up(&k.bootstrap)?;
                     let b = k.bootstrap.clone();
                     (Some(k), b)
                 }

@@ -6,6 +6,7 @@
 mod support;
 
 mod checkpoints;
+mod compression;
 mod discovery;
 mod heartbeats;
 mod import;

@@ -98,6 +98,7 @@ fn mocked(topic: &str, partitions: i32, total: usize, wedged_after: Duration) ->
             map: Default::default(),
             ids: Default::default(),
             max_message_bytes: None,
+            compression: None,
         })
         .collect();
     tx.send(Command::Assign(assignments)).unwrap();

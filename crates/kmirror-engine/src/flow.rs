@@ -13,6 +13,7 @@ use rdkafka::admin::AdminClient;
 use tokio_util::sync::CancellationToken;
 
 use crate::client::{check_properties, probe, ClientFactory, ClusterContext, Role};
+use crate::codec::{Codec, CodecSource};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::replicator::{Assignment, Command, Replicator, ReplicatorSettings, Start, SyncTarget};
@@ -242,24 +243,16 @@ impl Flow {
         let shutdown = shutdown.clone();
         let progress = &self.mirror.progress;
         let timeout = self.mirror.admin_timeout;
-        let Some(progress_partitions) = ensure_compacted_topic_retrying(
-            &target_admin,
-            &progress.topic,
-            progress.partitions,
-            progress.replication_factor,
-            timeout,
-            &shutdown,
-        )
-        .await?
-        else {
-            return Ok(());
-        };
-        if let Some(os) = &self.mirror.offset_syncs {
+        // The progress topic and the offset-syncs topic are prepared side by side.
+        let offset_syncs = async {
+            let Some(os) = &self.mirror.offset_syncs else {
+                return Ok(Some(None));
+            };
             let admin = match os.location {
                 SyncLocation::Source => &source_admin,
                 SyncLocation::Target => &target_admin,
             };
-            if ensure_compacted_topic_retrying(
+            ensure_compacted_topic_retrying(
                 admin,
                 &os.topic,
                 1,
@@ -267,12 +260,27 @@ impl Flow {
                 timeout,
                 &shutdown,
             )
-            .await?
-            .is_none()
-            {
-                return Ok(());
-            }
-        }
+            .await
+            .map(|p| p.map(Some))
+        };
+        let (prepared, syncs_prepared) = tokio::join!(
+            ensure_compacted_topic_retrying(
+                &target_admin,
+                &progress.topic,
+                progress.partitions,
+                progress.replication_factor,
+                timeout,
+                &shutdown,
+            ),
+            offset_syncs
+        );
+        let (Some(prepared), Some(_)) = (prepared?, syncs_prepared?) else {
+            return Ok(());
+        };
+        let progress_partitions = prepared.partitions;
+        // A progress topic created just now holds nothing: reading it would only wait for
+        // its end.
+        let mut progress_empty = prepared.created;
         if progress_partitions != progress.partitions {
             tracing::info!(topic = %progress.topic, partitions = progress_partitions, "the progress topic exists with its own partition count; using it");
         }
@@ -304,6 +312,7 @@ impl Flow {
                 .run_replicator(
                     &sync,
                     progress_partitions,
+                    std::mem::take(&mut progress_empty),
                     &mut initial,
                     &mut failing_since,
                     topics_synced,
@@ -412,6 +421,7 @@ impl Flow {
         &self,
         sync: &TopicSync,
         progress_partitions: i32,
+        progress_empty: bool,
         initial: &mut Option<HashSet<TopicPartition>>,
         failing_since: &mut Option<tokio::time::Instant>,
         topics_synced: &CancellationToken,
@@ -419,19 +429,6 @@ impl Flow {
     ) -> Result<()> {
         let c = &self.mirror.clients;
         let progress = &self.mirror.progress;
-        let reader = self.target.config(Role::ProgressReader, &[&c.target_all]);
-        let (topic, source_alias, timeout) = (
-            progress.topic.clone(),
-            self.mirror.source.to_string(),
-            self.mirror.admin_timeout,
-        );
-        let stored = tokio::task::spawn_blocking(move || {
-            crate::progress_store::read(&reader, &topic, &source_alias, timeout)
-        })
-        .await
-        .map_err(|e| Error::Internal(format!("progress reader: {e}")))??;
-        tracing::info!(partitions = stored.positions.len(), maps = stored.maps.len(), topic = %progress.topic, "read stored progress");
-
         let settings = ReplicatorSettings {
             source: self.mirror.source.clone(),
             flow: self.mirror.name(),
@@ -468,6 +465,25 @@ impl Flow {
             Arc::clone(&self.status),
             self.sync_target(),
         )?;
+        let reader = self.target.config(Role::ProgressReader, &[&c.target_all]);
+        let (topic, source_alias, timeout) = (
+            progress.topic.clone(),
+            self.mirror.source.to_string(),
+            self.mirror.admin_timeout,
+        );
+        // Read once the replicator's clients exist, so that they connect (and the producer gets
+        // its id) meanwhile.
+        let stored = if progress_empty {
+            crate::progress_store::Stored::default()
+        } else {
+            tokio::task::spawn_blocking(move || {
+                crate::progress_store::read(&reader, &topic, &source_alias, timeout)
+            })
+            .await
+            .map_err(|e| Error::Internal(format!("progress reader: {e}")))??
+        };
+        tracing::info!(partitions = stored.positions.len(), maps = stored.maps.len(), topic = %progress.topic, "read stored progress");
+
         let (tx, rx) = mpsc::channel();
         // Cancelled at shutdown, or when this run ends for another reason (clients that stopped
         // answering): the replicator then drains and reports like at a shutdown.
@@ -552,6 +568,17 @@ impl Flow {
                                 };
                                 plan.learn_limits(wanted, described);
                             }
+                            if !self.codec_fixed() {
+                                let wanted = plan.codecs_wanted(&round);
+                                if !wanted.is_empty() {
+                                    let learned = tokio::select! {
+                                        l = self.probe_codecs(sync, &wanted, &shutdown) => l,
+                                        () = shutdown.cancelled() => continue,
+                                    };
+                                    let (configs, probed) = learned;
+                                    plan.learn_codecs(&wanted, configs, &probed, &self.compression_level());
+                                }
+                            }
                             for command in plan.apply(round, &mut stored, initial.as_ref(), self) {
                                 // A send error means the replicator ended; the next loop turn reports why.
                                 let _ = tx.send(command);
@@ -611,6 +638,8 @@ struct Assigner {
     awaiting_target: HashMap<String, std::time::Instant>,
     /// `max.message.bytes` of each target topic described (`None`: it could not be read).
     limits: HashMap<String, Option<usize>>,
+    /// The codec of each source topic's target batches, once learned (see [`crate::codec`]).
+    codecs: HashMap<String, Codec>,
 }
 
 /// A topic that disappeared from the source listing.
@@ -626,6 +655,9 @@ const CLIENTS_STUCK_AFTER: Duration = Duration::from_secs(30);
 /// How long the target producer may acknowledge nothing, with records in flight and a leader
 /// named for them, before it is replaced (see [`ReplicatorSettings::wedged_after`]).
 const PRODUCER_WEDGED_AFTER: Duration = Duration::from_secs(60);
+
+/// Longest look at the source's newest batches for their codec.
+const CODEC_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Longest wait for records sent to a deleted target topic to drain before it is created again.
 const TARGET_DRAIN_WAIT: Duration = Duration::from_secs(60);
@@ -695,6 +727,60 @@ impl Assigner {
 
     fn limit(&self, target_topic: &str) -> Option<usize> {
         self.limits.get(target_topic).copied().flatten()
+    }
+
+    fn codec(&self, source_topic: &str) -> Option<Codec> {
+        self.codecs.get(source_topic).copied()
+    }
+
+    /// Source topics (with their partition counts) whose codec must be learned before their
+    /// partitions are assigned: never learned, or created again.
+    fn codecs_wanted(&self, round: &SyncRound) -> Vec<(String, i32)> {
+        let mut out: BTreeMap<String, i32> = BTreeMap::new();
+        for r in &round.partitions {
+            let topic = &*r.source.topic;
+            let recreated = round.ids.get(topic).is_some_and(|ids| {
+                self.ids
+                    .get(topic)
+                    .is_some_and(|known| known.source != ids.source)
+            });
+            if recreated || !self.codecs.contains_key(topic) {
+                let n = out.entry(topic.to_owned()).or_default();
+                *n = (*n).max(r.source.partition + 1);
+            }
+        }
+        out.into_iter().collect()
+    }
+
+    /// Remembers the codecs of `topics`: their `compression.type` where it names one, else what
+    /// the probe saw in their batches, else none (no records to look at).
+    fn learn_codecs(
+        &mut self,
+        topics: &[(String, i32)],
+        configs: Vec<std::result::Result<Vec<kmirror_core::topic_config::ConfigEntry>, String>>,
+        probed: &HashMap<String, Codec>,
+        level: &str,
+    ) {
+        for ((topic, _), config) in topics.iter().zip(configs) {
+            let configured = config.ok().and_then(|entries| {
+                crate::codec::from_topic_config(
+                    entries
+                        .iter()
+                        .find(|e| e.name == "compression.type")
+                        .and_then(|e| e.value.as_deref()),
+                )
+            });
+            let (codec, from) = match (configured, probed.get(topic)) {
+                (Some(c), _) => (c, CodecSource::TopicConfig),
+                (None, Some(c)) => (*c, CodecSource::Batches),
+                (None, None) => (Codec::None, CodecSource::Empty),
+            };
+            tracing::info!(
+                topic = %topic, compression = codec.name(), level, from = from.describe(),
+                "target batches of {topic} use {codec} (from {})", from.describe()
+            );
+            self.codecs.insert(topic.clone(), codec);
+        }
     }
 
     fn apply(
@@ -805,6 +891,7 @@ impl Assigner {
                     map: OffsetMap::default(),
                     ids: ids.clone(),
                     max_message_bytes: self.limit(&remote),
+                    compression: self.codec(topic),
                 });
             }
         }
@@ -816,6 +903,7 @@ impl Assigner {
             if self.assigned.contains(&r.source) {
                 if recreated.contains_key(&*r.source.topic) {
                     let max_message_bytes = self.limit(&r.target_topic);
+                    let compression = self.codec(&r.source.topic);
                     resets.push(Assignment {
                         source: r.source,
                         target_topic: r.target_topic,
@@ -823,6 +911,7 @@ impl Assigner {
                         map: OffsetMap::default(),
                         ids,
                         max_message_bytes,
+                        compression,
                     });
                 }
                 continue;
@@ -900,6 +989,7 @@ impl Assigner {
             };
             self.assigned.insert(r.source.clone());
             let max_message_bytes = self.limit(&r.target_topic);
+            let compression = self.codec(&r.source.topic);
             new.push(Assignment {
                 source: r.source,
                 target_topic: r.target_topic,
@@ -907,6 +997,7 @@ impl Assigner {
                 map,
                 ids,
                 max_message_bytes,
+                compression,
             });
         }
         for topic in back {
@@ -925,6 +1016,85 @@ impl Assigner {
 }
 
 impl Flow {
+    /// The replication producer's config, as the operator set it.
+    fn producer_config(&self) -> rdkafka::ClientConfig {
+        let c = &self.mirror.clients;
+        self.target.config(
+            Role::ReplicationProducer,
+            &[&c.target_all, &c.target_producer],
+        )
+    }
+
+    /// Whether the operator set the producer's codec (then every topic uses it).
+    fn codec_fixed(&self) -> bool {
+        let cfg = self.producer_config();
+        cfg.get("compression.type").is_some() || cfg.get("compression.codec").is_some()
+    }
+
+    /// The producer's `compression.level`, as logged beside each topic's codec.
+    fn compression_level(&self) -> String {
+        self.producer_config()
+            .get("compression.level")
+            .filter(|l| l.trim() != "-1")
+            .map_or_else(|| "the codec's default".to_owned(), str::to_owned)
+    }
+
+    /// The source configs of `topics` and the codecs of their newest batches (for the topics
+    /// whose `compression.type` names no codec).
+    async fn probe_codecs(
+        &self,
+        sync: &TopicSync,
+        topics: &[(String, i32)],
+        shutdown: &CancellationToken,
+    ) -> (
+        Vec<std::result::Result<Vec<kmirror_core::topic_config::ConfigEntry>, String>>,
+        HashMap<String, Codec>,
+    ) {
+        let timeout = self.mirror.admin_timeout.min(LIST_TIMEOUT);
+        let names: Vec<String> = topics.iter().map(|(t, _)| t.clone()).collect();
+        let configs = describe_topic_configs(&sync.source, &names, timeout).await;
+        let unknown: Vec<(String, i32)> = topics
+            .iter()
+            .zip(&configs)
+            .filter(|(_, c)| {
+                c.as_ref().map_or(true, |entries| {
+                    crate::codec::from_topic_config(
+                        entries
+                            .iter()
+                            .find(|e| e.name == "compression.type")
+                            .and_then(|e| e.value.as_deref()),
+                    )
+                    .is_none()
+                })
+            })
+            .map(|(t, _)| t.clone())
+            .collect();
+        if unknown.is_empty() {
+            return (configs, HashMap::new());
+        }
+        let c = &self.mirror.clients;
+        let config = self
+            .source
+            .config(Role::ProgressReader, &[&c.source_all, &c.source_consumer]);
+        let stop = shutdown.clone();
+        let probed = tokio::task::spawn_blocking(move || {
+            crate::codec::probe(&config, &unknown, CODEC_PROBE_TIMEOUT, &stop)
+        })
+        .await;
+        let probed = match probed {
+            Ok(Ok(p)) => p,
+            Ok(Err(e)) => {
+                tracing::warn!("cannot look at the source's batches ({e}): topics without a compression.type are written uncompressed");
+                HashMap::new()
+            }
+            Err(e) => {
+                tracing::warn!("codec probe: {e}");
+                HashMap::new()
+            }
+        };
+        (configs, probed)
+    }
+
     fn set_health(&self, alias: &str, outcome: std::result::Result<(), String>) {
         let up = outcome.is_ok();
         self.options.connectivity.set(alias, outcome);

@@ -9,6 +9,10 @@
 //! queue of at most [`LANE_QUEUE_KBYTES`]). A partition stays in one lane, so its records keep
 //! their order. All lanes share one buffer of delivery reports, drained by the replicator.
 //!
+//! Lanes also carry the codec: unless the operator set the producer's `compression.type`, each
+//! target topic's batches use its source topic's codec (see [`crate::codec`]), so a topic's
+//! partitions go through the lane of its (batch size, codec).
+//!
 //! A record that alone does not fit its topic's limit is refused before it is sent (when the
 //! producer does not compress: the broker checks the compressed size), so that nothing after it
 //! can reach the target first.
@@ -24,6 +28,7 @@ use rdkafka::producer::{BaseProducer, DeliveryResult, Producer, ProducerContext}
 use rdkafka::ClientConfig;
 
 use crate::client::ClusterContext;
+use crate::codec::Codec;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 
@@ -154,6 +159,15 @@ pub(crate) struct Route {
     pub limit: Option<usize>,
 }
 
+/// One producer and the batches it makes.
+struct Lane {
+    /// Its largest batch.
+    batch: usize,
+    /// Its codec (`None`: as the operator configured the producer).
+    codec: Option<Codec>,
+    producer: BaseProducer<DeliveryContext>,
+}
+
 /// The replication producers: lane 0 as configured, further lanes with smaller batches.
 pub(crate) struct Lanes {
     config: ClientConfig,
@@ -161,10 +175,12 @@ pub(crate) struct Lanes {
     metrics: Arc<Metrics>,
     alias: String,
     buf: Arc<Mutex<DeliveryBuf>>,
-    /// Each lane's largest batch, and its producer.
-    lanes: Vec<(usize, BaseProducer<DeliveryContext>)>,
-    /// Whether the producer compresses (then only the broker knows a batch's size on the wire).
+    lanes: Vec<Lane>,
+    /// Whether the configured producer compresses (then only the broker knows a batch's size
+    /// on the wire).
     compresses: bool,
+    /// The operator set the producer's codec: every topic uses it.
+    codec_fixed: bool,
     /// The producer's `message.max.bytes`: librdkafka itself refuses a larger record when it
     /// is produced, so a topic limit well above it needs no check of ours.
     max_record: usize,
@@ -189,13 +205,15 @@ impl Lanes {
         };
         let max_record = setting("message.max.bytes");
         let batch = setting("batch.size").min(max_record);
-        let compresses = [
+        let configured: Vec<&str> = [
             config.get("compression.type"),
             config.get("compression.codec"),
         ]
         .into_iter()
         .flatten()
-        .any(|c| c != "none");
+        .collect();
+        let compresses = configured.iter().any(|c| *c != "none");
+        let codec_fixed = !configured.is_empty();
         let context = DeliveryContext::new(
             cluster.sibling(),
             Arc::clone(&buf),
@@ -211,8 +229,13 @@ impl Lanes {
             metrics,
             alias,
             buf,
-            lanes: vec![(batch, main)],
+            lanes: vec![Lane {
+                batch,
+                codec: None,
+                producer: main,
+            }],
             compresses,
+            codec_fixed,
             max_record,
             reported: std::collections::HashSet::new(),
         })
@@ -225,57 +248,59 @@ impl Lanes {
 
     /// The producer of `lane` (lane 0 if there is no such lane).
     pub fn get(&self, lane: usize) -> &BaseProducer<DeliveryContext> {
-        &self.lanes.get(lane).unwrap_or(&self.lanes[0]).1
+        &self.lanes.get(lane).unwrap_or(&self.lanes[0]).producer
     }
 
-    /// The lane for a target topic whose `max.message.bytes` is `limit` (created if needed).
-    pub fn route(&mut self, topic: &str, limit: Option<usize>) -> Route {
-        let Some(limit) = limit else {
-            return Route { lane: 0, limit };
+    /// The lane for a target topic whose `max.message.bytes` is `limit` and whose batches
+    /// should use `codec` (created if needed).
+    pub fn route(&mut self, topic: &str, limit: Option<usize>, codec: Option<Codec>) -> Route {
+        // An operator's codec wins; without one, uncompressed batches are lane 0's.
+        let codec = if self.codec_fixed {
+            None
+        } else {
+            codec.filter(|c| *c != Codec::None)
         };
-        let batch = quantize(limit);
-        if batch >= self.lanes[0].0 {
-            return Route {
-                lane: 0,
-                limit: Some(limit),
-            };
-        }
-        if let Some(lane) = self.lanes.iter().position(|(b, _)| *b == batch) {
-            return Route {
-                lane,
-                limit: Some(limit),
-            };
+        let main = self.lanes[0].batch;
+        let batch = limit.map_or(main, |l| quantize(l).min(main));
+        if let Some(lane) = self
+            .lanes
+            .iter()
+            .position(|l| l.batch == batch && l.codec == codec)
+        {
+            return Route { lane, limit };
         }
         if self.lanes.len() <= MAX_EXTRA_LANES {
-            match self.add(batch) {
+            match self.add(batch, codec) {
                 Ok(lane) => {
-                    tracing::info!(
-                        target_topic = topic,
-                        max_message_bytes = limit,
-                        batch_size = batch,
-                        "the target topic's max.message.bytes is below the producer's batch.size: its partitions go through a producer with batches of at most {batch} bytes"
-                    );
-                    return Route {
-                        lane,
-                        limit: Some(limit),
-                    };
+                    if let Some(limit) = limit.filter(|_| batch < main) {
+                        tracing::info!(
+                            target_topic = topic,
+                            max_message_bytes = limit,
+                            batch_size = batch,
+                            "the target topic's max.message.bytes is below the producer's batch.size: its partitions go through a producer with batches of at most {batch} bytes"
+                        );
+                    }
+                    return Route { lane, limit };
                 }
                 Err(e) => tracing::warn!(target_topic = topic, "{e}"),
             }
         }
+        let Some(limit) = limit else {
+            return Route { lane: 0, limit };
+        };
         // No lane of its own: the largest one whose batches fit, else the smallest.
         let fits = self
             .lanes
             .iter()
             .enumerate()
-            .filter(|(_, (b, _))| *b <= limit)
-            .max_by_key(|(_, (b, _))| *b)
+            .filter(|(_, l)| l.batch <= limit)
+            .max_by_key(|(_, l)| (l.batch, l.codec == codec))
             .map(|(i, _)| i);
         let lane = fits.unwrap_or_else(|| {
             self.lanes
                 .iter()
                 .enumerate()
-                .min_by_key(|(_, (b, _))| *b)
+                .min_by_key(|(_, l)| l.batch)
                 .map_or(0, |(i, _)| i)
         });
         if fits.is_none() && self.reported.insert(limit) {
@@ -291,18 +316,25 @@ impl Lanes {
         }
     }
 
-    fn add(&mut self, batch: usize) -> Result<usize> {
+    fn add(&mut self, batch: usize, codec: Option<Codec>) -> Result<usize> {
         let mut config = self.config.clone();
-        let queue = config
+        let configured = config
             .get("queue.buffering.max.kbytes")
-            .and_then(|v| v.parse::<usize>().ok())
-            .unwrap_or(LANE_QUEUE_KBYTES)
-            .min(LANE_QUEUE_KBYTES);
+            .and_then(|v| v.parse::<usize>().ok());
+        // A lane of full batches may carry as much as lane 0 (all topics compressed alike).
+        let queue = if batch >= self.lanes[0].batch {
+            configured.unwrap_or(LANE_QUEUE_KBYTES)
+        } else {
+            configured.unwrap_or(LANE_QUEUE_KBYTES).min(LANE_QUEUE_KBYTES)
+        };
         config
             .set("batch.size", batch.to_string())
             .set("queue.buffering.max.kbytes", queue.to_string())
             // Lane 0 reports the producer's statistics.
             .set("statistics.interval.ms", "0");
+        if let Some(codec) = codec {
+            config.set("compression.type", codec.name());
+        }
         let context = DeliveryContext::new(
             self.cluster.sibling(),
             Arc::clone(&self.buf),
@@ -311,23 +343,29 @@ impl Lanes {
         );
         let producer: BaseProducer<DeliveryContext> = config
             .create_with_context(context)
-            .map_err(|e| Error::client("replication producer (small batches)", &e))?;
-        self.lanes.push((batch, producer));
+            .map_err(|e| Error::client("replication producer (lane)", &e))?;
+        self.lanes.push(Lane {
+            batch,
+            codec,
+            producer,
+        });
         Ok(self.lanes.len() - 1)
     }
 
     /// Serves delivery reports: `lane` waits up to `timeout`, the others do not wait.
     pub fn poll(&self, lane: usize, timeout: Duration) {
-        for (i, (_, p)) in self.lanes.iter().enumerate() {
-            p.poll(if i == lane { timeout } else { Duration::ZERO });
+        for (i, l) in self.lanes.iter().enumerate() {
+            l.producer
+                .poll(if i == lane { timeout } else { Duration::ZERO });
         }
     }
 
     /// Flushes every lane until `deadline`; whether all were flushed.
     pub fn flush(&self, deadline: Instant) -> bool {
         let mut all = true;
-        for (_, p) in &self.lanes {
-            all &= p
+        for l in &self.lanes {
+            all &= l
+                .producer
                 .flush(deadline.saturating_duration_since(Instant::now()))
                 .is_ok();
         }
@@ -338,16 +376,21 @@ impl Lanes {
     pub fn fatal_error(&self) -> Option<String> {
         self.lanes
             .iter()
-            .find_map(|(_, p)| p.client().fatal_error().map(|(_, s)| s))
+            .find_map(|l| l.producer.client().fatal_error().map(|(_, s)| s))
     }
 
     /// Why a record of `size` bytes (see [`record_size`]) cannot be sent on `route`, if it
     /// cannot: the broker would refuse the batch it travels in, alone, as too large.
     pub fn refuses(&self, route: Route, size: impl FnOnce() -> usize) -> Option<String> {
         let limit = route.limit?;
+        let compresses = self.compresses
+            || self
+                .lanes
+                .get(route.lane)
+                .is_some_and(|l| l.codec.is_some());
         // librdkafka's own check (record bytes above message.max.bytes) covers topics whose
         // limit leaves room for the framing it does not count; the common case costs nothing.
-        if self.compresses || limit >= self.max_record + RECORD_FRAMING_MARGIN {
+        if compresses || limit >= self.max_record + RECORD_FRAMING_MARGIN {
             return None;
         }
         let size = size();

@@ -23,6 +23,7 @@
 
 pub mod checkpoint;
 pub mod client;
+pub mod codec;
 pub mod error;
 pub mod flow;
 pub mod heartbeat;

@@ -103,6 +103,8 @@ pub struct Assignment {
     /// The target topic's `max.message.bytes`, if known: batches are kept within it, and a
     /// record that alone exceeds it stops its partition before it is sent.
     pub max_message_bytes: Option<usize>,
+    /// The codec of the target topic's batches (`None`: as the producer is configured).
+    pub compression: Option<crate::codec::Codec>,
 }
 
 /// Ownership changes for the replicator.
@@ -771,7 +773,7 @@ impl Replicator {
                 let lane = self
                     .core
                     .lanes
-                    .route(&a.target_topic, a.max_message_bytes)
+                    .route(&a.target_topic, a.max_message_bytes, a.compression)
                     .lane;
                 known_topics.push((Arc::clone(&a.target_topic), lane));
             }
@@ -927,7 +929,7 @@ impl Replicator {
             slot.route = self
                 .core
                 .lanes
-                .route(&slot.target_topic, a.max_message_bytes);
+                .route(&slot.target_topic, a.max_message_bytes, a.compression);
             refresh_producer_metadata(self.core.lanes.get(slot.route.lane), &slot.target_topic);
             slot.tracker = PartitionTracker::new(next, None);
             slot.map = a.map;
@@ -1118,7 +1120,7 @@ impl Core {
         if let Ok(mut buf) = self.lanes.buf().lock() {
             set_index(&mut buf.topics, &a.target_topic, a.source.partition, idx32);
         }
-        let route = self.lanes.route(&a.target_topic, a.max_message_bytes);
+        let route = self.lanes.route(&a.target_topic, a.max_message_bytes, a.compression);
         tracing::info!(topic = %a.source.topic, partition = a.source.partition, start = ?a.start, target = %a.target_topic, "partition assigned");
         let metrics = PartitionMetrics::new(
             &self.settings.metrics,

@@ -392,16 +392,22 @@ pub async fn ensure_compacted_topic(
     partitions: i32,
     rf: Option<i32>,
     timeout: Duration,
-) -> Result<i32> {
+) -> Result<Prepared> {
     let timeout = timeout.min(LIST_TIMEOUT);
     if let Some(&n) = list_topics(admin, timeout).await?.get(name) {
-        return Ok(n);
+        return Ok(Prepared {
+            partitions: n,
+            created: false,
+        });
     }
-    create_compacted_topic(admin, name, partitions, rf, timeout).await?;
+    let created = create_compacted_topic(admin, name, partitions, rf, timeout).await?;
     for _ in 0..50 {
         if let Some(&n) = list_topics(admin, timeout).await?.get(name) {
             if n > 0 {
-                return Ok(n);
+                return Ok(Prepared {
+                    partitions: n,
+                    created,
+                });
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -411,7 +417,16 @@ pub async fn ensure_compacted_topic(
     )))
 }
 
-/// [`ensure_compacted_topic`], retried every 5 s until it succeeds (`Ok(Some(partitions))`)
+/// An internal topic ready for use.
+#[derive(Clone, Copy, Debug)]
+pub struct Prepared {
+    /// Its partition count.
+    pub partitions: i32,
+    /// Whether this call created it (so it holds nothing yet).
+    pub created: bool,
+}
+
+/// [`ensure_compacted_topic`], retried every 5 s until it succeeds (`Ok(Some(prepared))`)
 /// or `stop` is cancelled (`Ok(None)`). Problems the operator must fix return at once.
 pub async fn ensure_compacted_topic_retrying(
     admin: &Admin,
@@ -420,7 +435,7 @@ pub async fn ensure_compacted_topic_retrying(
     rf: Option<i32>,
     timeout: Duration,
     stop: &tokio_util::sync::CancellationToken,
-) -> Result<Option<i32>> {
+) -> Result<Option<Prepared>> {
     loop {
         let attempt = tokio::select! {
             () = stop.cancelled() => return Ok(None),
@@ -446,7 +461,7 @@ async fn create_compacted_topic(
     partitions: i32,
     rf: Option<i32>,
     timeout: Duration,
-) -> Result<()> {
+) -> Result<bool> {
     let new = NewTopic::new(name, partitions, TopicReplication::Fixed(rf.unwrap_or(-1)))
         .set("cleanup.policy", "compact");
     let opts = AdminOptions::new().request_timeout(Some(timeout));
@@ -454,9 +469,13 @@ async fn create_compacted_topic(
         .create_topics(&[new], &opts)
         .await
         .map_err(|e| Error::Retriable(format!("creating {name}: {e}")))?;
+    let mut created = false;
     for r in results {
         match r {
-            Ok(_) => tracing::info!(topic = name, partitions, "created internal topic"),
+            Ok(_) => {
+                tracing::info!(topic = name, partitions, "created internal topic");
+                created = true;
+            }
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((
                 _,
@@ -468,5 +487,5 @@ async fn create_compacted_topic(
             Err((_, code)) => return Err(Error::Retriable(format!("creating {name}: {code}"))),
         }
     }
-    Ok(())
+    Ok(created)
 }
