@@ -86,6 +86,9 @@ enum Cmd {
         partitions: i32,
         #[arg(long)]
         records: usize,
+        /// The codec of the target's batches (the source's, as kmirror keeps it by default).
+        #[arg(long, default_value = "none")]
+        compression: String,
     },
 }
 
@@ -243,6 +246,7 @@ fn bare_loop(
     out: &str,
     partitions: i32,
     records: usize,
+    compression: &str,
 ) -> Result<()> {
     let consumer: BaseConsumer = consumer_config(source).create()?;
     let mut tpl = TopicPartitionList::new();
@@ -250,8 +254,9 @@ fn bare_loop(
         tpl.add_partition_offset(topic, p, Offset::Beginning)?;
     }
     consumer.assign(&tpl)?;
-    let producer: BaseProducer<Counter> =
-        producer_config(target).create_with_context(Counter(0.into()))?;
+    let producer: BaseProducer<Counter> = producer_config(target)
+        .set("compression.type", compression)
+        .create_with_context(Counter(0.into()))?;
     let mut sent = 0;
     while sent < records {
         let Some(msg) = consumer.poll(Duration::from_millis(100)) else {
@@ -354,9 +359,16 @@ fn measure(
 ) -> Result<(Measure, Running)> {
     let watcher: BaseConsumer = kmirror_testbed::client(target).create()?;
     let total = i64::try_from(args.records)?;
+    let pid = running.pid().context("the replicator's pid")?;
     let mut first = None;
+    // Read while it runs: a process that exits as soon as it is done (the loop) leaves no
+    // figures behind.
+    let (mut cpu, mut rss) = (0.0, 0.0);
     loop {
         let n = on_target(&watcher, topic, args.partitions);
+        if let (Ok(c), Ok(r)) = (cpu_seconds(pid), peak_rss_mb(pid)) {
+            (cpu, rss) = (c, r);
+        }
         if n > 0 && first.is_none() {
             first = Some(started.elapsed());
         }
@@ -370,12 +382,14 @@ fn measure(
         std::thread::sleep(Duration::from_millis(50));
     }
     let seconds = started.elapsed().as_secs_f64();
-    let pid = running.pid().context("the replicator's pid")?;
+    if let (Ok(c), Ok(r)) = (cpu_seconds(pid), peak_rss_mb(pid)) {
+        (cpu, rss) = (c, r);
+    }
     let measure = Measure {
         seconds,
         first_record: first.map_or(seconds, |f| f.as_secs_f64()),
-        cpu: cpu_seconds(pid)?,
-        rss_mb: peak_rss_mb(pid)?,
+        cpu,
+        rss_mb: rss,
         target_bytes: None,
     };
     Ok((measure, running))
@@ -430,6 +444,7 @@ fn run_one(
     out: &str,
     args: &Args,
     dir: &Path,
+    compression: Compression,
 ) -> Result<(Measure, Running)> {
     match who {
         Replicator::Loop => {
@@ -450,6 +465,8 @@ fn run_one(
                     &args.partitions.to_string(),
                     "--records",
                     &args.records.to_string(),
+                    "--compression",
+                    compression.name(),
                 ])
                 .stdout(Stdio::null())
                 .spawn()?;
@@ -464,9 +481,12 @@ fn run_one(
                     fs::create_dir_all(logs)?;
                     let name = topic.split('-').nth(1).unwrap_or(topic);
                     let file = fs::File::create(logs.join(format!("kmirror-{name}.log")))?;
-                    ("info", Stdio::from(file))
+                    (
+                        std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+                        Stdio::from(file),
+                    )
                 }
-                None => ("warn", Stdio::null()),
+                None => ("warn".into(), Stdio::null()),
             };
             let started = Instant::now();
             let child = Command::new(kmirror)
@@ -496,9 +516,18 @@ fn main() -> Result<()> {
         out,
         partitions,
         records,
+        compression,
     }) = &args.cmd
     {
-        return bare_loop(source, target, topic, out, *partitions, *records);
+        return bare_loop(
+            source,
+            target,
+            topic,
+            out,
+            *partitions,
+            *records,
+            compression,
+        );
     }
     let kmirror = match &args.kmirror {
         Some(p) => p.clone(),
@@ -567,6 +596,7 @@ fn main() -> Result<()> {
                 &out,
                 &args,
                 &dir,
+                compression,
             )?;
             running.stop();
             m.target_bytes = own_target.as_ref().map(|k| k.topic_bytes(&out));

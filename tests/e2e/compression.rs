@@ -69,15 +69,45 @@ fn compressed_topics_stay_compressed_with_their_codec() {
         create_topic(&source.bootstrap, t, 2);
     }
     // The broker compresses this one itself, whatever producers send.
-    create_topic_with(&source.bootstrap, &gzip_config, 2, &[("compression.type", "gzip")]);
+    create_topic_with(
+        &source.bootstrap,
+        &gzip_config,
+        2,
+        &[("compression.type", "gzip")],
+    );
     let n = 2000;
     let sent = records(n, 2);
-    produce_with(&source.bootstrap, &lz4, &sent, &[("compression.type", "lz4")]);
-    produce_with(&source.bootstrap, &zstd, &sent, &[("compression.type", "zstd")]);
+    produce_with(
+        &source.bootstrap,
+        &lz4,
+        &sent,
+        &[("compression.type", "lz4")],
+    );
+    produce_with(
+        &source.bootstrap,
+        &zstd,
+        &sent,
+        &[("compression.type", "zstd")],
+    );
     produce_with(&source.bootstrap, &gzip_config, &sent, &[]);
     produce_with(&source.bootstrap, &plain, &sent, &[]);
 
     let config = env.config(&format!("zc{id}-.*"), "");
+    let (code, plan, stderr) = kmirror_command(&["plan", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{stderr}");
+    for line in [
+        format!(
+            "{lz4}: lz4 (level: the codec's default; seen in the source topic's newest batches)"
+        ),
+        format!(
+            "{gzip_config}: gzip (level: the codec's default; the source topic's compression.type)"
+        ),
+        format!(
+            "{plain}: none (level: the codec's default; seen in the source topic's newest batches)"
+        ),
+    ] {
+        assert!(plan.contains(&line), "plan lacks `{line}`:\n{plan}");
+    }
     let mut kmirror = Kmirror::start(&config, &[]);
     let want = by_partition(&sent, 2);
     for t in [&lz4, &zstd, &gzip_config, &plain] {
@@ -90,7 +120,11 @@ fn compressed_topics_stay_compressed_with_their_codec() {
     let on_target = codecs_on(&target.bootstrap, &[&lz4, &zstd, &gzip_config, &plain]);
     assert_eq!(on_target.get(&lz4), Some(&Codec::Lz4), "{on_target:?}");
     assert_eq!(on_target.get(&zstd), Some(&Codec::Zstd), "{on_target:?}");
-    assert_eq!(on_target.get(&gzip_config), Some(&Codec::Gzip), "{on_target:?}");
+    assert_eq!(
+        on_target.get(&gzip_config),
+        Some(&Codec::Gzip),
+        "{on_target:?}"
+    );
     assert_eq!(on_target.get(&plain), Some(&Codec::None), "{on_target:?}");
     // What the target stores: no more than the source does (plus a tenth).
     for t in [&lz4, &zstd, &gzip_config, &plain] {
@@ -104,7 +138,7 @@ fn compressed_topics_stay_compressed_with_their_codec() {
         (&lz4, "lz4", "newest batches"),
         (&zstd, "zstd", "newest batches"),
         (&gzip_config, "gzip", "compression.type"),
-        (&empty, "none", "held no records"),
+        (&empty, "none", "holds no records"),
     ] {
         assert!(
             logs.lines().any(|l| l.contains("target batches of")
@@ -124,7 +158,12 @@ fn the_operators_producer_codec_wins() {
     let topic = format!("zc-fixed-{}", rand_suffix());
     create_topic(&source.bootstrap, &topic, 2);
     let sent = records(500, 2);
-    produce_with(&source.bootstrap, &topic, &sent, &[("compression.type", "zstd")]);
+    produce_with(
+        &source.bootstrap,
+        &topic,
+        &sent,
+        &[("compression.type", "zstd")],
+    );
     let config = env.config(&topic, "        producer.override.compression.type: lz4\n");
     let mut kmirror = Kmirror::start(&config, &[]);
     let got = consume(&target.bootstrap, &topic, 2, 500, Duration::from_secs(60));

@@ -313,6 +313,10 @@ fn plan_shows_the_next_sync_and_changes_nothing() {
   ACLs to create: none
   groups to checkpoint (1):
     {group} (3 partitions with committed offsets)
+  target compression (3):
+    {drifted}: none (level: the codec's default; the source topic holds no records to look at)
+    {new}: none (level: the codec's default; the source topic holds no records to look at)
+    {short}: none (level: the codec's default; the source topic holds no records to look at)
 ",
         src = env.src,
         tgt = env.tgt,

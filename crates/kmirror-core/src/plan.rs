@@ -58,6 +58,19 @@ pub struct GroupCheckpoint {
     pub partitions: usize,
 }
 
+/// The codec the target batches of one topic use.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TopicCompression {
+    /// Source topic.
+    pub topic: String,
+    /// Codec name (`none`, `gzip`, `snappy`, `lz4`, `zstd`).
+    pub codec: String,
+    /// The producer's `compression.level`, or the codec's default.
+    pub level: String,
+    /// Where the codec comes from.
+    pub from: String,
+}
+
 /// The plan for one flow.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct FlowPlan {
@@ -73,6 +86,9 @@ pub struct FlowPlan {
     pub acls_to_create: Vec<TopicAcl>,
     /// Groups with committed offsets on mirrored topics.
     pub groups_to_checkpoint: Vec<GroupCheckpoint>,
+    /// The codec of each replicated topic's target batches (empty when the operator set one
+    /// for all: see `notes`).
+    pub compression: Vec<TopicCompression>,
     /// What was not looked at, and why (a sync that is disabled, a cluster without an
     /// authorizer, a request that failed).
     pub notes: Vec<String>,
@@ -232,6 +248,16 @@ impl fmt::Display for FlowPlan {
                 })
                 .collect(),
         )?;
+        if !self.compression.is_empty() {
+            section(
+                f,
+                "target compression",
+                self.compression
+                    .iter()
+                    .map(|c| format!("{}: {} (level: {}; {})", c.topic, c.codec, c.level, c.from))
+                    .collect(),
+            )?;
+        }
         if !self.notes.is_empty() {
             section(f, "notes", self.notes.clone())?;
         }
@@ -263,10 +289,16 @@ mod tests {
                 old: Some("20".into()),
             }],
         });
+        plan.compression.push(TopicCompression {
+            topic: "orders".into(),
+            codec: "zstd".into(),
+            level: "3".into(),
+            from: "the source topic's compression.type".into(),
+        });
         let text = plan.to_string();
         assert_eq!(
             text,
-            "flow a->b\n  topics to create (1):\n    a.orders (from orders): 3 partitions, replication factor 3\n      cleanup.policy=compact\n  partitions to add: none\n  configs to change (1):\n    a.pay: retention.ms: 20 -> 10\n  ACLs to create: none\n  groups to checkpoint: none\n"
+            "flow a->b\n  topics to create (1):\n    a.orders (from orders): 3 partitions, replication factor 3\n      cleanup.policy=compact\n  partitions to add: none\n  configs to change (1):\n    a.pay: retention.ms: 20 -> 10\n  ACLs to create: none\n  groups to checkpoint: none\n  target compression (1):\n    orders: zstd (level: 3; the source topic's compression.type)\n"
         );
         assert!(!plan.changes_nothing());
         let json = serde_json::to_value(&plan).expect("serializable");

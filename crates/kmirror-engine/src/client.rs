@@ -110,6 +110,8 @@ pub struct ClientFactory {
     cluster: Cluster,
     security: ClusterSecurity,
     client_id: String,
+    /// Bytes the flow's record buffers may take, if set.
+    memory: Option<usize>,
 }
 
 impl ClientFactory {
@@ -119,6 +121,42 @@ impl ClientFactory {
             cluster,
             security,
             client_id: client_id.into(),
+            memory: None,
+        }
+    }
+
+    /// The same factory with the replication clients' buffers sized from `memory` bytes: a
+    /// quarter for fetched records waiting to be copied (`queued.max.messages.kbytes`), a
+    /// sixteenth for one fetch response (`fetch.max.bytes`, at least 1 MiB; a compressed one
+    /// grows by its ratio as it is decompressed), and half for copied records waiting for the
+    /// target's acknowledgement (`queue.buffering.max.kbytes` of each producer that carries
+    /// full batches). Properties the operator set take precedence.
+    #[must_use]
+    pub fn with_memory(mut self, memory: Option<usize>) -> Self {
+        self.memory = memory;
+        self
+    }
+
+    /// The settings [`Self::with_memory`] derives for `role`.
+    fn budget(&self, role: Role) -> Vec<(&'static str, String)> {
+        let Some(memory) = self.memory else {
+            return Vec::new();
+        };
+        match role {
+            Role::ReplicationConsumer => vec![
+                (
+                    "queued.max.messages.kbytes",
+                    (memory / 4 / 1024).to_string(),
+                ),
+                ("fetch.max.bytes", (memory / 16).max(1 << 20).to_string()),
+            ],
+            Role::ReplicationProducer => {
+                vec![(
+                    "queue.buffering.max.kbytes",
+                    (memory / 2 / 1024).to_string(),
+                )]
+            }
+            Role::ProgressReader | Role::Admin => Vec::new(),
         }
     }
 
@@ -169,6 +207,9 @@ impl ClientFactory {
         }
         for (k, v) in COMMON_DEFAULTS.iter().chain(defaults(role)) {
             cfg.set(*k, *v);
+        }
+        for (k, v) in self.budget(role) {
+            cfg.set(k, v);
         }
         let role_props = match role {
             Role::ReplicationConsumer | Role::ProgressReader => &self.cluster.consumer,

@@ -76,8 +76,8 @@ impl CodecSource {
     pub fn describe(self) -> &'static str {
         match self {
             CodecSource::TopicConfig => "the source topic's compression.type",
-            CodecSource::Batches => "the source topic's newest batches",
-            CodecSource::Empty => "none: the source topic held no records to look at",
+            CodecSource::Batches => "seen in the source topic's newest batches",
+            CodecSource::Empty => "the source topic holds no records to look at",
         }
     }
 }
@@ -233,10 +233,12 @@ pub fn probe(
             pending.insert(topic.as_str(), probed);
         }
     }
+    let deadline = Instant::now() + timeout;
+    // Without metadata, fetching would wait for librdkafka's once-a-second topic scan.
+    let _ = consumer.fetch_metadata(None, timeout);
     consumer
         .assign(&tpl)
         .map_err(|e| format!("codec probe: {e}"))?;
-    let deadline = Instant::now() + timeout;
     while !pending.is_empty() && Instant::now() < deadline && !stop.is_cancelled() {
         // Records are only drained: the debug lines of their sets came before them.
         let _ = consumer.poll(Duration::from_millis(50));

@@ -20,7 +20,7 @@ use crate::replicator::{Assignment, Command, Replicator, ReplicatorSettings, Sta
 use crate::security::{check_cluster, ClusterSecurity};
 use crate::status::{Connectivity, StatusBoard};
 use crate::topics::{
-    describe_topic_configs, ensure_compacted_topic_retrying, Admin, SyncRound, TopicSync,
+    describe_topic_configs, ensure_compacted_topic_retrying, Admin, Prepared, SyncRound, TopicSync,
     LIST_TIMEOUT,
 };
 
@@ -56,6 +56,9 @@ pub struct FlowOptions {
     pub unclean_stop: Arc<std::sync::atomic::AtomicBool>,
     /// How long a partition may be neither copying nor caught up before it is reported stuck.
     pub stall_after: Duration,
+    /// Bytes this flow's record buffers may take (see [`ClientFactory::with_memory`]); `None`:
+    /// kmirror's fixed defaults.
+    pub memory: Option<usize>,
 }
 
 /// A ready-to-run mirror.
@@ -82,11 +85,10 @@ impl Flow {
                 .cluster(alias)
                 .ok_or_else(|| Error::Config(format!("unknown cluster alias {alias}")))?;
             let sec = security.get(alias).cloned().unwrap_or_default();
-            Ok(ClientFactory::new(
-                cluster.clone(),
-                sec,
-                format!("kmirror|{}", mirror.name()),
-            ))
+            Ok(
+                ClientFactory::new(cluster.clone(), sec, format!("kmirror|{}", mirror.name()))
+                    .with_memory(options.memory),
+            )
         };
         let flow = Self {
             maps: Arc::default(),
@@ -311,8 +313,10 @@ impl Flow {
             match self
                 .run_replicator(
                     &sync,
-                    progress_partitions,
-                    std::mem::take(&mut progress_empty),
+                    Prepared {
+                        partitions: progress_partitions,
+                        created: std::mem::take(&mut progress_empty),
+                    },
                     &mut initial,
                     &mut failing_since,
                     topics_synced,
@@ -420,8 +424,7 @@ impl Flow {
     async fn run_replicator(
         &self,
         sync: &TopicSync,
-        progress_partitions: i32,
-        progress_empty: bool,
+        progress_topic: Prepared,
         initial: &mut Option<HashSet<TopicPartition>>,
         failing_since: &mut Option<tokio::time::Instant>,
         topics_synced: &CancellationToken,
@@ -429,6 +432,8 @@ impl Flow {
     ) -> Result<()> {
         let c = &self.mirror.clients;
         let progress = &self.mirror.progress;
+        let (progress_partitions, progress_empty) =
+            (progress_topic.partitions, progress_topic.created);
         let settings = ReplicatorSettings {
             source: self.mirror.source.clone(),
             flow: self.mirror.name(),
@@ -543,8 +548,24 @@ impl Flow {
                 () = tokio::time::sleep(wait), if refresh != Duration::MAX || wait == Duration::ZERO => {
                     next_sync = tokio::time::Instant::now() + refresh.min(Duration::from_secs(86_400));
                     let hold = plan.hold(&self.status);
-                    let synced = tokio::select! {
-                        synced = sync.sync(&hold) => synced,
+                    let codec_fixed = self.codec_fixed();
+                    // The codecs of source topics not seen before are looked up while the
+                    // target topics are created, so that the copy starts no later.
+                    let early_codecs = async {
+                        if codec_fixed {
+                            return HashMap::new();
+                        }
+                        let Ok(topics) = sync.replicated().await else {
+                            return HashMap::new();
+                        };
+                        let unknown: Vec<(String, i32)> = topics
+                            .into_iter()
+                            .filter(|(t, _)| !plan.codecs.contains_key(t))
+                            .collect();
+                        self.decide_codecs(sync, &unknown, shutdown).await
+                    };
+                    let (synced, mut codecs) = tokio::select! {
+                        both = async { tokio::join!(sync.sync(&hold), early_codecs) } => both,
                         // A refresh waiting on a cluster that does not answer is abandoned
                         // (its requests end on their own timeouts); the replicator's report
                         // comes next.
@@ -568,16 +589,25 @@ impl Flow {
                                 };
                                 plan.learn_limits(wanted, described);
                             }
-                            if !self.codec_fixed() {
+                            if !codec_fixed {
                                 let wanted = plan.codecs_wanted(&round);
-                                if !wanted.is_empty() {
-                                    let learned = tokio::select! {
-                                        l = self.probe_codecs(sync, &wanted, &shutdown) => l,
+                                let missing: Vec<(String, i32)> = wanted
+                                    .iter()
+                                    .filter(|(t, _)| !codecs.contains_key(t))
+                                    .cloned()
+                                    .collect();
+                                if !missing.is_empty() {
+                                    let more = tokio::select! {
+                                        more = self.decide_codecs(sync, &missing, shutdown) => more,
                                         () = shutdown.cancelled() => continue,
                                     };
-                                    let (configs, probed) = learned;
-                                    plan.learn_codecs(&wanted, configs, &probed, &self.compression_level());
+                                    codecs.extend(more);
                                 }
+                                let decided = wanted
+                                    .into_iter()
+                                    .filter_map(|(t, _)| codecs.remove_entry(&t))
+                                    .collect();
+                                plan.learn_codecs(decided, &self.compression_level());
                             }
                             for command in plan.apply(round, &mut stored, initial.as_ref(), self) {
                                 // A send error means the replicator ended; the next loop turn reports why.
@@ -655,6 +685,29 @@ const CLIENTS_STUCK_AFTER: Duration = Duration::from_secs(30);
 /// How long the target producer may acknowledge nothing, with records in flight and a leader
 /// named for them, before it is replaced (see [`ReplicatorSettings::wedged_after`]).
 const PRODUCER_WEDGED_AFTER: Duration = Duration::from_secs(60);
+
+/// The codec a source topic's `compression.type` names, if any.
+fn configured_codec(entries: Option<&[kmirror_core::topic_config::ConfigEntry]>) -> Option<Codec> {
+    crate::codec::from_topic_config(
+        entries?
+            .iter()
+            .find(|e| e.name == "compression.type")
+            .and_then(|e| e.value.as_deref()),
+    )
+}
+
+/// A topic's target codec: its `compression.type` where that names one, else the codec seen
+/// in its newest batches, else none (no records to look at).
+fn choose_codec(
+    entries: Option<&[kmirror_core::topic_config::ConfigEntry]>,
+    probed: Option<&Codec>,
+) -> (Codec, CodecSource) {
+    match (configured_codec(entries), probed) {
+        (Some(c), _) => (c, CodecSource::TopicConfig),
+        (None, Some(c)) => (*c, CodecSource::Batches),
+        (None, None) => (Codec::None, CodecSource::Empty),
+    }
+}
 
 /// Longest look at the source's newest batches for their codec.
 const CODEC_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -752,34 +805,14 @@ impl Assigner {
         out.into_iter().collect()
     }
 
-    /// Remembers the codecs of `topics`: their `compression.type` where it names one, else what
-    /// the probe saw in their batches, else none (no records to look at).
-    fn learn_codecs(
-        &mut self,
-        topics: &[(String, i32)],
-        configs: Vec<std::result::Result<Vec<kmirror_core::topic_config::ConfigEntry>, String>>,
-        probed: &HashMap<String, Codec>,
-        level: &str,
-    ) {
-        for ((topic, _), config) in topics.iter().zip(configs) {
-            let configured = config.ok().and_then(|entries| {
-                crate::codec::from_topic_config(
-                    entries
-                        .iter()
-                        .find(|e| e.name == "compression.type")
-                        .and_then(|e| e.value.as_deref()),
-                )
-            });
-            let (codec, from) = match (configured, probed.get(topic)) {
-                (Some(c), _) => (c, CodecSource::TopicConfig),
-                (None, Some(c)) => (*c, CodecSource::Batches),
-                (None, None) => (Codec::None, CodecSource::Empty),
-            };
+    /// Remembers the codecs decided for topics (see [`choose_codec`]).
+    fn learn_codecs(&mut self, decided: BTreeMap<String, (Codec, CodecSource)>, level: &str) {
+        for (topic, (codec, from)) in decided {
             tracing::info!(
                 topic = %topic, compression = codec.name(), level, from = from.describe(),
-                "target batches of {topic} use {codec} (from {})", from.describe()
+                "target batches of {topic} use {codec} ({})", from.describe()
             );
-            self.codecs.insert(topic.clone(), codec);
+            self.codecs.insert(topic, codec);
         }
     }
 
@@ -1056,17 +1089,7 @@ impl Flow {
         let unknown: Vec<(String, i32)> = topics
             .iter()
             .zip(&configs)
-            .filter(|(_, c)| {
-                c.as_ref().map_or(true, |entries| {
-                    crate::codec::from_topic_config(
-                        entries
-                            .iter()
-                            .find(|e| e.name == "compression.type")
-                            .and_then(|e| e.value.as_deref()),
-                    )
-                    .is_none()
-                })
-            })
+            .filter(|(_, c)| configured_codec(c.as_ref().ok().map(Vec::as_slice)).is_none())
             .map(|(t, _)| t.clone())
             .collect();
         if unknown.is_empty() {
@@ -1093,6 +1116,29 @@ impl Flow {
             }
         };
         (configs, probed)
+    }
+
+    /// The codec each of `topics` gets (see [`choose_codec`]).
+    async fn decide_codecs(
+        &self,
+        sync: &TopicSync,
+        topics: &[(String, i32)],
+        shutdown: &CancellationToken,
+    ) -> HashMap<String, (Codec, CodecSource)> {
+        if topics.is_empty() {
+            return HashMap::new();
+        }
+        let (configs, probed) = self.probe_codecs(sync, topics, shutdown).await;
+        topics
+            .iter()
+            .zip(configs)
+            .map(|((topic, _), config)| {
+                (
+                    topic.clone(),
+                    choose_codec(config.ok().as_deref(), probed.get(topic)),
+                )
+            })
+            .collect()
     }
 
     fn set_health(&self, alias: &str, outcome: std::result::Result<(), String>) {
@@ -1211,7 +1257,34 @@ impl Flow {
             self.admin(&self.target, &[&c.target_all, &c.target_admin])?,
             Arc::clone(&self.options.metrics),
         );
-        sync.plan(self.group_lister()).await
+        let mut plan = sync.plan(self.group_lister()).await?;
+        let level = self.compression_level();
+        if self.codec_fixed() {
+            let cfg = self.producer_config();
+            let codec = cfg
+                .get("compression.type")
+                .or_else(|| cfg.get("compression.codec"))
+                .unwrap_or("none");
+            plan.notes.push(format!(
+                "target compression: every topic's batches use {codec} (level: {level}), as the producer's compression.type says"
+            ));
+        } else {
+            let topics = sync.replicated().await?;
+            let decided: BTreeMap<String, (Codec, CodecSource)> = self
+                .decide_codecs(&sync, &topics, &CancellationToken::new())
+                .await
+                .into_iter()
+                .collect();
+            for (topic, (codec, from)) in decided {
+                plan.compression.push(kmirror_core::plan::TopicCompression {
+                    topic,
+                    codec: codec.name().to_owned(),
+                    level: level.clone(),
+                    from: from.describe().to_owned(),
+                });
+            }
+        }
+        Ok(plan)
     }
 
     /// Emits heartbeats until `stop`, if enabled.

@@ -325,7 +325,9 @@ impl Lanes {
         let queue = if batch >= self.lanes[0].batch {
             configured.unwrap_or(LANE_QUEUE_KBYTES)
         } else {
-            configured.unwrap_or(LANE_QUEUE_KBYTES).min(LANE_QUEUE_KBYTES)
+            configured
+                .unwrap_or(LANE_QUEUE_KBYTES)
+                .min(LANE_QUEUE_KBYTES)
         };
         config
             .set("batch.size", batch.to_string())

@@ -864,6 +864,16 @@ impl Replicator {
             }
         }
         if tpl.count() > 0 {
+            // A topic the consumer has no metadata for waits for librdkafka's once-a-second
+            // topic scan before its partitions are fetched; one metadata request (all topics)
+            // now lets fetching start at once.
+            if let Err(e) = self
+                .consumer
+                .client()
+                .fetch_metadata(None, METADATA_TIMEOUT)
+            {
+                tracing::debug!("metadata before assigning: {e}");
+            }
             self.consumer
                 .incremental_assign(&tpl)
                 .map_err(|e| Error::Retriable(format!("assigning source partitions: {e}")))?;
@@ -926,10 +936,10 @@ impl Replicator {
                 .map_err(|e| Error::Internal(format!("partition list: {e}")))?;
             // The target topic may be new (with another limit): the producer learns its
             // partitions now.
-            slot.route = self
-                .core
-                .lanes
-                .route(&slot.target_topic, a.max_message_bytes, a.compression);
+            slot.route =
+                self.core
+                    .lanes
+                    .route(&slot.target_topic, a.max_message_bytes, a.compression);
             refresh_producer_metadata(self.core.lanes.get(slot.route.lane), &slot.target_topic);
             slot.tracker = PartitionTracker::new(next, None);
             slot.map = a.map;
@@ -1120,7 +1130,9 @@ impl Core {
         if let Ok(mut buf) = self.lanes.buf().lock() {
             set_index(&mut buf.topics, &a.target_topic, a.source.partition, idx32);
         }
-        let route = self.lanes.route(&a.target_topic, a.max_message_bytes, a.compression);
+        let route = self
+            .lanes
+            .route(&a.target_topic, a.max_message_bytes, a.compression);
         tracing::info!(topic = %a.source.topic, partition = a.source.partition, start = ?a.start, target = %a.target_topic, "partition assigned");
         let metrics = PartitionMetrics::new(
             &self.settings.metrics,

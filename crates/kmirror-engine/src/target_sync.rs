@@ -63,6 +63,15 @@ impl TopicSync {
     }
 
     /// Both topic listings.
+    /// The replicated source topics and their partition counts.
+    pub(crate) async fn replicated(&self) -> Result<Vec<(String, i32)>> {
+        let (source, _) = self.listings().await?;
+        Ok(self
+            .replicated_topics(&source)
+            .map(|(t, _, n)| (t.clone(), n))
+            .collect())
+    }
+
     async fn listings(&self) -> Result<(BTreeMap<String, i32>, BTreeMap<String, i32>)> {
         let timeout = self.timeout();
         let source = list_topics(&self.source, timeout).await?;

@@ -69,6 +69,15 @@ enum Cmd {
         /// partition is reported at once.
         #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
         stall_after: Duration,
+        /// Memory for records in transit, shared by the flows: a quarter of each flow's share
+        /// holds fetched records waiting to be copied, a half holds copied records waiting for
+        /// the target's acknowledgement, and fetch responses are at most a sixteenth (compressed
+        /// ones grow by their compression ratio as they are decompressed). Client properties
+        /// set in the configuration (`queued.max.messages.kbytes`, `fetch.max.bytes`,
+        /// `queue.buffering.max.kbytes`) take precedence. With the default the process stays
+        /// under 128 MB. Sizes like 64MiB, 100MB, 1GiB.
+        #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = parse_size)]
+        memory: usize,
         /// Log line format.
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
@@ -164,6 +173,40 @@ enum LogFormat {
     Json,
 }
 
+/// The smallest `--memory`: below it, batches would not fit.
+const MIN_MEMORY: usize = 8 << 20;
+
+fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let (num, unit) = t
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((t, ""), |i| t.split_at(i));
+    let n: usize = num
+        .parse()
+        .map_err(|_| format!("`{t}` is not a size like 64MiB or 100MB"))?;
+    let factor: usize = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        other => {
+            return Err(format!(
+                "`{t}`: unknown unit `{other}` (use KiB, MiB, GiB, KB, MB or GB)"
+            ))
+        }
+    };
+    let bytes = n
+        .checked_mul(factor)
+        .ok_or_else(|| format!("`{t}` is too large"))?;
+    if bytes < MIN_MEMORY {
+        return Err(format!("`{t}` is below the smallest budget, 8MiB"));
+    }
+    Ok(bytes)
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (num, unit) = s
@@ -241,6 +284,7 @@ fn main() -> ExitCode {
             metrics_addr,
             shutdown_timeout,
             stall_after,
+            memory,
             log_format,
         } => {
             init_logging(log_format, RUN_LOG);
@@ -264,6 +308,7 @@ fn main() -> ExitCode {
                 metrics_addr,
                 shutdown_timeout,
                 stall_after,
+                memory,
             ));
             // Every task has ended; a metadata request still waiting on an unreachable
             // cluster in a blocking thread must not hold the exit.
@@ -366,6 +411,7 @@ fn plan(args: &ConfigArgs, flow: Option<&str>, json: bool) -> ExitCode {
         connectivity: Arc::new(Connectivity::default()),
         unclean_stop: Arc::default(),
         stall_after: Duration::from_secs(60),
+        memory: None,
     };
     let status = Arc::new(StatusBoard::default());
     let mut plans = Vec::new();
@@ -518,6 +564,7 @@ fn check(path: &Path, secrets_dir: Option<&Path>) -> Result<Checked, Vec<Problem
             connectivity: Arc::new(Connectivity::default()),
             unclean_stop: Arc::default(),
             stall_after: Duration::from_secs(60),
+            memory: None,
         };
         for mirror in &cfg.mirrors {
             if let Err(e) = Flow::build(
@@ -547,6 +594,7 @@ async fn run(
     metrics_addr: Option<std::net::SocketAddr>,
     shutdown_timeout: Duration,
     stall_after: Duration,
+    memory: usize,
 ) -> ExitCode {
     let shutdown = CancellationToken::new();
     let status = Arc::new(StatusBoard::default());
@@ -589,6 +637,7 @@ async fn run(
         connectivity,
         unclean_stop: Arc::clone(&unclean_stop),
         stall_after,
+        memory: Some(memory / cfg.mirrors.len().max(1)),
     };
     for mirror in &cfg.mirrors {
         let flow = match Flow::build(
