@@ -359,15 +359,16 @@ fn measure(
 ) -> Result<(Measure, Running)> {
     let watcher: BaseConsumer = kmirror_testbed::client(target).create()?;
     let total = i64::try_from(args.records)?;
-    let pid = running.pid().context("the replicator's pid")?;
     let mut first = None;
     // Read while it runs: a process that exits as soon as it is done (the loop) leaves no
     // figures behind.
     let (mut cpu, mut rss) = (0.0, 0.0);
     loop {
         let n = on_target(&watcher, topic, args.partitions);
-        if let (Ok(c), Ok(r)) = (cpu_seconds(pid), peak_rss_mb(pid)) {
-            (cpu, rss) = (c, r);
+        if let Some(pid) = running.pid() {
+            if let (Ok(c), Ok(r)) = (cpu_seconds(pid), peak_rss_mb(pid)) {
+                (cpu, rss) = (c, r);
+            }
         }
         if n > 0 && first.is_none() {
             first = Some(started.elapsed());
@@ -382,6 +383,7 @@ fn measure(
         std::thread::sleep(Duration::from_millis(50));
     }
     let seconds = started.elapsed().as_secs_f64();
+    let pid = running.pid().context("the replicator's pid")?;
     if let (Ok(c), Ok(r)) = (cpu_seconds(pid), peak_rss_mb(pid)) {
         (cpu, rss) = (c, r);
     }

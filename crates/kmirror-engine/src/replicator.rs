@@ -339,7 +339,7 @@ struct Core {
     progress_producer: BaseProducer<DeliveryContext>,
     slots: Vec<Option<Slot>>,
     /// Source topic → slot index per partition.
-    by_source: HashMap<Arc<str>, Vec<u32>>,
+    by_source: crate::lanes::TopicMap<Vec<u32>>,
     status: Arc<StatusBoard>,
     copied: u64,
     latency: prometheus::Histogram,
@@ -432,7 +432,7 @@ impl Replicator {
                 lanes,
                 progress_producer,
                 slots: Vec::new(),
-                by_source: HashMap::new(),
+                by_source: crate::lanes::TopicMap::default(),
                 status,
                 copied: 0,
                 latency,
@@ -1870,7 +1870,12 @@ impl Core {
     }
 }
 
-fn set_index(map: &mut HashMap<Arc<str>, Vec<u32>>, topic: &Arc<str>, partition: i32, idx: u32) {
+fn set_index(
+    map: &mut crate::lanes::TopicMap<Vec<u32>>,
+    topic: &Arc<str>,
+    partition: i32,
+    idx: u32,
+) {
     let Ok(p) = usize::try_from(partition) else {
         return;
     };

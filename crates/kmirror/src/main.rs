@@ -745,3 +745,25 @@ impl Signals {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_take_binary_and_decimal_units() {
+        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_size("100MB"), Ok(100_000_000));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("16777216"), Ok(16 << 20));
+        assert!(parse_size("1MiB")
+            .expect_err("too small")
+            .contains("smallest"));
+        assert!(parse_size("64 furlongs")
+            .expect_err("unit")
+            .contains("unknown unit"));
+        assert!(parse_size("lots")
+            .expect_err("number")
+            .contains("not a size"));
+    }
+}
