@@ -387,6 +387,9 @@ fn measure(
     if let (Ok(c), Ok(r)) = (cpu_seconds(pid), peak_rss_mb(pid)) {
         (cpu, rss) = (c, r);
     }
+    if rss == 0.0 {
+        bail!("the replicator (pid {pid}) ended before its CPU and memory could be read");
+    }
     let measure = Measure {
         seconds,
         first_record: first.map_or(seconds, |f| f.as_secs_f64()),

@@ -597,7 +597,7 @@ func (c *checker) checkWorkload(d *doc, s *metav1.LabelSelector, t *corev1.PodTe
 // `ConfigArgs`), each with whether it takes a value.
 var runFlags = map[string]bool{
 	"--config": true, "-c": true, "--secrets-dir": true, "--metrics-addr": true,
-	"--shutdown-timeout": true, "--stall-after": true, "--log-format": true,
+	"--shutdown-timeout": true, "--stall-after": true, "--log-format": true, "--memory": true,
 	"--help": false, "-h": false,
 }
 
@@ -635,6 +635,22 @@ func parseDuration(s string) (float64, error) {
 	}
 	return n, nil
 }
+
+// parseSize parses a size the way kmirror's --memory does: digits and B, KiB, MiB, GiB, KB,
+// kB, MB or GB (bytes without a unit).
+func parseSize(s string) (int64, error) {
+	m := regexp.MustCompile(`^([0-9]+)(B|KiB|MiB|GiB|KB|kB|MB|GB)?$`).FindStringSubmatch(strings.TrimSpace(s))
+	if m == nil {
+		return 0, fmt.Errorf("%q is not a kmirror size (e.g. 64MiB, 100MB)", s)
+	}
+	n, _ := strconv.ParseInt(m[1], 10, 64)
+	unit := map[string]int64{"": 1, "B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "KB": 1000, "kB": 1000, "MB": 1000000, "GB": 1000000000}[m[2]]
+	return n * unit, nil
+}
+
+// kmirrorOverhead is what the process needs beside its --memory budget (librdkafka's threads
+// and buffers, metrics, the runtime): the README says 30 to 50 MB.
+const kmirrorOverhead = 50 << 20
 
 func (c *checker) checkKmirror(d *doc, spec *corev1.PodSpec, ct *corev1.Container, volumes map[string]*corev1.Volume) {
 	args := append(append([]string{}, ct.Command...), ct.Args...)
@@ -679,6 +695,19 @@ func (c *checker) checkKmirror(d *doc, spec *corev1.PodSpec, ct *corev1.Containe
 		if _, err := parseDuration(v); err != nil {
 			c.fail(d, "container %q: --stall-after: %v", ct.Name, err)
 		}
+	}
+	budget := int64(64 << 20)
+	if v, ok := flags["--memory"]; ok {
+		b, err := parseSize(v)
+		if err != nil {
+			c.fail(d, "container %q: --memory: %v", ct.Name, err)
+		} else if b < 8<<20 {
+			c.fail(d, "container %q: --memory %s is below kmirror's smallest budget, 8MiB", ct.Name, v)
+		}
+		budget = b
+	}
+	if limit, ok := ct.Resources.Limits[corev1.ResourceMemory]; ok && limit.Value() < budget+kmirrorOverhead {
+		c.fail(d, "container %q: memory limit %s leaves less than 50 MB beside --memory (%d MiB): the container would be killed under load", ct.Name, limit.String(), budget>>20)
 	}
 	if v, ok := flags["--log-format"]; ok && v != "text" && v != "json" {
 		c.fail(d, "container %q: --log-format %q: text or json", ct.Name, v)

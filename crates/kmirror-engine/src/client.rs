@@ -224,6 +224,13 @@ impl ClientFactory {
                 cfg.set(k, v);
             }
         }
+        let operator_set = |key: &str| {
+            [&self.cluster.common, role_props]
+                .into_iter()
+                .chain(overrides.iter().copied())
+                .any(|p| p.contains_key(key))
+        };
+        fit_budget(&mut cfg, role, self.memory.is_some(), operator_set);
         for (k, v) in forced(role) {
             cfg.set(*k, *v);
         }
@@ -232,6 +239,61 @@ impl ClientFactory {
             cfg.set("group.id", format!("{}|{}", self.client_id, role.name()));
         }
         cfg
+    }
+}
+
+/// librdkafka's largest `queued.max.messages.kbytes`.
+const MAX_QUEUED_KBYTES: u64 = 2_097_151;
+
+/// Keeps the sizes the memory budget chose within what librdkafka accepts and what the
+/// operator's other settings need: one fetch response holds at least one record of
+/// `message.max.bytes` (and fits `receive.message.max.bytes`), and a producer queue holds at
+/// least two of the largest batches or records, so that no record waits forever for room.
+/// Sizes the operator set are left alone.
+fn fit_budget(
+    cfg: &mut ClientConfig,
+    role: Role,
+    budgeted: bool,
+    operator_set: impl Fn(&str) -> bool,
+) {
+    if !budgeted {
+        return;
+    }
+    let num =
+        |cfg: &ClientConfig, key: &str| cfg.get(key).and_then(|v| v.trim().parse::<u64>().ok());
+    let max_record = num(cfg, "message.max.bytes").unwrap_or(1_000_000);
+    match role {
+        Role::ReplicationConsumer => {
+            if !operator_set("fetch.max.bytes") {
+                let mut fetch = num(cfg, "fetch.max.bytes").unwrap_or(0).max(max_record);
+                if let Some(receive) = num(cfg, "receive.message.max.bytes") {
+                    fetch = fetch.min(receive.saturating_sub(512)).max(max_record);
+                }
+                cfg.set(
+                    "fetch.max.bytes",
+                    fetch.min(i32::MAX as u64 - 512).to_string(),
+                );
+            }
+            if !operator_set("queued.max.messages.kbytes") {
+                let queued = num(cfg, "queued.max.messages.kbytes").unwrap_or(MAX_QUEUED_KBYTES);
+                cfg.set(
+                    "queued.max.messages.kbytes",
+                    queued.clamp(1, MAX_QUEUED_KBYTES).to_string(),
+                );
+            }
+        }
+        Role::ReplicationProducer => {
+            if !operator_set("queue.buffering.max.kbytes") {
+                let batch = num(cfg, "batch.size").unwrap_or(1_000_000);
+                let floor = 2 * batch.max(max_record) / 1024 + 1;
+                let queue = num(cfg, "queue.buffering.max.kbytes").unwrap_or(floor);
+                cfg.set(
+                    "queue.buffering.max.kbytes",
+                    queue.max(floor).min(i32::MAX as u64).to_string(),
+                );
+            }
+        }
+        Role::ProgressReader | Role::Admin => {}
     }
 }
 
@@ -469,4 +531,34 @@ pub fn is_known_property(key: &str, value: &str) -> bool {
     cfg.set_log_level(RDKafkaLogLevel::Emerg);
     cfg.set(key, value);
     cfg.create_native_config().is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budgeted_sizes_fit_librdkafka_and_the_largest_record() {
+        let mut cfg = ClientConfig::new();
+        cfg.set("fetch.max.bytes", "4194304")
+            .set("message.max.bytes", "8000000")
+            .set("queued.max.messages.kbytes", "99999999");
+        fit_budget(&mut cfg, Role::ReplicationConsumer, true, |_| false);
+        assert_eq!(cfg.get("fetch.max.bytes"), Some("8000000"));
+        assert_eq!(cfg.get("queued.max.messages.kbytes"), Some("2097151"));
+        assert!(check_properties(&cfg).is_ok());
+
+        let mut cfg = ClientConfig::new();
+        cfg.set("queue.buffering.max.kbytes", "512");
+        fit_budget(&mut cfg, Role::ReplicationProducer, true, |_| false);
+        assert_eq!(cfg.get("queue.buffering.max.kbytes"), Some("1954"));
+
+        // What the operator set stays.
+        let mut cfg = ClientConfig::new();
+        cfg.set("queue.buffering.max.kbytes", "512");
+        fit_budget(&mut cfg, Role::ReplicationProducer, true, |k| {
+            k == "queue.buffering.max.kbytes"
+        });
+        assert_eq!(cfg.get("queue.buffering.max.kbytes"), Some("512"));
+    }
 }

@@ -70,6 +70,8 @@ pub enum CodecSource {
     Batches,
     /// The source topic had no records to look at: written uncompressed.
     Empty,
+    /// Its batches could not be read in time: written uncompressed.
+    Undetermined,
 }
 
 impl CodecSource {
@@ -78,6 +80,9 @@ impl CodecSource {
             CodecSource::TopicConfig => "the source topic's compression.type",
             CodecSource::Batches => "seen in the source topic's newest batches",
             CodecSource::Empty => "the source topic holds no records to look at",
+            CodecSource::Undetermined => {
+                "none: the source topic's newest batches could not be read in time"
+            }
         }
     }
 }
@@ -114,18 +119,35 @@ pub fn parse_consume_line(line: &str) -> Option<(&str, i32, Codec)> {
 
 /// Reads librdkafka's `FETCH` debug line for one partition of a Fetch response:
 /// `Topic orders [3] MessageSet size 0, error "Success", MaxOffset 0, LSO 0, Ver 2/2`.
-/// Returns the topic and partition when the answer holds no records and no error (nothing at
-/// the fetch position: the partition is empty there).
-pub fn parse_empty_fetch_line(line: &str) -> Option<(&str, i32)> {
+/// Returns the topic, partition and high watermark when the answer holds no records and no
+/// error (a response can also be empty for a partition because the response was full: the
+/// caller compares the high watermark with the offset it asked for).
+pub fn parse_empty_fetch_line(line: &str) -> Option<(&str, i32, i64)> {
     let rest = &line[line.find(": Topic ")? + ": Topic ".len()..];
     let (tp, rest) = rest.split_once(" MessageSet size ")?;
     let (size, rest) = rest.split_once(", error \"")?;
-    let (error, _) = rest.split_once('"')?;
+    let (error, rest) = rest.split_once('"')?;
     if size != "0" || error != "Success" {
         return None;
     }
+    let high = rest
+        .strip_prefix(", MaxOffset ")?
+        .split(',')
+        .next()?
+        .parse()
+        .ok()?;
     let (topic, partition) = tp.rsplit_once(" [")?;
-    Some((topic, partition.strip_suffix(']')?.parse().ok()?))
+    Some((topic, partition.strip_suffix(']')?.parse().ok()?, high))
+}
+
+/// Reads librdkafka's `FETCH` debug line for one partition of a Fetch request:
+/// `Fetch topic orders [3] at offset 42 (leader epoch 0, current leader epoch 0, v2)`.
+pub fn parse_fetch_request_line(line: &str) -> Option<(&str, i32, i64)> {
+    let rest = &line[line.find(": Fetch topic ")? + ": Fetch topic ".len()..];
+    let (tp, rest) = rest.split_once(" at offset ")?;
+    let offset = rest.split(' ').next()?.parse().ok()?;
+    let (topic, partition) = tp.rsplit_once(" [")?;
+    Some((topic, partition.strip_suffix(']')?.parse().ok()?, offset))
 }
 
 /// What the probe's fetches showed.
@@ -134,8 +156,10 @@ struct Seen {
     /// Per topic, the strongest codec seen (a topic with any compressed batch among its newest
     /// ones is compressed).
     codecs: HashMap<String, Codec>,
-    /// Partitions that answered with no records.
+    /// Partitions with nothing at or after the offset fetched (it is their high watermark).
     empty: HashSet<(String, i32)>,
+    /// The offset last asked for, per partition.
+    asked: HashMap<(String, i32), i64>,
 }
 
 struct ProbeContext {
@@ -156,9 +180,16 @@ impl ClientContext for ProbeContext {
                 }
             }
             "FETCH" => {
-                if let Some((topic, partition)) = parse_empty_fetch_line(log_message) {
+                if let Some((topic, partition, offset)) = parse_fetch_request_line(log_message) {
                     if let Ok(mut seen) = self.seen.lock() {
-                        seen.empty.insert((topic.to_owned(), partition));
+                        seen.asked.insert((topic.to_owned(), partition), offset);
+                    }
+                } else if let Some((topic, partition, high)) = parse_empty_fetch_line(log_message) {
+                    if let Ok(mut seen) = self.seen.lock() {
+                        let key = (topic.to_owned(), partition);
+                        if seen.asked.get(&key) == Some(&high) {
+                            seen.empty.insert(key);
+                        }
                     }
                 }
             }
@@ -191,30 +222,43 @@ const PROBED_PARTITIONS: i32 = 8;
 /// are uncompressed and come last: several records reach the data batches before them).
 const PROBED_RECORDS: i64 = 20;
 
+/// What [`probe`] learned.
+#[derive(Debug, Default)]
+pub struct Probed {
+    /// The codec of each topic whose newest batches were read.
+    pub codecs: HashMap<String, Codec>,
+    /// Topics neither read nor found empty before the probe gave up.
+    pub undetermined: HashSet<String>,
+}
+
 /// The codec of the newest batches of each of `topics` (name, partition count) on the cluster
-/// `config` connects to. Topics whose probed partitions hold no record are missing from the
-/// answer. Blocking: call from a blocking thread. Gives up at `timeout` or when `stop` is
+/// `config` connects to. Topics whose probed partitions hold no record are in neither part of
+/// the answer. Blocking: call from a blocking thread. Gives up at `timeout` or when `stop` is
 /// cancelled, with what it learned.
 pub fn probe(
     config: &ClientConfig,
     topics: &[(String, i32)],
     timeout: Duration,
     stop: &CancellationToken,
-) -> Result<HashMap<String, Codec>, String> {
+) -> Result<Probed, String> {
     if topics.is_empty() {
-        return Ok(HashMap::new());
+        return Ok(Probed::default());
     }
     let mut config = config.clone();
     // rust-rdkafka lowers librdkafka's log level after creating the client; the debug lines
     // are only delivered at Debug.
     config.set_log_level(RDKafkaLogLevel::Debug);
     config
-        .set("debug", "msg")
+        .set("debug", "msg,fetch")
         .set("enable.partition.eof", "false")
         .set("auto.offset.reset", "earliest")
         .set("isolation.level", "read_uncommitted")
         .set("enable.auto.commit", "false")
         .set("statistics.interval.ms", "0")
+        // A few batches per partition are all it needs, whatever the consumer settings.
+        .set("queued.max.messages.kbytes", "4096")
+        .set("fetch.max.bytes", "1048576")
+        .set("max.partition.fetch.bytes", "65536")
         .set("group.id", "kmirror-codec-probe");
     let consumer: BaseConsumer<ProbeContext> = config
         .create_with_context(ProbeContext {
@@ -255,7 +299,15 @@ pub fn probe(
         .lock()
         .map(|s| s.codecs.clone())
         .unwrap_or_default();
-    Ok(codecs)
+    let undetermined = pending
+        .keys()
+        .filter(|t| !codecs.contains_key(**t))
+        .map(|t| (*t).to_owned())
+        .collect();
+    Ok(Probed {
+        codecs,
+        undetermined,
+    })
 }
 
 #[cfg(test)]
@@ -278,8 +330,10 @@ mod tests {
 
     #[test]
     fn an_answer_without_records_marks_the_partition_empty() {
-        let empty = "[thrd:127.0.0.1:9092/1]: 127.0.0.1:9092/1: Topic orders [3] MessageSet size 0, error \"Success\", MaxOffset 0, LSO 0, Ver 2/2";
-        assert_eq!(parse_empty_fetch_line(empty), Some(("orders", 3)));
+        let asked = "[thrd:127.0.0.1:9092/1]: 127.0.0.1:9092/1: Fetch topic orders [3] at offset 42 (leader epoch 0, current leader epoch 0, v2)";
+        assert_eq!(parse_fetch_request_line(asked), Some(("orders", 3, 42)));
+        let empty = "[thrd:127.0.0.1:9092/1]: 127.0.0.1:9092/1: Topic orders [3] MessageSet size 0, error \"Success\", MaxOffset 42, LSO 42, Ver 2/2";
+        assert_eq!(parse_empty_fetch_line(empty), Some(("orders", 3, 42)));
         let data = "[thrd:b/1]: b/1: Topic orders [3] MessageSet size 1048576, error \"Success\", MaxOffset 10, LSO 10, Ver 2/2";
         assert_eq!(parse_empty_fetch_line(data), None);
         let failed = "[thrd:b/1]: b/1: Topic orders [3] MessageSet size 0, error \"Broker: Not leader for partition\", MaxOffset -1, LSO -1, Ver 2/2";

@@ -265,7 +265,8 @@ impl Flow {
             .await
             .map(|p| p.map(Some))
         };
-        let (prepared, syncs_prepared) = tokio::join!(
+        // The first error (one the operator must fix) ends the wait for the other.
+        let (prepared, syncs_prepared) = tokio::try_join!(
             ensure_compacted_topic_retrying(
                 &target_admin,
                 &progress.topic,
@@ -275,8 +276,8 @@ impl Flow {
                 &shutdown,
             ),
             offset_syncs
-        );
-        let (Some(prepared), Some(_)) = (prepared?, syncs_prepared?) else {
+        )?;
+        let (Some(prepared), Some(_)) = (prepared, syncs_prepared) else {
             return Ok(());
         };
         let progress_partitions = prepared.partitions;
@@ -701,10 +702,12 @@ fn configured_codec(entries: Option<&[kmirror_core::topic_config::ConfigEntry]>)
 fn choose_codec(
     entries: Option<&[kmirror_core::topic_config::ConfigEntry]>,
     probed: Option<&Codec>,
+    undetermined: bool,
 ) -> (Codec, CodecSource) {
     match (configured_codec(entries), probed) {
         (Some(c), _) => (c, CodecSource::TopicConfig),
         (None, Some(c)) => (*c, CodecSource::Batches),
+        (None, None) if undetermined => (Codec::None, CodecSource::Undetermined),
         (None, None) => (Codec::None, CodecSource::Empty),
     }
 }
@@ -792,10 +795,11 @@ impl Assigner {
         let mut out: BTreeMap<String, i32> = BTreeMap::new();
         for r in &round.partitions {
             let topic = &*r.source.topic;
+            // Only a source id that changed (not one a failed describe left unknown).
             let recreated = round.ids.get(topic).is_some_and(|ids| {
                 self.ids
                     .get(topic)
-                    .is_some_and(|known| known.source != ids.source)
+                    .is_some_and(|known| known.recreated(ids) == Some(Recreated::Source))
             });
             if recreated || !self.codecs.contains_key(topic) {
                 let n = out.entry(topic.to_owned()).or_default();
@@ -844,6 +848,8 @@ impl Assigner {
                     .map(|r| (r.source.partition, r.next_offset))
                     .collect();
                 let ids = self.ids.remove(topic).unwrap_or_default();
+                // Listed again, it may be another topic with another codec.
+                self.codecs.remove(topic);
                 self.gone.insert(topic.to_owned(), Gone { ids, progress });
             }
             for tp in &gone {
@@ -1081,7 +1087,7 @@ impl Flow {
         shutdown: &CancellationToken,
     ) -> (
         Vec<std::result::Result<Vec<kmirror_core::topic_config::ConfigEntry>, String>>,
-        HashMap<String, Codec>,
+        crate::codec::Probed,
     ) {
         let timeout = self.mirror.admin_timeout.min(LIST_TIMEOUT);
         let names: Vec<String> = topics.iter().map(|(t, _)| t.clone()).collect();
@@ -1093,8 +1099,9 @@ impl Flow {
             .map(|(t, _)| t.clone())
             .collect();
         if unknown.is_empty() {
-            return (configs, HashMap::new());
+            return (configs, crate::codec::Probed::default());
         }
+        let unknown_names: HashSet<String> = unknown.iter().map(|(t, _)| t.clone()).collect();
         let c = &self.mirror.clients;
         let config = self
             .source
@@ -1108,11 +1115,17 @@ impl Flow {
             Ok(Ok(p)) => p,
             Ok(Err(e)) => {
                 tracing::warn!("cannot look at the source's batches ({e}): topics without a compression.type are written uncompressed");
-                HashMap::new()
+                crate::codec::Probed {
+                    codecs: HashMap::new(),
+                    undetermined: unknown_names,
+                }
             }
             Err(e) => {
                 tracing::warn!("codec probe: {e}");
-                HashMap::new()
+                crate::codec::Probed {
+                    codecs: HashMap::new(),
+                    undetermined: unknown_names,
+                }
             }
         };
         (configs, probed)
@@ -1135,7 +1148,11 @@ impl Flow {
             .map(|((topic, _), config)| {
                 (
                     topic.clone(),
-                    choose_codec(config.ok().as_deref(), probed.get(topic)),
+                    choose_codec(
+                        config.ok().as_deref(),
+                        probed.codecs.get(topic),
+                        probed.undetermined.contains(topic),
+                    ),
                 )
             })
             .collect()

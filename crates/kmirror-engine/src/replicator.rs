@@ -16,7 +16,7 @@
 //! Ownership changes come as [`Command`]s: a released partition drains its in-flight records and
 //! stores its final progress before it is dropped.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -323,6 +323,8 @@ pub struct Replicator {
     core: Core,
     /// Source consumer errors: when each was last logged and how often it came since.
     consumer_errors: HashMap<String, (Instant, u64)>,
+    /// Source topics the consumer has been assigned partitions of (it has their metadata).
+    consumer_topics: HashSet<Arc<str>>,
 }
 
 /// Everything but the consumer, so that a fetched record (which borrows the consumer) can be
@@ -425,6 +427,7 @@ impl Replicator {
         Ok(Self {
             consumer,
             consumer_errors: HashMap::new(),
+            consumer_topics: HashSet::new(),
             core: Core {
                 settings,
                 shutdown: CancellationToken::new(),
@@ -866,13 +869,19 @@ impl Replicator {
         if tpl.count() > 0 {
             // A topic the consumer has no metadata for waits for librdkafka's once-a-second
             // topic scan before its partitions are fetched; one metadata request (all topics)
-            // now lets fetching start at once.
-            if let Err(e) = self
-                .consumer
-                .client()
-                .fetch_metadata(None, METADATA_TIMEOUT)
-            {
-                tracing::debug!("metadata before assigning: {e}");
+            // when a topic is new to it lets fetching start at once.
+            let mut new_topic = false;
+            for e in tpl.elements() {
+                new_topic |= self.consumer_topics.insert(Arc::from(e.topic()));
+            }
+            if new_topic {
+                if let Err(e) = self
+                    .consumer
+                    .client()
+                    .fetch_metadata(None, METADATA_TIMEOUT)
+                {
+                    tracing::debug!("metadata before assigning: {e}");
+                }
             }
             self.consumer
                 .incremental_assign(&tpl)
