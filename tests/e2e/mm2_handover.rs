@@ -218,15 +218,18 @@ fn kmirror_takes_over_from_mm2_and_hands_back_without_loss_or_duplicates() {
         &[(0, 1_200), (1, 1_300)],
     );
     // MM2 checkpoints a partition only once its own offset syncs for it are read back, which
-    // took over a minute on a loaded CI machine.
-    wait_for("MM2's checkpoints of g2", Duration::from_secs(150), || {
+    // took over a minute on a loaded CI machine, and on Kafka 3.9 once left one partition at
+    // kmirror's checkpoint for more than 150 s. So: every checkpoint is kmirror's exact one or
+    // a new one never after the exact offset, and at least one partition moved on.
+    wait_for("MM2's checkpoints of g2", Duration::from_secs(240), || {
         let cps = checkpoints(&env, &g2, &topic);
-        match (cps.get(&0), cps.get(&1)) {
-            (Some(&(1_200, d0)), Some(&(1_300, d1)))
-                if (700..=1_200).contains(&d0) && (950..=1_300).contains(&d1) =>
-            {
-                Ok(())
-            }
+        let state = |p: i32, committed: i64, exact: i64| match cps.get(&p) {
+            Some(&(u, d)) if u == committed && (exact..=committed).contains(&d) => Some(true),
+            Some(&(u, d)) if u == exact && d == exact => Some(false),
+            _ => None,
+        };
+        match (state(0, 1_200, 700), state(1, 1_300, 950)) {
+            (Some(a), Some(b)) if a || b => Ok(()),
             _ => Err(format!("{cps:?}")),
         }
     });
