@@ -40,8 +40,9 @@ pub(crate) const MAP_BIT: usize = 1 << 62;
 
 /// Most lanes besides the configured producer.
 pub(crate) const MAX_EXTRA_LANES: usize = 8;
-/// Queue of each further lane (`queue.buffering.max.kbytes`), at most: a lane carries only the
-/// topics with small limits.
+/// Queue of each lane with small batches (`queue.buffering.max.kbytes`), at most: it carries
+/// only the topics with small limits. A lane of full batches for another codec queues as much
+/// as lane 0.
 pub(crate) const LANE_QUEUE_KBYTES: usize = 8192;
 /// librdkafka's default `batch.size` and `message.max.bytes`.
 const LIBRDKAFKA_BATCH: usize = 1_000_000;
