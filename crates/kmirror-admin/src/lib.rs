@@ -1,5 +1,6 @@
 //! The admin calls kmirror needs that rdkafka's safe API does not offer: IncrementalAlterConfigs
-//! (KIP-339), DescribeAcls and CreateAcls, and DescribeTopics and DescribeCluster with topic ids
+//! (KIP-339), DescribeAcls and CreateAcls, ListConsumerGroupOffsets for many groups on one
+//! client, and DescribeTopics and DescribeCluster with topic ids
 //! and the principal's authorized operations (KIP-430). Each is a thin, blocking wrapper over librdkafka's C
 //! API (through `rdkafka::bindings`, the same library rdkafka links), run on the caller's
 //! thread: call them from `spawn_blocking`, never from an async worker.
@@ -842,6 +843,191 @@ pub fn describe_cluster_authorized_operations<C: ClientContext>(
             n,
         )
     })
+}
+
+/// A committed offset of a group, as OffsetFetch reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupOffset {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// The committed offset.
+    pub offset: i64,
+    /// Its commit metadata.
+    pub metadata: String,
+}
+
+/// Each group's outcome of [`list_group_offsets`], in the order asked.
+pub type GroupOffsets = Vec<(String, Result<Vec<GroupOffset>, AdminError>)>;
+
+/// OffsetFetch for many groups on one client: every partition each group committed (the broker
+/// answers only what the group has, however many partitions the cluster holds). librdkafka takes
+/// one group per ListConsumerGroupOffsets call, so up to `in_flight` calls share one result
+/// queue and a new one starts as each answers. Partitions without a valid committed offset are
+/// left out. A group that does not answer within `timeout` gets its own timeout error; the
+/// remaining groups are not asked once `cancelled()` says so (they are left out of the answer).
+/// Blocking.
+pub fn list_group_offsets<C: ClientContext>(
+    client: &Client<C>,
+    groups: &[String],
+    in_flight: usize,
+    timeout: Duration,
+    cancelled: &dyn Fn() -> bool,
+) -> Result<GroupOffsets, AdminError> {
+    struct Request(*mut rd::rd_kafka_ListConsumerGroupOffsets_t);
+    impl Drop for Request {
+        fn drop(&mut self) {
+            // SAFETY: created by rd_kafka_ListConsumerGroupOffsets_new and destroyed once; the
+            // request works on its own copy.
+            unsafe { rd::rd_kafka_ListConsumerGroupOffsets_destroy(self.0) }
+        }
+    }
+    if groups.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rk = client.native_ptr();
+    let queue = Queue::new(rk)?;
+    let names: Vec<CString> = groups
+        .iter()
+        .map(|g| c_string(g))
+        .collect::<Result<_, _>>()?;
+    let mut answers: std::collections::HashMap<String, Result<Vec<GroupOffset>, AdminError>> =
+        std::collections::HashMap::with_capacity(groups.len());
+    let (mut next, mut pending) = (0usize, 0usize);
+    let in_flight = in_flight.max(1);
+    loop {
+        while pending < in_flight && next < names.len() && !cancelled() {
+            // SAFETY: a valid C string; a null partition list asks for every partition.
+            let raw = unsafe {
+                rd::rd_kafka_ListConsumerGroupOffsets_new(names[next].as_ptr(), ptr::null())
+            };
+            if raw.is_null() {
+                return Err(AdminError::new(
+                    RDKafkaErrorCode::Fail,
+                    "librdkafka could not build a ListConsumerGroupOffsets request",
+                ));
+            }
+            let mut request = Request(raw);
+            let options = Options::new(
+                rk,
+                rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS,
+                timeout,
+            )?;
+            // The opaque carries the group's index back with its result event (1-based: never
+            // null).
+            // SAFETY: the options are alive; the opaque is an integer, never dereferenced.
+            unsafe {
+                rd::rd_kafka_AdminOptions_set_opaque(
+                    options.0,
+                    ptr::without_provenance_mut::<std::ffi::c_void>(next + 1),
+                );
+            }
+            // SAFETY: every handle is alive for the call; librdkafka copies the request and
+            // the options.
+            unsafe {
+                rd::rd_kafka_ListConsumerGroupOffsets(rk, &mut request.0, 1, options.0, queue.0);
+            }
+            next += 1;
+            pending += 1;
+        }
+        if pending == 0 {
+            break;
+        }
+        let event = match queue.poll(timeout + POLL_SLACK) {
+            Ok(e) => e,
+            // Nothing answered in time: the groups still pending time out together.
+            Err(e) => {
+                for g in groups.iter().take(next) {
+                    answers.entry(g.clone()).or_insert_with(|| Err(e.clone()));
+                }
+                break;
+            }
+        };
+        pending -= 1;
+        if let Err(e) = event.check() {
+            // SAFETY: the event is alive; the opaque is the integer set above.
+            let index = unsafe { rd::rd_kafka_event_opaque(event.0) }.addr();
+            if let Some(g) = index.checked_sub(1).and_then(|i| groups.get(i)) {
+                answers.insert(g.clone(), Err(e));
+            }
+            continue;
+        }
+        // SAFETY: the event is alive; the result is part of it.
+        let result = unsafe { rd::rd_kafka_event_ListConsumerGroupOffsets_result(event.0) };
+        if result.is_null() {
+            continue;
+        }
+        let mut n = 0usize;
+        // SAFETY: `result` belongs to the live event; `n` receives the count.
+        let array = unsafe { rd::rd_kafka_ListConsumerGroupOffsets_result_groups(result, &mut n) };
+        let results: &[*const rd::rd_kafka_group_result_t] = if array.is_null() || n == 0 {
+            &[]
+        } else {
+            // SAFETY: librdkafka returns `n` valid pointers that live as long as the event.
+            unsafe { std::slice::from_raw_parts(array, n) }
+        };
+        for &r in results {
+            // SAFETY: `r` belongs to the live event; everything read is copied at once.
+            let name = unsafe { owned(rd::rd_kafka_group_result_name(r)) };
+            // SAFETY: see above.
+            let err = unsafe { rd::rd_kafka_group_result_error(r) };
+            if !err.is_null() {
+                // SAFETY: the error belongs to the event; it is read, not destroyed.
+                let (code, message) = unsafe {
+                    (
+                        rd::rd_kafka_error_code(err),
+                        owned(rd::rd_kafka_error_string(err)),
+                    )
+                };
+                if code != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+                    answers.insert(name, Err(AdminError::new(code.into(), message)));
+                    continue;
+                }
+            }
+            // SAFETY: see above.
+            let list = unsafe { rd::rd_kafka_group_result_partitions(r) };
+            let mut offsets = Vec::new();
+            if !list.is_null() {
+                // SAFETY: a partition list of the live event.
+                let (elems, cnt) = unsafe { ((*list).elems, (*list).cnt) };
+                let elems: &[rd::rd_kafka_topic_partition_t] = match usize::try_from(cnt) {
+                    Ok(cnt) if cnt > 0 && !elems.is_null() => {
+                        // SAFETY: `cnt` valid elements that live as long as the event.
+                        unsafe { std::slice::from_raw_parts(elems, cnt) }
+                    }
+                    _ => &[],
+                };
+                for e in elems {
+                    if e.err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || e.offset < 0
+                    {
+                        continue;
+                    }
+                    let metadata = if e.metadata.is_null() || e.metadata_size == 0 {
+                        String::new()
+                    } else {
+                        // SAFETY: `metadata_size` bytes owned by the live event, copied here.
+                        let bytes = unsafe {
+                            std::slice::from_raw_parts(e.metadata.cast::<u8>(), e.metadata_size)
+                        };
+                        String::from_utf8_lossy(bytes).into_owned()
+                    };
+                    offsets.push(GroupOffset {
+                        // SAFETY: the topic name of a live element.
+                        topic: unsafe { owned(e.topic) },
+                        partition: e.partition,
+                        offset: e.offset,
+                        metadata,
+                    });
+                }
+            }
+            answers.insert(name, Ok(offsets));
+        }
+    }
+    Ok(groups
+        .iter()
+        .filter_map(|g| answers.remove(g).map(|a| (g.clone(), a)))
+        .collect())
 }
 
 #[cfg(test)]

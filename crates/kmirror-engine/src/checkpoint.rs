@@ -7,7 +7,7 @@
 //! translated offsets are also committed to the same group on the target, only while that
 //! group has no active members there and never moving it backwards.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,6 +28,9 @@ use crate::status::MapBoard;
 use crate::topics::{ensure_compacted_topic_retrying, Admin};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// OffsetFetch requests a checkpoint round keeps in flight on its one source client.
+const OFFSET_FETCHES_IN_FLIGHT: usize = 32;
 
 /// (group, target topic, partition).
 pub type Key = (String, String, i32);
@@ -122,6 +125,17 @@ impl CheckpointJob {
                     return;
                 }
             };
+        // One client reads every group's offsets for the life of the job (OffsetFetch and
+        // ListGroups need no group membership): no client per group per round.
+        let reader: Arc<BaseConsumer> = match group_reader(&self.source) {
+            Ok(c) => Arc::new(c),
+            Err(e) => {
+                tracing::error!(
+                    "cannot create the source group reader: {e}; no checkpoints are emitted"
+                );
+                return;
+            }
+        };
         let mut groups: Vec<String> = Vec::new();
         let mut groups_listed: Option<Instant> = None;
         let mut last_emit: HashMap<String, Instant> = HashMap::new();
@@ -157,9 +171,9 @@ impl CheckpointJob {
             if maps.is_empty() {
                 continue;
             }
-            let partitions: Vec<TopicPartition> = maps.keys().cloned().collect();
-            let (cfg, filter, known) = (
-                self.source.clone(),
+            let partitions: HashSet<TopicPartition> = maps.keys().cloned().collect();
+            let (reader, filter, known) = (
+                Arc::clone(&reader),
                 self.mirror.groups.clone(),
                 groups.clone(),
             );
@@ -167,7 +181,7 @@ impl CheckpointJob {
             let token = stop.clone();
             let Some(fetched) = unless_stopped(&stop, move || {
                 fetch_committed(
-                    &cfg,
+                    &reader,
                     refresh_due.then_some(&filter),
                     known,
                     &partitions,
@@ -178,7 +192,7 @@ impl CheckpointJob {
             else {
                 return;
             };
-            let (listed, committed) = match fetched {
+            let (listed, committed, failed) = match fetched {
                 Ok(Ok(x)) => x,
                 Ok(Err(e)) => {
                     tracing::warn!(
@@ -194,11 +208,27 @@ impl CheckpointJob {
             };
             if let Some(listed) = listed {
                 if listed != groups {
-                    tracing::info!(groups = ?listed, "consumer groups to checkpoint");
+                    if listed.len() <= 20 {
+                        tracing::info!(groups = ?listed, "consumer groups to checkpoint");
+                    } else {
+                        tracing::info!(
+                            groups = listed.len(),
+                            first = ?&listed[..20],
+                            "consumer groups to checkpoint"
+                        );
+                    }
                 }
                 groups = listed;
                 groups_listed = Some(Instant::now());
             }
+            for (group, e) in &failed {
+                self.metrics.error(&s, &t, "checkpoint");
+                tracing::warn!(group = %group, "reading the group's committed offsets failed: {e}; retrying next interval");
+            }
+            // Every checkpoint of the round is handed to the producer at once; the round then
+            // waits for the acknowledgements, and only acknowledged checkpoints are stored (the
+            // others are emitted again next round).
+            let mut sent = Vec::new();
             for (group, entries) in committed {
                 for (tp, upstream, metadata) in entries {
                     let Some((target_topic, map)) = maps.get(&tp) else {
@@ -232,50 +262,75 @@ impl CheckpointJob {
                         .key(&k)
                         .payload(&v)
                         .timestamp(round_start);
-                    match producer.send(record, TIMEOUT).await {
-                        Ok(_) => {
-                            #[allow(clippy::cast_precision_loss)]
-                            let latency = (crate::now_millis() - round_start) as f64;
-                            let labels = [
-                                s.as_str(),
-                                t.as_str(),
-                                group.as_str(),
-                                key.1.as_str(),
-                                &tp.partition.to_string(),
-                            ];
-                            let window = latencies.entry(key.clone()).or_default();
-                            let now = u64::try_from(crate::now_millis()).unwrap_or(0);
-                            window.record(now, latency);
-                            let values =
-                                [latency, window.min(now), window.max(now), window.avg(now)];
-                            for (gauge, value) in self.metrics.mm2_checkpoint.iter().zip(values) {
-                                gauge.with_label_values(&labels).set(value);
-                            }
-                            self.metrics.checkpoints.with_label_values(&[&s, &t]).inc();
-                            if !translation.exact {
-                                self.metrics
-                                    .translation_degraded
-                                    .with_label_values(&[&s, &t])
-                                    .inc();
-                                if degraded_reported.insert(tp.clone()) {
-                                    tracing::warn!(group = %group, topic = %tp.topic, partition = tp.partition, source_offset = upstream, target_offset = downstream, rereads = translation.rereads,
-                                        "translation rounded back: the group is in the oldest part of the partition's offset map, which keeps how many offsets were gaps but not where; resuming there re-reads at most {} records, none is skipped (logged once per partition)", translation.rereads);
-                                }
-                            }
-                            last_emit.insert(group.clone(), Instant::now());
-                            store.insert(
-                                key,
-                                Stored {
-                                    upstream,
-                                    downstream,
-                                    metadata,
-                                },
-                            );
-                        }
+                    match producer.send_result(record) {
+                        Ok(delivery) => sent.push((
+                            delivery,
+                            group.clone(),
+                            key,
+                            tp,
+                            upstream,
+                            translation,
+                            metadata.clone(),
+                        )),
                         Err((e, _)) => {
                             self.metrics.error(&s, &t, "checkpoint");
-                            tracing::warn!(group = %group, topic = %tp.topic, partition = tp.partition, "checkpoint not delivered: {e}");
+                            tracing::warn!(group = %group, topic = %tp.topic, partition = tp.partition, "checkpoint not queued: {e}; retrying next interval");
                         }
+                    }
+                }
+            }
+            for (delivery, group, key, tp, upstream, translation, metadata) in sent {
+                let delivered = tokio::select! {
+                    () = stop.cancelled() => return,
+                    d = delivery => d,
+                };
+                let downstream = translation.offset;
+                // A dropped delivery (the producer went away) is a failed one.
+                let delivered = delivered
+                    .map_err(|_| KafkaError::Canceled)
+                    .and_then(|d| d.map_err(|(e, _)| e));
+                match delivered {
+                    Ok(_) => {
+                        #[allow(clippy::cast_precision_loss)]
+                        let latency = (crate::now_millis() - round_start) as f64;
+                        let labels = [
+                            s.as_str(),
+                            t.as_str(),
+                            group.as_str(),
+                            key.1.as_str(),
+                            &tp.partition.to_string(),
+                        ];
+                        let window = latencies.entry(key.clone()).or_default();
+                        let now = u64::try_from(crate::now_millis()).unwrap_or(0);
+                        window.record(now, latency);
+                        let values = [latency, window.min(now), window.max(now), window.avg(now)];
+                        for (gauge, value) in self.metrics.mm2_checkpoint.iter().zip(values) {
+                            gauge.with_label_values(&labels).set(value);
+                        }
+                        self.metrics.checkpoints.with_label_values(&[&s, &t]).inc();
+                        if !translation.exact {
+                            self.metrics
+                                .translation_degraded
+                                .with_label_values(&[&s, &t])
+                                .inc();
+                            if degraded_reported.insert(tp.clone()) {
+                                tracing::warn!(group = %group, topic = %tp.topic, partition = tp.partition, source_offset = upstream, target_offset = downstream, rereads = translation.rereads,
+                                        "translation rounded back: the group is in the oldest part of the partition's offset map, which keeps how many offsets were gaps but not where; resuming there re-reads at most {} records, none is skipped (logged once per partition)", translation.rereads);
+                            }
+                        }
+                        last_emit.insert(group.clone(), Instant::now());
+                        store.insert(
+                            key,
+                            Stored {
+                                upstream,
+                                downstream,
+                                metadata,
+                            },
+                        );
+                    }
+                    Err(e) => {
+                        self.metrics.error(&s, &t, "checkpoint");
+                        tracing::warn!(group = %group, topic = %tp.topic, partition = tp.partition, "checkpoint not delivered: {e}; emitted again next interval");
                     }
                 }
             }
@@ -386,6 +441,11 @@ fn client(cfg: &ClientConfig, group: &str) -> Result<BaseConsumer, KafkaError> {
     c.create()
 }
 
+/// The client that lists groups and reads their committed offsets (it never joins a group).
+pub(crate) fn group_reader(cfg: &ClientConfig) -> Result<BaseConsumer, KafkaError> {
+    client(cfg, "kmirror-group-reader")
+}
+
 pub(crate) type Committed = Vec<(String, Vec<(TopicPartition, i64, String)>)>;
 
 /// Runs the blocking `f` (a round of requests to a cluster) on the blocking pool and waits for
@@ -403,19 +463,24 @@ async fn unless_stopped<T: Send + 'static>(
     }
 }
 
-/// Lists the source groups if `filter` is given (otherwise uses `known`), then reads each
-/// group's committed offsets for `partitions`. Blocking.
+/// Groups whose committed offsets could not be read, with the reason.
+pub(crate) type Failed = Vec<(String, kmirror_admin::AdminError)>;
+
+/// Lists the source groups with `reader` if `filter` is given (otherwise uses `known`), then
+/// reads every group's committed offsets in one batch of OffsetFetch requests on that client,
+/// keeping those of `partitions`. A group that cannot be read is named in the third part; `Err`
+/// when the listing fails, or when every group failed for the same reason as the first (the
+/// cluster does not answer). Blocking.
 pub(crate) fn fetch_committed(
-    cfg: &ClientConfig,
+    reader: &BaseConsumer,
     filter: Option<&kmirror_core::filter::NameFilter>,
     known: Vec<String>,
-    partitions: &[TopicPartition],
+    partitions: &HashSet<TopicPartition>,
     stop: &CancellationToken,
-) -> Result<(Option<Vec<String>>, Committed), KafkaError> {
+) -> Result<(Option<Vec<String>>, Committed, Failed), KafkaError> {
     let listed = match filter {
         Some(f) => {
-            let lister = client(cfg, "kmirror-group-lister")?;
-            let list = lister.fetch_group_list(None, TIMEOUT)?;
+            let list = reader.fetch_group_list(None, TIMEOUT)?;
             let mut names: Vec<String> = list
                 .groups()
                 .iter()
@@ -428,34 +493,43 @@ pub(crate) fn fetch_committed(
         None => None,
     };
     let groups = listed.clone().unwrap_or(known);
-    let mut out = Vec::new();
-    for group in groups {
-        if stop.is_cancelled() {
-            break;
-        }
-        let consumer = client(cfg, &group)?;
-        let mut tpl = TopicPartitionList::new();
-        for tp in partitions {
-            tpl.add_partition(&tp.topic, tp.partition);
-        }
-        let committed = consumer.committed_offsets(tpl, TIMEOUT)?;
-        let entries = committed
-            .elements()
-            .iter()
-            .filter_map(|e| match e.offset() {
-                Offset::Offset(o) if o >= 0 => Some((
-                    TopicPartition::new(e.topic(), e.partition()),
-                    o,
-                    e.metadata().to_owned(),
-                )),
-                _ => None,
-            })
-            .collect::<Vec<_>>();
-        if !entries.is_empty() {
-            out.push((group, entries));
+    let answers = kmirror_admin::list_group_offsets(
+        reader.client(),
+        &groups,
+        OFFSET_FETCHES_IN_FLIGHT,
+        TIMEOUT,
+        &|| stop.is_cancelled(),
+    )
+    .map_err(|e| KafkaError::AdminOp(e.code))?;
+    let (mut out, mut failed) = (Vec::new(), Vec::new());
+    for (group, answer) in answers {
+        match answer {
+            Ok(offsets) => {
+                let entries: Vec<(TopicPartition, i64, String)> = offsets
+                    .into_iter()
+                    .map(|o| {
+                        (
+                            TopicPartition::new(o.topic, o.partition),
+                            o.offset,
+                            o.metadata,
+                        )
+                    })
+                    .filter(|(tp, _, _)| partitions.contains(tp))
+                    .collect();
+                if !entries.is_empty() {
+                    out.push((group, entries));
+                }
+            }
+            Err(e) => failed.push((group, e)),
         }
     }
-    Ok((listed, out))
+    if out.is_empty() && !failed.is_empty() && failed.len() == groups.len() {
+        let code = failed[0].1.code;
+        if failed.iter().all(|(_, e)| e.code == code) {
+            return Err(KafkaError::AdminOp(code));
+        }
+    }
+    Ok((listed, out, failed))
 }
 
 /// For each group idle on the target, commits the translations [`sync_decision`] allows.

@@ -336,7 +336,8 @@ impl TopicSync {
     ) -> Result<(FlowPlan, Option<Result<AclRound>>)> {
         let mut plan = FlowPlan::new(self.mirror.name());
         let (source_topics, target_topics) = self.listings().await?;
-        let mut partitions: Vec<TopicPartition> = Vec::new();
+        let mut partitions: std::collections::HashSet<TopicPartition> =
+            std::collections::HashSet::new();
         let mut new_topics: Vec<(String, String, i32)> = Vec::new();
         for (topic, remote, n) in self.replicated_topics(&source_topics) {
             partitions.extend((0..n).map(|p| TopicPartition::new(topic.as_str(), p)));
@@ -400,8 +401,9 @@ impl TopicSync {
             Some(cfg) if !partitions.is_empty() => {
                 let filter = self.mirror.groups.clone();
                 let listed = tokio::task::spawn_blocking(move || {
+                    let reader = crate::checkpoint::group_reader(&cfg)?;
                     crate::checkpoint::fetch_committed(
-                        &cfg,
+                        &reader,
                         Some(&filter),
                         Vec::new(),
                         &partitions,
@@ -411,7 +413,11 @@ impl TopicSync {
                 .await
                 .map_err(|e| Error::Internal(format!("group listing: {e}")))?;
                 match listed {
-                    Ok((_, committed)) => {
+                    Ok((_, committed, failed)) => {
+                        for (group, e) in failed {
+                            plan.notes
+                                .push(format!("offsets of consumer group {group} not read: {e}"));
+                        }
                         plan.groups_to_checkpoint = committed
                             .into_iter()
                             .map(|(group, entries)| GroupCheckpoint {
