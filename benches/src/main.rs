@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod produce;
+mod scale;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -71,6 +72,10 @@ struct Args {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Many topics, partitions and consumer groups on one instance: start to every record
+    /// copied, start to every group checkpointed, a commit to its checkpoint (p50/p99), idle
+    /// CPU, peak RSS and threads, for kmirror and MM2 on the same source.
+    Scale(scale::ScaleArgs),
     /// The bare loop, as its own process: consume every record of a topic from the beginning
     /// and produce it to the same partition of another, nothing else.
     Loop {
@@ -514,6 +519,9 @@ fn run_one(
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    if let Some(Cmd::Scale(scale)) = &args.cmd {
+        return scale::run(scale);
+    }
     if let Some(Cmd::Loop {
         source,
         target,

@@ -526,6 +526,7 @@ impl Replicator {
         }
         self.core.lanes.poll(0, Duration::ZERO);
         self.core.progress_producer.poll(Duration::ZERO);
+        crate::lanes::drain(&self.core.progress_producer);
         self.core.apply_deliveries(&mut to_pause)?;
         self.core.fire_syncs();
         for tp in &to_pause {
@@ -1026,6 +1027,7 @@ impl Replicator {
         {
             core.lanes.poll(0, Duration::from_millis(20));
             core.progress_producer.poll(Duration::ZERO);
+            crate::lanes::drain(&core.progress_producer);
             core.apply_deliveries(&mut ignored)?;
         }
         core.store_progress(true)?;
@@ -1259,6 +1261,7 @@ impl Core {
                     record = back;
                     self.lanes.poll(lane, Duration::from_millis(10));
                     self.progress_producer.poll(Duration::ZERO);
+                    crate::lanes::drain(&self.progress_producer);
                     self.apply_deliveries(to_pause)?;
                     if self.published_at.elapsed() >= self.settings.flush_interval {
                         self.publish_status(watermarks);

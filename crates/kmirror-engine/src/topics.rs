@@ -37,7 +37,15 @@ pub async fn list_topics(admin: &Admin, timeout: Duration) -> Result<BTreeMap<St
         Ok(md
             .topics()
             .iter()
-            .filter(|t| t.error().is_none())
+            // A topic whose leaders are being elected exists all the same; only a topic the
+            // broker does not report at all (or refuses to describe) is missing.
+            .filter(|t| match t.error() {
+                None => true,
+                Some(e) => {
+                    e == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE
+                        && !t.partitions().is_empty()
+                }
+            })
             .map(|t| {
                 (
                     t.name().to_owned(),
@@ -141,7 +149,14 @@ pub struct TopicSync {
     pub(crate) metrics: Arc<Metrics>,
     /// Conditions already reported, so that a refresh every few seconds logs them once.
     reported: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Target topics of partitions being copied that a listing did not show, and since when:
+    /// a broker answers metadata from a cache that may lag behind topics created moments ago,
+    /// so a topic counts as deleted only once it stays missing for [`MISSING_CONFIRMED_AFTER`].
+    missing_since: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
+
+/// How long a target topic of partitions being copied must stay unlisted to count as deleted.
+const MISSING_CONFIRMED_AFTER: Duration = Duration::from_secs(3);
 
 /// Describes the configs of `topics` (in batches), each with its own outcome, in order.
 pub async fn describe_topic_configs(
@@ -201,7 +216,20 @@ impl TopicSync {
             target,
             metrics,
             reported: std::sync::Mutex::default(),
+            missing_since: std::sync::Mutex::default(),
         }
+    }
+
+    /// Whether the target topic of `topic` (being copied) has been missing from the listings
+    /// for [`MISSING_CONFIRMED_AFTER`]; the first listing without it starts the clock.
+    fn missing_long_enough(&self, topic: &str) -> bool {
+        let Ok(mut m) = self.missing_since.lock() else {
+            return true;
+        };
+        let since = *m
+            .entry(topic.to_owned())
+            .or_insert_with(std::time::Instant::now);
+        since.elapsed() >= MISSING_CONFIRMED_AFTER
     }
 
     /// Whether `condition` is new (and records it).
@@ -252,7 +280,9 @@ impl TopicSync {
                 target_topics.get(&remote).copied(),
             ) {
                 PartitionAction::Create(_) if hold.contains(topic) => {
-                    round.target_missing.push(topic.clone());
+                    if self.missing_long_enough(topic) {
+                        round.target_missing.push(topic.clone());
+                    }
                     continue;
                 }
                 PartitionAction::Create(n) => match self.create(topic, &remote, n).await {
@@ -278,6 +308,9 @@ impl TopicSync {
                     target
                 }
             };
+            if let Ok(mut m) = self.missing_since.lock() {
+                m.remove(topic);
+            }
             target_topics.insert(remote.clone(), on_target);
             let remote: Arc<str> = remote.into();
             let source_topic: Arc<str> = topic.as_str().into();

@@ -117,6 +117,9 @@ pub struct KafkaOptions {
     pub advertise: Vec<Option<u16>>,
     /// Extra broker properties.
     pub properties: Vec<(String, String)>,
+    /// Each node's maximum Java heap in MiB (thousands of partitions and hundreds of groups
+    /// need more than the default).
+    pub heap_mb: u32,
 }
 
 impl Default for KafkaOptions {
@@ -125,6 +128,7 @@ impl Default for KafkaOptions {
             nodes: 1,
             advertise: Vec::new(),
             properties: Vec::new(),
+            heap_mb: 512,
         }
     }
 }
@@ -137,6 +141,7 @@ struct Node {
     sasl: u16,
     internal: u16,
     dir: PathBuf,
+    heap_mb: u32,
     process: Option<(Child, ChildStdin)>,
 }
 
@@ -205,6 +210,7 @@ impl Kafka {
                 sasl: free_port(),
                 internal: free_port(),
                 dir: dir.join(format!("node-{}", i + 1)),
+                heap_mb: options.heap_mb,
                 process: None,
             })
             .collect();
@@ -674,7 +680,7 @@ fn spawn_node(n: &mut Node) {
         .arg("kafka-node")
         .arg("java")
         .arg("-Xms128m")
-        .arg("-Xmx512m")
+        .arg(format!("-Xmx{}m", n.heap_mb))
         .arg("-XX:+UseSerialGC")
         .arg(format!(
             "-Dlog4j2.configurationFile={}",

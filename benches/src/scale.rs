@@ -1,0 +1,541 @@
+//! `kmirror-bench scale`: many topics, partitions and consumer groups on one instance.
+//!
+//! Builds a source with `topics × partitions` partitions holding `records` records each and
+//! `groups` consumer groups, each committed on every partition of `topics_per_group` topics,
+//! then runs each replicator into a fresh target and measures: start to every record copied,
+//! start to every group checkpointed on the target, a new commit on the source to its
+//! checkpoint on the target (p50/p99 over every group partition), CPU once idle, peak RSS and
+//! threads.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use kmirror_core::mm2::Checkpoint;
+use kmirror_testbed::kafka::{JavaProcess, Kafka, KafkaOptions};
+use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::{cpu_seconds, peak_rss_mb, produce, warm_up, Replicator, Running};
+
+/// The scale benchmark's options.
+#[derive(clap::Args, Clone)]
+pub struct ScaleArgs {
+    /// Topics on the source.
+    #[arg(long, default_value_t = 200)]
+    topics: usize,
+    /// Partitions per topic.
+    #[arg(long, default_value_t = 10)]
+    partitions: i32,
+    /// Consumer groups on the source.
+    #[arg(long, default_value_t = 200)]
+    groups: usize,
+    /// Topics each group has committed on (every partition of them).
+    #[arg(long, default_value_t = 5)]
+    topics_per_group: usize,
+    /// Records per partition.
+    #[arg(long, default_value_t = 20)]
+    records: usize,
+    /// `emit.checkpoints.interval.seconds` (both replicators).
+    #[arg(long, default_value_t = 5)]
+    interval: u64,
+    /// Seconds CPU is sampled for once everything is checkpointed and nothing changes.
+    #[arg(long, default_value_t = 30)]
+    idle_seconds: u64,
+    /// Replicators to run.
+    #[arg(long, value_enum, num_args = 1.., default_values_t = [Replicator::Kmirror, Replicator::Mm2])]
+    only: Vec<Replicator>,
+    /// The kmirror binary (default: next to this one).
+    #[arg(long)]
+    kmirror: Option<PathBuf>,
+    /// Each broker's Java heap in MiB (a broker of 10,000 partitions and 1,000 groups needs
+    /// more than the test bed's 512).
+    #[arg(long, default_value_t = 2048)]
+    broker_heap_mb: u32,
+    /// Keep each replicator's log in this directory.
+    #[arg(long)]
+    logs: Option<PathBuf>,
+}
+
+/// What one replicator did.
+#[derive(Default)]
+struct ScaleMeasure {
+    copied: Option<f64>,
+    checkpointed: Option<f64>,
+    latency_p50: Option<f64>,
+    latency_p99: Option<f64>,
+    idle_cpu_percent: f64,
+    rss_mb: f64,
+    threads: u64,
+}
+
+/// How long a phase may take before the benchmark gives up on it (and says so in the table).
+const PHASE_LIMIT: Duration = Duration::from_secs(600);
+
+impl ScaleArgs {
+    fn kafka_options(&self) -> KafkaOptions {
+        KafkaOptions {
+            heap_mb: self.broker_heap_mb,
+            ..KafkaOptions::default()
+        }
+    }
+
+    fn topic(&self, i: usize) -> String {
+        format!("scale-t{i:05}")
+    }
+
+    fn group(&self, g: usize) -> String {
+        format!("scale-g{g:05}")
+    }
+
+    /// The topics group `g` committed on.
+    fn group_topics(&self, g: usize) -> Vec<String> {
+        (0..self.topics_per_group.min(self.topics))
+            .map(|j| self.topic((g * self.topics_per_group + j) % self.topics))
+            .collect()
+    }
+
+    /// The offset group `g` commits in `round` (0: before the start, 1: while running).
+    fn committed(&self, g: usize, round: usize) -> i64 {
+        let records = i64::try_from(self.records).unwrap_or(i64::MAX);
+        let base = i64::try_from(g % 5).unwrap_or(0) + 1;
+        (base + i64::try_from(round * 5).unwrap_or(0)).min(records)
+    }
+
+    fn total_records(&self) -> i64 {
+        i64::try_from(self.topics * self.records).unwrap_or(i64::MAX) * i64::from(self.partitions)
+    }
+}
+
+fn create_topics(bootstrap: &str, args: &ScaleArgs) -> Result<()> {
+    let admin = kmirror_testbed::admin(bootstrap);
+    let names: Vec<String> = (0..args.topics).map(|i| args.topic(i)).collect();
+    for chunk in names.chunks(200) {
+        let new: Vec<NewTopic> = chunk
+            .iter()
+            .map(|t| NewTopic::new(t, args.partitions, TopicReplication::Fixed(1)))
+            .collect();
+        for r in kmirror_testbed::block_on(admin.create_topics(&new, &AdminOptions::new()))? {
+            r.map_err(|(t, e)| anyhow::anyhow!("create {t}: {e}"))?;
+        }
+    }
+    Ok(())
+}
+
+fn fill(bootstrap: &str, args: &ScaleArgs) -> Result<()> {
+    let producer: BaseProducer = kmirror_testbed::client(bootstrap)
+        .set("linger.ms", "20")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()?;
+    for i in 0..args.topics {
+        let topic = args.topic(i);
+        for p in 0..args.partitions {
+            for r in 0..args.records {
+                let value = format!("{topic}/{p}/{r:04}");
+                produce::send(
+                    &producer,
+                    BaseRecord::<[u8], [u8]>::to(&topic)
+                        .partition(p)
+                        .payload(value.as_bytes()),
+                )?;
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(300))?;
+    Ok(())
+}
+
+/// Commits every group's `round` offsets, a few groups at a time; returns when each group's
+/// commit was acknowledged.
+fn commit_groups(bootstrap: &str, args: &ScaleArgs, round: usize) -> Result<Vec<Instant>> {
+    let done: Mutex<Vec<Option<Instant>>> = Mutex::new(vec![None; args.groups]);
+    let workers = 8;
+    std::thread::scope(|s| -> Result<()> {
+        let handles: Vec<_> = (0..workers)
+            .map(|w| {
+                let done = &done;
+                s.spawn(move || -> Result<()> {
+                    for g in (w..args.groups).step_by(workers) {
+                        let consumer: BaseConsumer = kmirror_testbed::client(bootstrap)
+                            .set("group.id", args.group(g))
+                            .set("enable.auto.commit", "false")
+                            .create()?;
+                        let mut tpl = TopicPartitionList::new();
+                        for topic in args.group_topics(g) {
+                            for p in 0..args.partitions {
+                                tpl.add_partition_offset(
+                                    &topic,
+                                    p,
+                                    Offset::Offset(args.committed(g, round)),
+                                )?;
+                            }
+                        }
+                        consumer.commit(&tpl, CommitMode::Sync)?;
+                        if let Ok(mut d) = done.lock() {
+                            d[g] = Some(Instant::now());
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join()
+                .map_err(|_| anyhow::anyhow!("a committing thread panicked"))??;
+        }
+        Ok(())
+    })?;
+    let done = done.into_inner().map_err(|_| anyhow::anyhow!("poisoned"))?;
+    done.into_iter()
+        .enumerate()
+        .map(|(g, at)| at.with_context(|| format!("group {g} not committed")))
+        .collect()
+}
+
+/// Records on the target: the sum of every partition's end offset (one ListOffsets request per
+/// broker), 0 for topics that do not exist yet.
+fn on_target(watcher: &BaseConsumer, args: &ScaleArgs) -> i64 {
+    let mut tpl = TopicPartitionList::new();
+    for i in 0..args.topics {
+        for p in 0..args.partitions {
+            let _ = tpl.add_partition_offset(&args.topic(i), p, Offset::End);
+        }
+    }
+    // A full metadata request first: librdkafka keeps a topic it found missing unknown until
+    // its next periodic refresh (5 minutes), and a ListOffsets naming it fails as a whole.
+    if let Err(e) = watcher.fetch_metadata(None, Duration::from_secs(10)) {
+        eprintln!("  target metadata: {e}");
+        return 0;
+    }
+    match watcher.offsets_for_times(tpl, Duration::from_secs(10)) {
+        // Topics not created yet on the target.
+        Err(_) => 0,
+        Ok(ends) => ends
+            .elements()
+            .iter()
+            .map(|e| match e.offset() {
+                Offset::Offset(o) if o > 0 => o,
+                _ => 0,
+            })
+            .sum(),
+    }
+}
+
+/// (group, topic, partition) → (upstream offset, when it was read), the latest of each key.
+type Seen = Arc<Mutex<HashMap<(String, String, i32), (i64, Instant)>>>;
+
+/// Reads the checkpoints topic on the target from the beginning until `stop`.
+fn watch_checkpoints(
+    bootstrap: String,
+    topic: String,
+    seen: Seen,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> Result<()> {
+    let consumer: BaseConsumer = kmirror_testbed::client(&bootstrap)
+        .set(
+            "group.id",
+            format!("scale-watch-{}", kmirror_testbed::rand_suffix()),
+        )
+        .set("enable.auto.commit", "false")
+        .set("topic.metadata.refresh.interval.ms", "1000")
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(&topic, 0, Offset::Beginning)?;
+    consumer.assign(&tpl)?;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            if let (Some(k), Some(v)) = (m.key(), m.payload()) {
+                if let Ok(cp) = Checkpoint::decode(k, v) {
+                    if let Ok(mut s) = seen.lock() {
+                        s.insert(
+                            (cp.group, cp.topic, cp.partition),
+                            (cp.upstream, Instant::now()),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Waits until every group partition's checkpoint names its `round` offset; returns when
+/// each arrived, or `None` after [`PHASE_LIMIT`].
+fn wait_checkpointed(seen: &Seen, args: &ScaleArgs, round: usize) -> Option<Vec<(usize, Instant)>> {
+    let deadline = Instant::now() + PHASE_LIMIT;
+    loop {
+        let mut arrivals = Vec::new();
+        let mut missing = 0usize;
+        if let Ok(s) = seen.lock() {
+            for g in 0..args.groups {
+                let group = args.group(g);
+                for topic in args.group_topics(g) {
+                    for p in 0..args.partitions {
+                        match s.get(&(group.clone(), topic.clone(), p)) {
+                            Some((up, at)) if *up == args.committed(g, round) => {
+                                arrivals.push((g, *at));
+                            }
+                            _ => missing += 1,
+                        }
+                    }
+                }
+            }
+        }
+        if missing == 0 {
+            return Some(arrivals);
+        }
+        if Instant::now() > deadline {
+            eprintln!("  {missing} group partitions still without their checkpoint");
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn threads(pid: u32) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Threads:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(str::to_owned))
+        })
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+fn kmirror_config(dir: &Path, source: &str, target: &str, args: &ScaleArgs) -> Result<PathBuf> {
+    let path = dir.join("kmirror-scale.yaml");
+    fs::write(
+        &path,
+        format!(
+            "clusters:\n  - alias: source\n    bootstrapServers: {source}\n  - alias: target\n    bootstrapServers: {target}\nmirrors:\n  - sourceCluster: source\n    targetCluster: target\n    topicsPattern: \"scale-t.*\"\n    groupsPattern: \"scale-g.*\"\n    sourceConnector:\n      config:\n        replication.policy.class: IdentityReplicationPolicy\n        replication.factor: -1\n        offset-syncs.topic.replication.factor: -1\n        heartbeats.topic.replication.factor: -1\n        checkpoints.topic.replication.factor: -1\n        emit.checkpoints.interval.seconds: {}\n",
+            args.interval
+        ),
+    )?;
+    Ok(path)
+}
+
+fn mm2_properties(dir: &Path, source: &str, target: &str, args: &ScaleArgs) -> Result<PathBuf> {
+    let path = dir.join("mm2-scale.properties");
+    fs::write(
+        &path,
+        format!(
+            "clusters = source, target
+source.bootstrap.servers = {source}
+target.bootstrap.servers = {target}
+source->target.enabled = true
+target->source.enabled = false
+target->source.emit.heartbeats.enabled = false
+source->target.topics = scale-t.*
+source->target.groups = scale-g.*
+source->target.emit.checkpoints.interval.seconds = {}
+replication.policy.class = org.apache.kafka.connect.mirror.IdentityReplicationPolicy
+replication.factor = 1
+checkpoints.topic.replication.factor = 1
+heartbeats.topic.replication.factor = 1
+offset-syncs.topic.replication.factor = 1
+offset.storage.replication.factor = 1
+status.storage.replication.factor = 1
+config.storage.replication.factor = 1
+sync.topic.acls.enabled = false
+",
+            args.interval
+        ),
+    )?;
+    Ok(path)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
+    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    Some(sorted[i])
+}
+
+fn run_one(who: Replicator, source: &Kafka, args: &ScaleArgs, dir: &Path) -> Result<ScaleMeasure> {
+    let target = Kafka::start("scale-target", &args.kafka_options());
+    warm_up(&target.bootstrap)?;
+    // Every group holds its first-round offsets again, so each replicator starts alike.
+    commit_groups(&source.bootstrap, args, 0)?;
+    let seen: Seen = Arc::default();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher_thread = {
+        let (b, s, st) = (
+            target.bootstrap.clone(),
+            Arc::clone(&seen),
+            Arc::clone(&stop),
+        );
+        std::thread::spawn(move || {
+            watch_checkpoints(b, "source.checkpoints.internal".into(), s, st)
+        })
+    };
+    let started = Instant::now();
+    let running = match who {
+        Replicator::Kmirror => {
+            let config = kmirror_config(dir, &source.bootstrap, &target.bootstrap, args)?;
+            let kmirror = match &args.kmirror {
+                Some(p) => p.clone(),
+                None => std::env::current_exe()?.with_file_name("kmirror"),
+            };
+            let log = match &args.logs {
+                Some(d) => {
+                    fs::create_dir_all(d)?;
+                    Stdio::from(fs::File::create(d.join("kmirror-scale.log"))?)
+                }
+                None => Stdio::null(),
+            };
+            Running::Process(
+                Command::new(&kmirror)
+                    .args(["run", "--config", config.to_str().context("path")?])
+                    .env(
+                        "RUST_LOG",
+                        if args.logs.is_some() { "info" } else { "warn" },
+                    )
+                    .stdout(Stdio::null())
+                    .stderr(log)
+                    .spawn()
+                    .with_context(|| format!("starting {}", kmirror.display()))?,
+            )
+        }
+        Replicator::Mm2 => {
+            let props = mm2_properties(dir, &source.bootstrap, &target.bootstrap, args)?;
+            Running::Java(JavaProcess::mirror_maker(&props))
+        }
+        Replicator::Loop => bail!("the scale benchmark runs kmirror and MM2 only"),
+    };
+    let pid = running.pid();
+    let mut m = ScaleMeasure::default();
+    let result = (|| -> Result<()> {
+        let watcher: BaseConsumer = kmirror_testbed::client(&target.bootstrap).create()?;
+        let total = args.total_records();
+        let mut n = 0;
+        while started.elapsed() < PHASE_LIMIT {
+            n = on_target(&watcher, args);
+            if n >= total {
+                m.copied = Some(started.elapsed().as_secs_f64());
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        if m.copied.is_none() {
+            eprintln!("  {n} of {total} records on the target");
+        }
+        eprintln!("  every record copied: {:?}", m.copied);
+        m.checkpointed = wait_checkpointed(&seen, args, 0).map(|arrivals| {
+            arrivals
+                .iter()
+                .map(|(_, at)| at.duration_since(started).as_secs_f64())
+                .fold(0.0, f64::max)
+        });
+        eprintln!("  every group checkpointed: {:?}", m.checkpointed);
+        let committed = commit_groups(&source.bootstrap, args, 1)?;
+        if let Some(arrivals) = wait_checkpointed(&seen, args, 1) {
+            let mut latencies: Vec<f64> = arrivals
+                .iter()
+                .map(|(g, at)| at.saturating_duration_since(committed[*g]).as_secs_f64())
+                .collect();
+            latencies.sort_by(f64::total_cmp);
+            m.latency_p50 = percentile(&latencies, 0.50);
+            m.latency_p99 = percentile(&latencies, 0.99);
+        }
+        eprintln!("  commit to checkpoint p99: {:?}", m.latency_p99);
+        if let Some(pid) = pid {
+            // Let the last round's work settle, then sample.
+            std::thread::sleep(Duration::from_secs(args.interval + 2));
+            let c0 = cpu_seconds(pid)?;
+            std::thread::sleep(Duration::from_secs(args.idle_seconds));
+            let c1 = cpu_seconds(pid)?;
+            #[allow(clippy::cast_precision_loss)]
+            let idle = (c1 - c0) / args.idle_seconds as f64 * 100.0;
+            m.idle_cpu_percent = idle;
+            m.rss_mb = peak_rss_mb(pid)?;
+            m.threads = threads(pid);
+        }
+        Ok(())
+    })();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = watcher_thread.join();
+    if let (Some(logs), Running::Java(j)) = (&args.logs, &running) {
+        let _ = fs::create_dir_all(logs);
+        let _ = fs::write(logs.join("mm2-scale.log"), j.logs());
+    }
+    running.stop();
+    result?;
+    Ok(m)
+}
+
+/// Runs the scale benchmark and prints its table.
+pub fn run(args: &ScaleArgs) -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("kmirror-scale-{}", std::process::id()));
+    fs::create_dir_all(&dir)?;
+    eprintln!(
+        "starting the source cluster (Apache Kafka {})...",
+        kmirror_testbed::kafka::kafka_version()
+    );
+    let source = Kafka::start("scale-source", &args.kafka_options());
+    warm_up(&source.bootstrap)?;
+    let partitions = args.topics * usize::try_from(args.partitions)?;
+    eprintln!(
+        "creating {} topics × {} partitions ({partitions} partitions), {} records each, {} groups on {} topics each...",
+        args.topics, args.partitions, args.records, args.groups, args.topics_per_group
+    );
+    let t = Instant::now();
+    create_topics(&source.bootstrap, args)?;
+    fill(&source.bootstrap, args)?;
+    eprintln!("  source ready in {:.0} s", t.elapsed().as_secs_f64());
+    let mut rows = Vec::new();
+    for &who in &args.only {
+        eprintln!("{}...", who.name());
+        rows.push((who, run_one(who, &source, args, &dir)?));
+    }
+    let _ = fs::remove_dir_all(&dir);
+    let secs =
+        |v: Option<f64>| v.map_or_else(|| "not within 600 s".into(), |s| format!("{s:.1} s"));
+    println!(
+        "| {partitions} partitions, {} groups ({} group partitions), interval {} s | {} |",
+        args.groups,
+        args.groups * args.topics_per_group.min(args.topics) * usize::try_from(args.partitions)?,
+        args.interval,
+        rows.iter()
+            .map(|(w, _)| w.name())
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    println!("|---|{}", "---:|".repeat(rows.len()));
+    let line = |name: &str, f: &dyn Fn(&ScaleMeasure) -> String| {
+        println!(
+            "| {name} | {} |",
+            rows.iter()
+                .map(|(_, m)| f(m))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        );
+    };
+    line("start to every record copied", &|m| secs(m.copied));
+    line("start to every group checkpointed", &|m| {
+        secs(m.checkpointed)
+    });
+    line("commit to checkpoint, p50 / p99", &|m| {
+        format!("{} / {}", secs(m.latency_p50), secs(m.latency_p99))
+    });
+    line("idle CPU (share of one core)", &|m| {
+        format!("{:.1} %", m.idle_cpu_percent)
+    });
+    line("peak RSS", &|m| format!("{:.0} MB", m.rss_mb));
+    line("threads", &|m| m.threads.to_string());
+    Ok(())
+}
