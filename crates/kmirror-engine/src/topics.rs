@@ -126,6 +126,27 @@ pub struct Replicable {
     pub target_topic: Arc<str>,
 }
 
+/// Topics per CreateTopics request.
+const CREATE_BATCH: usize = 100;
+
+/// Adds the partitions of `topic` copied to `remote` (its `on_target` partitions) to `out`.
+fn push_partitions(
+    out: &mut Vec<Replicable>,
+    topic: &str,
+    remote: String,
+    partitions: i32,
+    on_target: i32,
+) {
+    let remote: Arc<str> = remote.into();
+    let source_topic: Arc<str> = topic.into();
+    for p in 0..replicated_partitions(partitions, on_target) {
+        out.push(Replicable {
+            source: TopicPartition::new(Arc::clone(&source_topic), p),
+            target_topic: Arc::clone(&remote),
+        });
+    }
+}
+
 /// What one topic refresh found.
 #[derive(Debug, Default)]
 pub struct SyncRound {
@@ -272,6 +293,7 @@ impl TopicSync {
         let mut out = Vec::new();
         let mut round = SyncRound::default();
         let mut pairs = Vec::new();
+        let mut to_create = Vec::new();
         for (topic, remote, partitions) in self.replicated_topics(&source_topics) {
             round.source_topics.insert(topic.clone());
             pairs.push((topic.clone(), remote.clone()));
@@ -285,18 +307,11 @@ impl TopicSync {
                     }
                     continue;
                 }
-                PartitionAction::Create(n) => match self.create(topic, &remote, n).await {
-                    Ok(()) => n,
-                    Err(e) => {
-                        self.metrics.error(
-                            self.mirror.source.as_str(),
-                            self.mirror.target.as_str(),
-                            "topic_create",
-                        );
-                        tracing::error!(topic = %topic, target_topic = %remote, "cannot create the target topic: {e}; retrying at the next refresh");
-                        continue;
-                    }
-                },
+                // Created together below: CreateTopics and DescribeConfigs take many topics.
+                PartitionAction::Create(n) => {
+                    to_create.push((topic.clone(), remote, n, partitions));
+                    continue;
+                }
                 // Grown before the new partitions are handed to the replicator.
                 PartitionAction::Grow { from, to } => self.grow(&remote, from, to).await,
                 PartitionAction::InStep => partitions,
@@ -312,13 +327,20 @@ impl TopicSync {
                 m.remove(topic);
             }
             target_topics.insert(remote.clone(), on_target);
-            let remote: Arc<str> = remote.into();
-            let source_topic: Arc<str> = topic.as_str().into();
-            for p in 0..replicated_partitions(partitions, on_target) {
-                out.push(Replicable {
-                    source: TopicPartition::new(Arc::clone(&source_topic), p),
-                    target_topic: Arc::clone(&remote),
-                });
+            push_partitions(&mut out, topic, remote, partitions, on_target);
+        }
+        let outcomes = self.create_many(&to_create).await;
+        for ((topic, remote, n, partitions), outcome) in to_create.into_iter().zip(outcomes) {
+            match outcome {
+                Ok(()) => push_partitions(&mut out, &topic, remote, partitions, n),
+                Err(e) => {
+                    self.metrics.error(
+                        self.mirror.source.as_str(),
+                        self.mirror.target.as_str(),
+                        "topic_create",
+                    );
+                    tracing::error!(topic = %topic, target_topic = %remote, "cannot create the target topic: {e}; retrying at the next refresh");
+                }
             }
         }
         round.partitions = out;
@@ -330,47 +352,75 @@ impl TopicSync {
         family.with_label_values(&[self.mirror.source.as_str(), self.mirror.target.as_str()])
     }
 
-    /// The configs a new remote topic of `topic` gets (MM2's creation filter).
-    pub(crate) async fn creation_configs(&self, topic: &str) -> Vec<(String, String)> {
+    /// Creates the target topics of `list` (source topic, target topic, partitions, ...):
+    /// their source configs described and the topics created in batches of
+    /// [`CREATE_BATCH`] per request. Each topic's outcome, in order; a topic that exists
+    /// already is fine.
+    async fn create_many(&self, list: &[(String, String, i32, i32)]) -> Vec<Result<()>> {
+        if list.is_empty() {
+            return Vec::new();
+        }
+        let sources: Vec<String> = list.iter().map(|(t, ..)| t.clone()).collect();
         let described =
-            describe_topic_configs(&self.source, &[topic.to_owned()], self.mirror.admin_timeout)
-                .await;
-        match described.into_iter().next() {
-            Some(Ok(entries)) => self.mirror.config_filter.creation_configs(&entries),
-            Some(Err(e)) => {
-                tracing::warn!(topic, "cannot read the source topic's configs ({e}); creating it with the target's defaults");
-                Vec::new()
-            }
-            None => Vec::new(),
-        }
-    }
-
-    async fn create(&self, topic: &str, remote: &str, partitions: i32) -> Result<()> {
-        let configs = self.creation_configs(topic).await;
-        let rf = self.mirror.replication_factor.unwrap_or(-1);
-        let mut new = NewTopic::new(remote, partitions, TopicReplication::Fixed(rf));
-        for (k, v) in &configs {
-            new = new.set(k, v);
-        }
-        let opts = AdminOptions::new().request_timeout(Some(self.mirror.admin_timeout));
-        let results = self
-            .target
-            .create_topics(&[new], &opts)
-            .await
-            .map_err(|e| Error::Retriable(format!("CreateTopics: {e}")))?;
-        for r in results {
-            match r {
-                Ok(_) => {
-                    self.flow_counter(&self.metrics.topics_created).inc();
-                    let shown: Vec<String> =
-                        configs.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                    tracing::info!(topic = %remote, partitions, replication_factor = rf, configs = %shown.join(","), "created target topic");
+            describe_topic_configs(&self.source, &sources, self.mirror.admin_timeout).await;
+        let configs: Vec<Vec<(String, String)>> = list
+            .iter()
+            .zip(described)
+            .map(|((topic, ..), d)| match d {
+                Ok(entries) => self.mirror.config_filter.creation_configs(&entries),
+                Err(e) => {
+                    tracing::warn!(topic = %topic, "cannot read the source topic's configs ({e}); creating it with the target's defaults");
+                    Vec::new()
                 }
-                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((_, code)) => return Err(Error::Retriable(format!("{code}"))),
+            })
+            .collect();
+        let rf = self.mirror.replication_factor.unwrap_or(-1);
+        let opts = AdminOptions::new().request_timeout(Some(self.mirror.admin_timeout));
+        let mut out = Vec::with_capacity(list.len());
+        for (chunk, chunk_configs) in list.chunks(CREATE_BATCH).zip(configs.chunks(CREATE_BATCH)) {
+            let new: Vec<NewTopic<'_>> = chunk
+                .iter()
+                .zip(chunk_configs)
+                .map(|((_, remote, n, _), configs)| {
+                    configs.iter().fold(
+                        NewTopic::new(remote, *n, TopicReplication::Fixed(rf)),
+                        |t, (k, v)| t.set(k, v),
+                    )
+                })
+                .collect();
+            let answers: std::collections::HashMap<
+                String,
+                std::result::Result<(), RDKafkaErrorCode>,
+            > = match self.target.create_topics(&new, &opts).await {
+                Ok(results) => results
+                    .into_iter()
+                    .map(|r| match r {
+                        Ok(name) => (name, Ok(())),
+                        Err((name, code)) => (name, Err(code)),
+                    })
+                    .collect(),
+                Err(e) => {
+                    let why = format!("CreateTopics: {e}");
+                    out.extend(chunk.iter().map(|_| Err(Error::Retriable(why.clone()))));
+                    continue;
+                }
+            };
+            for ((_, remote, n, _), configs) in chunk.iter().zip(chunk_configs) {
+                out.push(match answers.get(remote) {
+                    Some(Ok(())) => {
+                        self.flow_counter(&self.metrics.topics_created).inc();
+                        let shown: Vec<String> =
+                            configs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                        tracing::info!(topic = %remote, partitions = n, replication_factor = rf, configs = %shown.join(","), "created target topic");
+                        Ok(())
+                    }
+                    Some(Err(RDKafkaErrorCode::TopicAlreadyExists)) => Ok(()),
+                    Some(Err(code)) => Err(Error::Retriable(format!("{code}"))),
+                    None => Err(Error::Retriable("no answer for the topic".into())),
+                });
             }
         }
-        Ok(())
+        out
     }
 
     /// Grows `remote` to `wanted` partitions; returns the count it has afterwards.
