@@ -174,7 +174,16 @@ pub struct TopicSync {
     /// a broker answers metadata from a cache that may lag behind topics created moments ago,
     /// so a topic counts as deleted only once it stays missing for [`MISSING_CONFIRMED_AFTER`].
     missing_since: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    /// Source topics whose target topic a listing has shown since it was created: a broker
+    /// busy creating thousands of partitions may leave a topic it just created out of its
+    /// listings for many seconds, so a topic never listed yet counts as deleted only after
+    /// [`MISSING_UNSEEN_CONFIRMED_AFTER`].
+    listed: std::sync::Mutex<std::collections::HashSet<String>>,
 }
+
+/// How long a target topic never listed since its creation must stay unlisted to count as
+/// deleted.
+const MISSING_UNSEEN_CONFIRMED_AFTER: Duration = Duration::from_secs(60);
 
 /// How long a target topic of partitions being copied must stay unlisted to count as deleted.
 const MISSING_CONFIRMED_AFTER: Duration = Duration::from_secs(3);
@@ -238,6 +247,7 @@ impl TopicSync {
             metrics,
             reported: std::sync::Mutex::default(),
             missing_since: std::sync::Mutex::default(),
+            listed: std::sync::Mutex::default(),
         }
     }
 
@@ -250,7 +260,13 @@ impl TopicSync {
         let since = *m
             .entry(topic.to_owned())
             .or_insert_with(std::time::Instant::now);
-        since.elapsed() >= MISSING_CONFIRMED_AFTER
+        let listed = self.listed.lock().map_or(true, |l| l.contains(topic));
+        since.elapsed()
+            >= if listed {
+                MISSING_CONFIRMED_AFTER
+            } else {
+                MISSING_UNSEEN_CONFIRMED_AFTER
+            }
     }
 
     /// Whether `condition` is new (and records it).
@@ -303,6 +319,11 @@ impl TopicSync {
             ) {
                 PartitionAction::Create(_) if hold.contains(topic) => {
                     if self.missing_long_enough(topic) {
+                        // Created again, it must be listed again before a new absence is
+                        // taken for a deletion within seconds.
+                        if let Ok(mut l) = self.listed.lock() {
+                            l.remove(topic);
+                        }
                         round.target_missing.push(topic.clone());
                     }
                     continue;
@@ -325,6 +346,9 @@ impl TopicSync {
             };
             if let Ok(mut m) = self.missing_since.lock() {
                 m.remove(topic);
+            }
+            if let Ok(mut l) = self.listed.lock() {
+                l.insert(topic.clone());
             }
             target_topics.insert(remote.clone(), on_target);
             push_partitions(&mut out, topic, remote, partitions, on_target);
