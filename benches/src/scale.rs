@@ -253,11 +253,12 @@ fn watch_checkpoints(
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
             if let (Some(k), Some(v)) = (m.key(), m.payload()) {
                 if let Ok(cp) = Checkpoint::decode(k, v) {
+                    // When a key's upstream offset first appeared, not its re-emissions.
                     if let Ok(mut s) = seen.lock() {
-                        s.insert(
-                            (cp.group, cp.topic, cp.partition),
-                            (cp.upstream, Instant::now()),
-                        );
+                        let key = (cp.group, cp.topic, cp.partition);
+                        if s.get(&key).is_none_or(|(up, _)| *up != cp.upstream) {
+                            s.insert(key, (cp.upstream, Instant::now()));
+                        }
                     }
                 }
             }

@@ -19,6 +19,7 @@ mod packaging;
 mod refused;
 mod replication;
 mod restart;
+mod scale;
 mod security;
 mod topic_sync;
 mod validate;

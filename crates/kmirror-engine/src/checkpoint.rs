@@ -15,8 +15,10 @@ use kmirror_core::checkpoint::{group_is_active, should_emit, sync_decision, Sync
 use kmirror_core::config::{CheckpointSettings, Mirror};
 use kmirror_core::mm2::Checkpoint;
 use kmirror_core::TopicPartition;
+use rdkafka::admin::AdminClient;
+use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -127,7 +129,7 @@ impl CheckpointJob {
             };
         // One client reads every group's offsets for the life of the job (OffsetFetch and
         // ListGroups need no group membership): no client per group per round.
-        let reader: Arc<BaseConsumer> = match group_reader(&self.source) {
+        let reader: Arc<AdminClient<DefaultClientContext>> = match group_reader(&self.source) {
             Ok(c) => Arc::new(c),
             Err(e) => {
                 tracing::error!(
@@ -229,6 +231,8 @@ impl CheckpointJob {
             // waits for the acknowledgements, and only acknowledged checkpoints are stored (the
             // others are emitted again next round).
             let mut sent = Vec::new();
+            // Checkpoints left for the next round because the producer's queue was full.
+            let mut deferred = 0usize;
             for (group, entries) in committed {
                 for (tp, upstream, metadata) in entries {
                     let Some((target_topic, map)) = maps.get(&tp) else {
@@ -262,6 +266,10 @@ impl CheckpointJob {
                         .key(&k)
                         .payload(&v)
                         .timestamp(round_start);
+                    if deferred > 0 {
+                        deferred += 1;
+                        continue;
+                    }
                     match producer.send_result(record) {
                         Ok(delivery) => sent.push((
                             delivery,
@@ -272,12 +280,22 @@ impl CheckpointJob {
                             translation,
                             metadata.clone(),
                         )),
+                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                            deferred = 1;
+                        }
                         Err((e, _)) => {
                             self.metrics.error(&s, &t, "checkpoint");
                             tracing::warn!(group = %group, topic = %tp.topic, partition = tp.partition, "checkpoint not queued: {e}; retrying next interval");
                         }
                     }
                 }
+            }
+            if deferred > 0 {
+                tracing::warn!(
+                    deferred,
+                    queued = sent.len(),
+                    "the checkpoint producer's queue is full: {deferred} checkpoints wait for the next round"
+                );
             }
             for (delivery, group, key, tp, upstream, translation, metadata) in sent {
                 let delivered = tokio::select! {
@@ -441,9 +459,12 @@ fn client(cfg: &ClientConfig, group: &str) -> Result<BaseConsumer, KafkaError> {
     c.create()
 }
 
-/// The client that lists groups and reads their committed offsets (it never joins a group).
-pub(crate) fn group_reader(cfg: &ClientConfig) -> Result<BaseConsumer, KafkaError> {
-    client(cfg, "kmirror-group-reader")
+/// The client that lists groups and reads their committed offsets: an admin client, whose own
+/// thread serves its events (a consumer's would pile up unpolled for the life of the job).
+pub(crate) fn group_reader(
+    cfg: &ClientConfig,
+) -> Result<AdminClient<DefaultClientContext>, KafkaError> {
+    cfg.create()
 }
 
 pub(crate) type Committed = Vec<(String, Vec<(TopicPartition, i64, String)>)>;
@@ -472,7 +493,7 @@ pub(crate) type Failed = Vec<(String, kmirror_admin::AdminError)>;
 /// when the listing fails, or when every group failed for the same reason as the first (the
 /// cluster does not answer). Blocking.
 pub(crate) fn fetch_committed(
-    reader: &BaseConsumer,
+    reader: &AdminClient<DefaultClientContext>,
     filter: Option<&kmirror_core::filter::NameFilter>,
     known: Vec<String>,
     partitions: &HashSet<TopicPartition>,
@@ -480,7 +501,7 @@ pub(crate) fn fetch_committed(
 ) -> Result<(Option<Vec<String>>, Committed, Failed), KafkaError> {
     let listed = match filter {
         Some(f) => {
-            let list = reader.fetch_group_list(None, TIMEOUT)?;
+            let list = reader.inner().fetch_group_list(None, TIMEOUT)?;
             let mut names: Vec<String> = list
                 .groups()
                 .iter()
@@ -494,7 +515,7 @@ pub(crate) fn fetch_committed(
     };
     let groups = listed.clone().unwrap_or(known);
     let answers = kmirror_admin::list_group_offsets(
-        reader.client(),
+        reader.inner(),
         &groups,
         OFFSET_FETCHES_IN_FLIGHT,
         TIMEOUT,

@@ -269,6 +269,17 @@ impl TopicSync {
             }
     }
 
+    /// Forgets whether the target topic of `topic` was listed and since when it is missing: it
+    /// was just created (again).
+    fn forget_listing(&self, topic: &str) {
+        if let Ok(mut m) = self.missing_since.lock() {
+            m.remove(topic);
+        }
+        if let Ok(mut l) = self.listed.lock() {
+            l.remove(topic);
+        }
+    }
+
     /// Whether `condition` is new (and records it).
     fn first_report(&self, condition: String) -> bool {
         self.reported
@@ -320,10 +331,8 @@ impl TopicSync {
                 PartitionAction::Create(_) if hold.contains(topic) => {
                     if self.missing_long_enough(topic) {
                         // Created again, it must be listed again before a new absence is
-                        // taken for a deletion within seconds.
-                        if let Ok(mut l) = self.listed.lock() {
-                            l.remove(topic);
-                        }
+                        // taken for a deletion within seconds, and its clock starts anew.
+                        self.forget_listing(topic);
                         round.target_missing.push(topic.clone());
                     }
                     continue;
@@ -356,7 +365,10 @@ impl TopicSync {
         let outcomes = self.create_many(&to_create).await;
         for ((topic, remote, n, partitions), outcome) in to_create.into_iter().zip(outcomes) {
             match outcome {
-                Ok(()) => push_partitions(&mut out, &topic, remote, partitions, n),
+                Ok(()) => {
+                    self.forget_listing(&topic);
+                    push_partitions(&mut out, &topic, remote, partitions, n);
+                }
                 Err(e) => {
                     self.metrics.error(
                         self.mirror.source.as_str(),
@@ -366,6 +378,13 @@ impl TopicSync {
                     tracing::error!(topic = %topic, target_topic = %remote, "cannot create the target topic: {e}; retrying at the next refresh");
                 }
             }
+        }
+        // Topics no longer on the source are forgotten (listed again, they start afresh).
+        if let Ok(mut l) = self.listed.lock() {
+            l.retain(|t| round.source_topics.contains(t));
+        }
+        if let Ok(mut m) = self.missing_since.lock() {
+            m.retain(|t, _| round.source_topics.contains(t));
         }
         round.partitions = out;
         round.ids = topic_ids(&self.source, &self.target, pairs, timeout).await;
