@@ -405,19 +405,36 @@ fn measure(
     Ok((measure, running))
 }
 
-fn write_kmirror_config(dir: &Path, source: &str, target: &str, topic: &str) -> Result<PathBuf> {
-    let config = dir.join("kmirror.yaml");
+/// A kmirror config from `source` to `target` (identity names, replication factors -1) in
+/// `dir/file`; `patterns` are the mirror's `topicsPattern`/`groupsPattern` lines, `extra` more
+/// connector keys (each line indented by eight spaces).
+fn write_kmirror_config(
+    dir: &Path,
+    file: &str,
+    (source, target): (&str, &str),
+    patterns: &str,
+    extra: &str,
+) -> Result<PathBuf> {
+    let config = dir.join(file);
     fs::write(
         &config,
         format!(
-            "clusters:\n  - alias: source\n    bootstrapServers: {source}\n  - alias: target\n    bootstrapServers: {target}\nmirrors:\n  - sourceCluster: source\n    targetCluster: target\n    topicsPattern: \"{topic}\"\n    sourceConnector:\n      config:\n        replication.policy.class: IdentityReplicationPolicy\n        replication.factor: -1\n        offset-syncs.topic.replication.factor: -1\n        heartbeats.topic.replication.factor: -1\n        checkpoints.topic.replication.factor: -1\n"
+            "clusters:\n  - alias: source\n    bootstrapServers: {source}\n  - alias: target\n    bootstrapServers: {target}\nmirrors:\n  - sourceCluster: source\n    targetCluster: target\n{patterns}    sourceConnector:\n      config:\n        replication.policy.class: IdentityReplicationPolicy\n        replication.factor: -1\n        offset-syncs.topic.replication.factor: -1\n        heartbeats.topic.replication.factor: -1\n        checkpoints.topic.replication.factor: -1\n{extra}"
         ),
     )?;
     Ok(config)
 }
 
-fn write_mm2_properties(dir: &Path, source: &str, target: &str, topic: &str) -> Result<PathBuf> {
-    let path = dir.join("mm2.properties");
+/// MM2 dedicated-mode properties from `source` to `target` for the topics `topic` matches
+/// (identity names, replication factors 1) in `dir/file`, with `extra` lines.
+fn write_mm2_properties(
+    dir: &Path,
+    file: &str,
+    (source, target): (&str, &str),
+    topic: &str,
+    extra: &str,
+) -> Result<PathBuf> {
+    let path = dir.join(file);
     fs::write(
         &path,
         format!(
@@ -437,7 +454,7 @@ offset.storage.replication.factor = 1
 status.storage.replication.factor = 1
 config.storage.replication.factor = 1
 sync.topic.acls.enabled = false
-"
+{extra}"
         ),
     )?;
     Ok(path)
@@ -485,7 +502,13 @@ fn run_one(
         Replicator::Kmirror => {
             // Identity naming: a fresh target topic needs a fresh target cluster, or a topic
             // name of its own on a given one.
-            let config = write_kmirror_config(dir, source, target, topic)?;
+            let config = write_kmirror_config(
+                dir,
+                "kmirror.yaml",
+                (source, target),
+                &format!("    topicsPattern: \"{topic}\"\n"),
+                "",
+            )?;
             let (level, log) = match &args.logs {
                 Some(logs) => {
                     fs::create_dir_all(logs)?;
@@ -509,7 +532,7 @@ fn run_one(
             measure(Running::Process(child), started, target, out, args)
         }
         Replicator::Mm2 => {
-            let props = write_mm2_properties(dir, source, target, topic)?;
+            let props = write_mm2_properties(dir, "mm2.properties", (source, target), topic, "")?;
             let started = Instant::now();
             let mm2 = JavaProcess::mirror_maker(&props);
             measure(Running::Java(mm2), started, target, out, args)

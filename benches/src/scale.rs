@@ -23,7 +23,10 @@ use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::{cpu_seconds, peak_rss_mb, produce, warm_up, Replicator, Running};
+use crate::{
+    cpu_seconds, peak_rss_mb, produce, warm_up, write_kmirror_config, write_mm2_properties,
+    Replicator, Running,
+};
 
 /// The scale benchmark's options.
 #[derive(clap::Args, Clone)]
@@ -315,48 +318,6 @@ fn threads(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-fn kmirror_config(dir: &Path, source: &str, target: &str, args: &ScaleArgs) -> Result<PathBuf> {
-    let path = dir.join("kmirror-scale.yaml");
-    fs::write(
-        &path,
-        format!(
-            "clusters:\n  - alias: source\n    bootstrapServers: {source}\n  - alias: target\n    bootstrapServers: {target}\nmirrors:\n  - sourceCluster: source\n    targetCluster: target\n    topicsPattern: \"scale-t.*\"\n    groupsPattern: \"scale-g.*\"\n    sourceConnector:\n      config:\n        replication.policy.class: IdentityReplicationPolicy\n        replication.factor: -1\n        offset-syncs.topic.replication.factor: -1\n        heartbeats.topic.replication.factor: -1\n        checkpoints.topic.replication.factor: -1\n        emit.checkpoints.interval.seconds: {}\n",
-            args.interval
-        ),
-    )?;
-    Ok(path)
-}
-
-fn mm2_properties(dir: &Path, source: &str, target: &str, args: &ScaleArgs) -> Result<PathBuf> {
-    let path = dir.join("mm2-scale.properties");
-    fs::write(
-        &path,
-        format!(
-            "clusters = source, target
-source.bootstrap.servers = {source}
-target.bootstrap.servers = {target}
-source->target.enabled = true
-target->source.enabled = false
-target->source.emit.heartbeats.enabled = false
-source->target.topics = scale-t.*
-source->target.groups = scale-g.*
-source->target.emit.checkpoints.interval.seconds = {}
-replication.policy.class = org.apache.kafka.connect.mirror.IdentityReplicationPolicy
-replication.factor = 1
-checkpoints.topic.replication.factor = 1
-heartbeats.topic.replication.factor = 1
-offset-syncs.topic.replication.factor = 1
-offset.storage.replication.factor = 1
-status.storage.replication.factor = 1
-config.storage.replication.factor = 1
-sync.topic.acls.enabled = false
-",
-            args.interval
-        ),
-    )?;
-    Ok(path)
-}
-
 fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
     if sorted.is_empty() {
         return None;
@@ -390,7 +351,16 @@ fn run_one(who: Replicator, source: &Kafka, args: &ScaleArgs, dir: &Path) -> Res
     let started = Instant::now();
     let running = match who {
         Replicator::Kmirror => {
-            let config = kmirror_config(dir, &source.bootstrap, &target.bootstrap, args)?;
+            let config = write_kmirror_config(
+                dir,
+                "kmirror-scale.yaml",
+                (&source.bootstrap, &target.bootstrap),
+                "    topicsPattern: \"scale-t.*\"\n    groupsPattern: \"scale-g.*\"\n",
+                &format!(
+                    "        emit.checkpoints.interval.seconds: {}\n",
+                    args.interval
+                ),
+            )?;
             let kmirror = match &args.kmirror {
                 Some(p) => p.clone(),
                 None => std::env::current_exe()?.with_file_name("kmirror"),
@@ -416,7 +386,16 @@ fn run_one(who: Replicator, source: &Kafka, args: &ScaleArgs, dir: &Path) -> Res
             )
         }
         Replicator::Mm2 => {
-            let props = mm2_properties(dir, &source.bootstrap, &target.bootstrap, args)?;
+            let props = write_mm2_properties(
+                dir,
+                "mm2-scale.properties",
+                (&source.bootstrap, &target.bootstrap),
+                "scale-t.*",
+                &format!(
+                    "source->target.groups = scale-g.*\nsource->target.emit.checkpoints.interval.seconds = {}\n",
+                    args.interval
+                ),
+            )?;
             Running::Java(JavaProcess::mirror_maker(&props))
         }
         Replicator::Loop => bail!("the scale benchmark runs kmirror and MM2 only"),
