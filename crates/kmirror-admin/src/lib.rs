@@ -936,9 +936,10 @@ pub fn list_group_offsets<C: ClientContext>(
         }
         let event = match queue.poll(timeout + POLL_SLACK) {
             Ok(e) => e,
-            // Nothing answered in time: the groups still pending time out together.
+            // Nothing answered in time: the groups still pending, and those not asked yet,
+            // time out together (none is left out of the answer unnamed).
             Err(e) => {
-                for g in groups.iter().take(next) {
+                for g in groups {
                     answers.entry(g.clone()).or_insert_with(|| Err(e.clone()));
                 }
                 break;
