@@ -65,6 +65,9 @@ pub struct ScaleArgs {
     /// Keep each replicator's log in this directory.
     #[arg(long)]
     logs: Option<PathBuf>,
+    /// Further arguments of `kmirror run` (e.g. `--kmirror-arg=--producers=4`).
+    #[arg(long = "kmirror-arg", value_name = "ARG", allow_hyphen_values = true)]
+    kmirror_args: Vec<String>,
 }
 
 /// What one replicator did.
@@ -375,6 +378,7 @@ fn run_one(who: Replicator, source: &Kafka, args: &ScaleArgs, dir: &Path) -> Res
             Running::Process(
                 Command::new(&kmirror)
                     .args(["run", "--config", config.to_str().context("path")?])
+                    .args(&args.kmirror_args)
                     .env(
                         "RUST_LOG",
                         if args.logs.is_some() { "info" } else { "warn" },

@@ -38,7 +38,14 @@ fn offsets_commit_after_stopping_kmirror_resumes_exactly() {
     let extra = "        emit.checkpoints.interval.seconds: 1\n        refresh.groups.interval.seconds: 1\n";
     let config = env.config(&topic, extra);
     let port = free_port();
-    let mut kmirror = Kmirror::start(&config, &["--metrics-addr", &format!("127.0.0.1:{port}")]);
+    let mut kmirror = Kmirror::start(
+        &config,
+        &[
+            "--metrics-addr",
+            &format!("127.0.0.1:{port}"),
+            "--per-partition-checkpoint-metrics",
+        ],
+    );
     let copied = consume(
         &target.bootstrap,
         &topic,

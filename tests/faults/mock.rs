@@ -73,6 +73,7 @@ fn mocked(topic: &str, partitions: i32, total: usize, wedged_after: Duration) ->
         metrics: Arc::new(kmirror_engine::metrics::Metrics::new()),
         maps: Arc::default(),
         stall_after: Duration::from_secs(3),
+        producers: 1,
         wedged_after,
         tails: None,
     };

@@ -815,6 +815,40 @@ pub fn describe_cluster_authorized_operations<C: ClientContext>(
     client: &Client<C>,
     timeout: Duration,
 ) -> Result<Option<Vec<AclOperation>>, AdminError> {
+    describe_cluster(client, timeout, true, |result| {
+        let mut n = 0usize;
+        // SAFETY: `result` belongs to the live event; the array is copied at once.
+        unsafe {
+            operations(
+                rd::rd_kafka_DescribeCluster_result_authorized_operations(result, &mut n),
+                n,
+            )
+        }
+    })
+}
+
+/// How many brokers the cluster reports (DescribeCluster, KIP-700: a few bytes whatever the
+/// number of topics, unlike a metadata listing). Brokers before Kafka 2.8 answer with an
+/// unsupported-version error. Blocking.
+pub fn count_brokers<C: ClientContext>(
+    client: &Client<C>,
+    timeout: Duration,
+) -> Result<usize, AdminError> {
+    describe_cluster(client, timeout, false, |result| {
+        let mut n = 0usize;
+        // SAFETY: `result` belongs to the live event; only the count is read.
+        unsafe { rd::rd_kafka_DescribeCluster_result_nodes(result, &mut n) };
+        n
+    })
+}
+
+/// Sends DescribeCluster and reads its result with `read`, while the event that owns it lives.
+fn describe_cluster<C: ClientContext, T>(
+    client: &Client<C>,
+    timeout: Duration,
+    authorized_operations: bool,
+    read: impl FnOnce(*const rd::rd_kafka_DescribeCluster_result_t) -> T,
+) -> Result<T, AdminError> {
     let rk = client.native_ptr();
     let queue = Queue::new(rk)?;
     let options = Options::new(
@@ -822,7 +856,9 @@ pub fn describe_cluster_authorized_operations<C: ClientContext>(
         rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_DESCRIBECLUSTER,
         timeout,
     )?;
-    options.include_authorized_operations()?;
+    if authorized_operations {
+        options.include_authorized_operations()?;
+    }
     // SAFETY: every handle is alive for the call.
     unsafe { rd::rd_kafka_DescribeCluster(rk, options.0, queue.0) };
     let event = queue.poll(timeout + POLL_SLACK)?;
@@ -835,14 +871,7 @@ pub fn describe_cluster_authorized_operations<C: ClientContext>(
             "unexpected event in place of the DescribeCluster result",
         ));
     }
-    let mut n = 0usize;
-    // SAFETY: `result` belongs to the live event; the array is copied at once.
-    Ok(unsafe {
-        operations(
-            rd::rd_kafka_DescribeCluster_result_authorized_operations(result, &mut n),
-            n,
-        )
-    })
+    Ok(read(result))
 }
 
 /// A committed offset of a group, as OffsetFetch reports it.
@@ -856,6 +885,31 @@ pub struct GroupOffset {
     pub offset: i64,
     /// Its commit metadata.
     pub metadata: String,
+}
+
+/// The log start offset and high watermark of `topic`/`partition` that the client last saw in
+/// a Fetch response (librdkafka keeps both per partition it fetches), without asking the
+/// broker; `None` until a response carried them. Cheap and non-blocking: safe on any thread.
+pub fn cached_watermarks<C: ClientContext>(
+    client: &Client<C>,
+    topic: &str,
+    partition: i32,
+) -> Option<(i64, i64)> {
+    let topic = CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1_i64, -1_i64);
+    // SAFETY: the client pointer is valid for the borrow of `client`; `topic` is a
+    // NUL-terminated string that outlives the call; `low` and `high` are valid for writes.
+    // librdkafka only reads its own partition state under its lock.
+    let err = unsafe {
+        rd::rd_kafka_get_watermark_offsets(
+            client.native_ptr(),
+            topic.as_ptr(),
+            partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    (err == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some((low, high))
 }
 
 /// Each group's outcome of [`list_group_offsets`], in the order asked.

@@ -20,7 +20,6 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
@@ -59,6 +58,10 @@ pub struct CheckpointJob {
     pub maps: Arc<MapBoard>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// Whether MM2's checkpoint-latency gauges are kept per group, topic and partition (four
+    /// series per checkpointed group partition: at thousands of them, most of the process's
+    /// memory and of every scrape).
+    pub per_partition_metrics: bool,
 }
 
 /// A stored checkpoint.
@@ -117,8 +120,8 @@ impl CheckpointJob {
             &mut self.context,
             ClusterContext::named(self.mirror.target.as_str()),
         );
-        let producer: FutureProducer<ClusterContext> =
-            match self.producer.clone().create_with_context(context) {
+        let producer: crate::polled::PolledProducer<ClusterContext> =
+            match crate::polled::PolledProducer::new(&self.producer, context) {
                 Ok(p) => p,
                 Err(e) => {
                     tracing::error!(
@@ -261,16 +264,11 @@ impl CheckpointJob {
                     let (Ok(k), Ok(v)) = (cp.key(), cp.value()) else {
                         continue;
                     };
-                    let record = FutureRecord::to(&topic)
-                        .partition(0)
-                        .key(&k)
-                        .payload(&v)
-                        .timestamp(round_start);
                     if deferred > 0 {
                         deferred += 1;
                         continue;
                     }
-                    match producer.send_result(record) {
+                    match producer.send(&topic, 0, &k, &v, round_start) {
                         Ok(delivery) => sent.push((
                             delivery,
                             group.clone(),
@@ -280,10 +278,10 @@ impl CheckpointJob {
                             translation,
                             metadata.clone(),
                         )),
-                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                        Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
                             deferred = 1;
                         }
-                        Err((e, _)) => {
+                        Err(e) => {
                             self.metrics.error(&s, &t, "checkpoint");
                             tracing::warn!(group = %group, topic = %tp.topic, partition = tp.partition, "checkpoint not queued: {e}; retrying next interval");
                         }
@@ -304,26 +302,27 @@ impl CheckpointJob {
                 };
                 let downstream = translation.offset;
                 // A dropped delivery (the producer went away) is a failed one.
-                let delivered = delivered
-                    .map_err(|_| KafkaError::Canceled)
-                    .and_then(|d| d.map_err(|(e, _)| e));
+                let delivered = delivered.map_err(|_| KafkaError::Canceled).and_then(|d| d);
                 match delivered {
                     Ok(_) => {
-                        #[allow(clippy::cast_precision_loss)]
-                        let latency = (crate::now_millis() - round_start) as f64;
-                        let labels = [
-                            s.as_str(),
-                            t.as_str(),
-                            group.as_str(),
-                            key.1.as_str(),
-                            &tp.partition.to_string(),
-                        ];
-                        let window = latencies.entry(key.clone()).or_default();
-                        let now = u64::try_from(crate::now_millis()).unwrap_or(0);
-                        window.record(now, latency);
-                        let values = [latency, window.min(now), window.max(now), window.avg(now)];
-                        for (gauge, value) in self.metrics.mm2_checkpoint.iter().zip(values) {
-                            gauge.with_label_values(&labels).set(value);
+                        if self.per_partition_metrics {
+                            #[allow(clippy::cast_precision_loss)]
+                            let latency = (crate::now_millis() - round_start) as f64;
+                            let labels = [
+                                s.as_str(),
+                                t.as_str(),
+                                group.as_str(),
+                                key.1.as_str(),
+                                &tp.partition.to_string(),
+                            ];
+                            let window = latencies.entry(key.clone()).or_default();
+                            let now = u64::try_from(crate::now_millis()).unwrap_or(0);
+                            window.record(now, latency);
+                            let values =
+                                [latency, window.min(now), window.max(now), window.avg(now)];
+                            for (gauge, value) in self.metrics.mm2_checkpoint.iter().zip(values) {
+                                gauge.with_label_values(&labels).set(value);
+                            }
                         }
                         self.metrics.checkpoints.with_label_values(&[&s, &t]).inc();
                         if !translation.exact {

@@ -55,9 +55,8 @@ fn defaults(role: Role) -> &'static [(&'static str, &'static str)] {
         Role::ReplicationConsumer => &[
             ("queued.max.messages.kbytes", "16384"),
             ("fetch.max.bytes", "16777216"),
-            ("fetch.wait.max.ms", "100"),
+            ("fetch.wait.max.ms", "500"),
             ("isolation.level", "read_committed"),
-            ("statistics.interval.ms", "1000"),
         ],
         Role::ReplicationProducer => &[
             ("acks", "all"),
@@ -68,7 +67,6 @@ fn defaults(role: Role) -> &'static [(&'static str, &'static str)] {
             ("max.in.flight.requests.per.connection", "5"),
             // Retriable errors are retried forever: a record is never dropped by a timeout.
             ("message.timeout.ms", "0"),
-            ("statistics.interval.ms", "5000"),
         ],
         Role::ProgressReader => &[
             ("isolation.level", "read_committed"),

@@ -2,6 +2,7 @@
 //! supervision of the replicator thread.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::atomic::AtomicBool;
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
@@ -32,6 +33,9 @@ const RESTART_BACKOFF: Duration = Duration::from_secs(5);
 const REPORT_AGAIN_AFTER: Duration = Duration::from_secs(60);
 /// How often both clusters are probed for the readiness check.
 const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Beyond this many topics or lines, start-up decisions are logged as one summary line.
+pub(crate) const LOGGED_ONE_BY_ONE: usize = 20;
 /// Runs `job` until it ends or `stop` fires.
 async fn until_stopped(stop: &CancellationToken, job: impl std::future::Future<Output = ()>) {
     tokio::select! {
@@ -59,6 +63,10 @@ pub struct FlowOptions {
     /// Bytes this flow's record buffers may take (see [`ClientFactory::with_memory`]); `None`:
     /// kmirror's fixed defaults.
     pub memory: Option<usize>,
+    /// Replication producers per kind of batch, partitions spread over them by number.
+    pub producers: usize,
+    /// MM2's checkpoint-latency gauges per group, topic and partition (else none).
+    pub per_partition_checkpoint_metrics: bool,
 }
 
 /// A ready-to-run mirror.
@@ -448,6 +456,7 @@ impl Flow {
             // before the process exits at the shutdown timeout.
             shutdown_timeout: self.options.shutdown_timeout.mul_f64(0.8),
             stall_after: self.options.stall_after,
+            producers: self.options.producers,
             wedged_after: PRODUCER_WEDGED_AFTER,
             tails: Some(crate::tail::Readers {
                 source: self.source.config(
@@ -810,13 +819,31 @@ impl Assigner {
     }
 
     /// Remembers the codecs decided for topics (see [`choose_codec`]).
+    /// One line per topic for a few topics; one line per codec and reason for many (a first
+    /// start with thousands of topics).
     fn learn_codecs(&mut self, decided: BTreeMap<String, (Codec, CodecSource)>, level: &str) {
+        let summarize = decided.len() > LOGGED_ONE_BY_ONE;
+        let mut groups: BTreeMap<(&'static str, &'static str), Vec<String>> = BTreeMap::new();
         for (topic, (codec, from)) in decided {
-            tracing::info!(
-                topic = %topic, compression = codec.name(), level, from = from.describe(),
-                "target batches of {topic} use {codec} ({})", from.describe()
-            );
+            if summarize {
+                groups
+                    .entry((codec.name(), from.describe()))
+                    .or_default()
+                    .push(topic.clone());
+            } else {
+                tracing::info!(
+                    topic = %topic, compression = codec.name(), level, from = from.describe(),
+                    "target batches of {topic} use {codec} ({})", from.describe()
+                );
+            }
             self.codecs.insert(topic, codec);
+        }
+        for ((codec, from), topics) in groups {
+            tracing::info!(
+                compression = codec, level, from, topics = topics.len(),
+                first = ?&topics[..topics.len().min(LOGGED_ONE_BY_ONE)],
+                "target batches of {} topics use {codec} ({from})", topics.len()
+            );
         }
     }
 
@@ -1209,6 +1236,7 @@ impl Flow {
             target_admin,
             maps: Arc::clone(&self.maps),
             metrics: Arc::clone(&self.options.metrics),
+            per_partition_metrics: self.options.per_partition_checkpoint_metrics,
         };
         job.run(stop).await;
     }
@@ -1329,14 +1357,15 @@ impl Flow {
     /// Probes both clusters every [`HEALTH_INTERVAL`] until `stop`.
     async fn health_loop(&self, source: Admin, target: Admin, stop: CancellationToken) {
         let mut tick = crate::every(HEALTH_INTERVAL);
+        let listing = [AtomicBool::new(false), AtomicBool::new(false)];
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
                 _ = tick.tick() => {}
             }
             let (s, t) = tokio::join!(
-                crate::topics::list_topics(&source, HEALTH_INTERVAL),
-                crate::topics::list_topics(&target, HEALTH_INTERVAL)
+                crate::topics::cluster_answers(&source, HEALTH_INTERVAL, &listing[0]),
+                crate::topics::cluster_answers(&target, HEALTH_INTERVAL, &listing[1])
             );
             // The long-lived admin client can sit on a connection that went stale while the
             // cluster was frozen or away: a failed probe is confirmed with a fresh client.

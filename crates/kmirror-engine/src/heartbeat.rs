@@ -4,12 +4,11 @@
 //! payload, partition 0. Java tools (`RemoteClusterUtils`, `HeartbeatFormatter`) read them,
 //! and an MM2 or kmirror flow out of the target replicates them onward as `<alias>.heartbeats`.
 
+use rdkafka::error::KafkaError;
 use std::sync::Arc;
-use std::time::Duration;
 
 use kmirror_core::config::{HeartbeatSettings, Mirror};
 use kmirror_core::mm2::Heartbeat;
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use tokio_util::sync::CancellationToken;
 
@@ -51,7 +50,7 @@ pub async fn run(
             return;
         }
     }
-    let producer: FutureProducer<ClusterContext> = match producer.create_with_context(context) {
+    let producer = match crate::polled::PolledProducer::new(&producer, context) {
         Ok(p) => p,
         Err(e) => {
             tracing::error!("cannot create the heartbeat producer: {e}; no heartbeats are emitted");
@@ -76,17 +75,16 @@ pub async fn run(
             return;
         };
         let value = heartbeat.value();
-        let record = FutureRecord::to(topic)
-            .partition(0)
-            .key(&key)
-            .payload(&value)
-            .timestamp(now);
-        match producer
-            .send(record, settings.interval.max(Duration::from_secs(5)))
-            .await
-        {
+        let delivered = match producer.send(topic, 0, &key, &value, now) {
+            Ok(delivery) => tokio::select! {
+                () = stop.cancelled() => return,
+                d = delivery => d.map_err(|_| KafkaError::Canceled).and_then(|d| d),
+            },
+            Err(e) => Err(e),
+        };
+        match delivered {
             Ok(_) => emitted.inc(),
-            Err((e, _)) => {
+            Err(e) => {
                 metrics.error(&source, &target, "heartbeat");
                 tracing::warn!(topic, "heartbeat not delivered: {e}");
             }

@@ -219,7 +219,16 @@ struct Lane {
     batch: usize,
     /// Its codec (`None`: as the operator configured the producer).
     codec: Option<Codec>,
+    /// Which of the producers of its (batch, codec) it is: partition number modulo
+    /// [`Lanes::shards`].
+    shard: usize,
     producer: BaseProducer<DeliveryContext>,
+}
+
+/// `queue.buffering.max.kbytes` of one of `shards` producers sharing `kbytes`: an equal part,
+/// but at least two of its largest batches.
+fn shard_queue(kbytes: usize, shards: usize, batch: usize) -> usize {
+    (kbytes / shards.max(1)).max(2 * batch.div_ceil(1024))
 }
 
 /// The replication producers: lane 0 as configured, further lanes with smaller batches.
@@ -240,16 +249,23 @@ pub(crate) struct Lanes {
     max_record: usize,
     /// Limits already reported as without a lane of their own.
     reported: std::collections::HashSet<usize>,
+    /// Producers per (batch size, codec): librdkafka sends one ProduceRequest per partition
+    /// and, idempotent, at most 5 at a time per broker connection, so thousands of partitions
+    /// with a few records each wait for hundreds of round trips on one producer.
+    shards: usize,
 }
 
 impl Lanes {
-    /// Creates lane 0 from `config`.
+    /// Creates lane 0 from `config`; each (batch size, codec) gets `shards` producers, the
+    /// queue of `config` divided between them.
     pub fn new(
         config: &ClientConfig,
         cluster: ClusterContext,
         metrics: Arc<Metrics>,
         alias: String,
+        shards: usize,
     ) -> Result<Self> {
+        let shards = shards.max(1);
         let buf = Arc::new(Mutex::new(DeliveryBuf::default()));
         let setting = |key: &str| {
             config
@@ -274,7 +290,19 @@ impl Lanes {
             Arc::clone(&metrics),
             alias.clone(),
         );
-        let main: BaseProducer<DeliveryContext> = config
+        let mut first = config.clone();
+        if shards > 1 {
+            if let Some(queue) = config
+                .get("queue.buffering.max.kbytes")
+                .and_then(|v| v.parse::<usize>().ok())
+            {
+                first.set(
+                    "queue.buffering.max.kbytes",
+                    shard_queue(queue, shards, batch).to_string(),
+                );
+            }
+        }
+        let main: BaseProducer<DeliveryContext> = first
             .create_with_context(context)
             .map_err(|e| Error::client("replication producer", &e))?;
         Ok(Self {
@@ -286,12 +314,14 @@ impl Lanes {
             lanes: vec![Lane {
                 batch,
                 codec: None,
+                shard: 0,
                 producer: main,
             }],
             compresses,
             codec_fixed,
             max_record,
             reported: std::collections::HashSet::new(),
+            shards,
         })
     }
 
@@ -305,9 +335,16 @@ impl Lanes {
         &self.lanes.get(lane).unwrap_or(&self.lanes[0]).producer
     }
 
-    /// The lane for a target topic whose `max.message.bytes` is `limit` and whose batches
-    /// should use `codec` (created if needed).
-    pub fn route(&mut self, topic: &str, limit: Option<usize>, codec: Option<Codec>) -> Route {
+    /// The lane for `partition` of a target topic whose `max.message.bytes` is `limit` and
+    /// whose batches should use `codec` (created if needed).
+    pub fn route(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        limit: Option<usize>,
+        codec: Option<Codec>,
+    ) -> Route {
+        let shard = usize::try_from(partition).unwrap_or(0) % self.shards;
         // An operator's codec wins; without one, uncompressed batches are lane 0's.
         let codec = if self.codec_fixed {
             None
@@ -319,14 +356,14 @@ impl Lanes {
         if let Some(lane) = self
             .lanes
             .iter()
-            .position(|l| l.batch == batch && l.codec == codec)
+            .position(|l| l.batch == batch && l.codec == codec && l.shard == shard)
         {
             return Route { lane, limit };
         }
-        if self.lanes.len() <= MAX_EXTRA_LANES {
-            match self.add(batch, codec) {
+        if self.lanes.len() < (MAX_EXTRA_LANES + 1) * self.shards {
+            match self.add(batch, codec, shard) {
                 Ok(lane) => {
-                    if let Some(limit) = limit.filter(|_| batch < main) {
+                    if let Some(limit) = limit.filter(|_| batch < main && shard == 0) {
                         tracing::info!(
                             target_topic = topic,
                             max_message_bytes = limit,
@@ -370,7 +407,7 @@ impl Lanes {
         }
     }
 
-    fn add(&mut self, batch: usize, codec: Option<Codec>) -> Result<usize> {
+    fn add(&mut self, batch: usize, codec: Option<Codec>, shard: usize) -> Result<usize> {
         let mut config = self.config.clone();
         let configured = config
             .get("queue.buffering.max.kbytes")
@@ -385,7 +422,10 @@ impl Lanes {
         };
         config
             .set("batch.size", batch.to_string())
-            .set("queue.buffering.max.kbytes", queue.to_string())
+            .set(
+                "queue.buffering.max.kbytes",
+                shard_queue(queue, self.shards, batch).to_string(),
+            )
             // Lane 0 reports the producer's statistics.
             .set("statistics.interval.ms", "0");
         if let Some(codec) = codec {
@@ -403,6 +443,7 @@ impl Lanes {
         self.lanes.push(Lane {
             batch,
             codec,
+            shard,
             producer,
         });
         Ok(self.lanes.len() - 1)

@@ -33,6 +33,7 @@ pub mod load;
 pub mod metrics;
 pub mod offsets;
 pub mod permissions;
+pub mod polled;
 pub mod progress_store;
 pub mod replicator;
 pub mod security;

@@ -465,7 +465,17 @@ pub struct PartitionMetrics {
     bytes: kmirror_core::window::Window,
     record_count: u64,
     byte_count: u64,
+    /// When the partition last copied or fetched anything (ms).
+    active_at: u64,
+    /// The lag, lag seconds and state last published.
+    published: Option<(Option<i64>, u64, usize)>,
+    /// Nothing happened for longer than the windows hold: every gauge holds its final value
+    /// until something happens again.
+    settled: bool,
 }
+
+/// After this long without activity, the windowed gauges (two 30 s samples) no longer change.
+const SETTLES_AFTER_MS: u64 = 2 * 30_000 + 1_000;
 
 impl PartitionMetrics {
     /// Series for `source_topic`-`partition` copied to `remote_topic`.
@@ -518,6 +528,9 @@ impl PartitionMetrics {
             bytes: kmirror_core::window::Window::default(),
             record_count: 0,
             byte_count: 0,
+            active_at: 0,
+            published: None,
+            settled: false,
         }
     }
 
@@ -531,6 +544,20 @@ impl PartitionMetrics {
         lag_seconds: f64,
         state: &str,
     ) {
+        let active = d.acked > 0 || d.bytes > 0 || d.age.count > 0 || d.latency.count > 0;
+        let state_index = STATES
+            .iter()
+            .position(|s| *s == state)
+            .unwrap_or(usize::MAX);
+        let published = Some((lag, lag_seconds.to_bits(), state_index));
+        if active {
+            self.active_at = now_ms;
+            self.settled = false;
+        } else if self.settled && published == self.published {
+            // Nothing to change: skip the windows and the gauges (thousands of idle
+            // partitions publish every second).
+            return;
+        }
         self.record_count += d.acked;
         self.byte_count += d.bytes;
         self.records.inc_by(d.acked);
@@ -566,6 +593,8 @@ impl PartitionMetrics {
         for (g, s) in self.states.iter().zip(STATES) {
             g.set(if *s == state { 1.0 } else { 0.0 });
         }
+        self.published = published;
+        self.settled = !active && now_ms.saturating_sub(self.active_at) >= SETTLES_AFTER_MS;
     }
 
     /// Removes the partition's series (it was released).

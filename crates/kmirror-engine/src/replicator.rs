@@ -153,6 +153,9 @@ pub struct ReplicatorSettings {
     pub maps: Arc<crate::status::MapBoard>,
     /// How long a partition may be neither copying nor caught up before it is reported stuck.
     pub stall_after: Duration,
+    /// Replication producers per kind of batch (size limit, codec); partitions are spread over
+    /// them by number.
+    pub producers: usize,
     /// How long records may be in flight with no delivery report at all, while the target names
     /// a leader for their partition (or the producer cannot reach it), before the producer is
     /// taken for stuck and replaced (the
@@ -165,13 +168,13 @@ pub struct ReplicatorSettings {
     pub tails: Option<crate::tail::Readers>,
 }
 
-/// (log start, high watermark) per source topic and partition, from librdkafka statistics.
-type Watermarks = Mutex<HashMap<(String, i32), (i64, i64)>>;
+/// The source's (log start, high watermark) of a partition as the consumer last saw them in
+/// a Fetch response, for lag and pruning; `None` until one carried them.
+type Marks<'a> = &'a dyn Fn(&str, i32) -> Option<(i64, i64)>;
 
-/// Consumer context: remembers the source high watermarks librdkafka reports in its
-/// statistics (taken from Fetch responses), for the lag metrics.
+/// Consumer context: logs errors and records librdkafka statistics, when an operator turned
+/// them on (`statistics.interval.ms`; off by default, as their JSON grows with partitions).
 pub struct SourceContext {
-    watermarks: Watermarks,
     metrics: Arc<Metrics>,
     alias: String,
 }
@@ -184,15 +187,6 @@ impl ClientContext for SourceContext {
     fn stats(&self, statistics: rdkafka::Statistics) {
         self.metrics
             .client_statistics(&self.alias, "replication-consumer", &statistics);
-        if let Ok(mut w) = self.watermarks.lock() {
-            for (topic, t) in &statistics.topics {
-                for (p, part) in &t.partitions {
-                    if *p >= 0 && part.hi_offset >= 0 {
-                        w.insert((topic.clone(), *p), (part.lo_offset, part.hi_offset));
-                    }
-                }
-            }
-        }
     }
 }
 
@@ -273,6 +267,8 @@ struct Slot {
     sync: Option<SyncWriter>,
     map: OffsetMap,
     map_dirty: bool,
+    /// The map changed since it was last published for checkpoints.
+    map_unpublished: bool,
     last_acked_ts: Option<i64>,
     first_fetched_ts: Option<i64>,
     /// The topic ids stored with progress and map.
@@ -302,6 +298,22 @@ struct StallWatch {
     since: Instant,
     /// Whether the partition was reported stuck.
     stuck: bool,
+    /// The source's (log start, high watermark) at the last look.
+    marks: Option<(i64, i64)>,
+    /// The last report published to the status board.
+    reported: Option<Reported>,
+}
+
+/// What a [`PartitionReport`] says, to publish only reports that changed.
+#[derive(Clone, PartialEq, Eq)]
+struct Reported {
+    state: &'static str,
+    stuck: bool,
+    stuck_for: u64,
+    next_offset: i64,
+    in_flight: u64,
+    copied: u64,
+    error: Option<String>,
 }
 
 impl StallWatch {
@@ -313,9 +325,16 @@ impl StallWatch {
             state: "copying",
             since: now,
             stuck: false,
+            marks: None,
+            reported: None,
         }
     }
 }
+
+/// A caught-up partition's watermarks are looked up once in this many status publications
+/// (each lookup scans librdkafka's topic list); a partition that moves, has records in flight
+/// or is behind, at every one.
+const CAUGHT_UP_MARKS_EVERY: usize = 5;
 
 /// The replication worker of one flow.
 pub struct Replicator {
@@ -340,6 +359,13 @@ struct Core {
     /// Writes progress and translation maps.
     progress_producer: BaseProducer<DeliveryContext>,
     slots: Vec<Option<Slot>>,
+    /// Status publications so far (caught-up partitions take turns at watermark lookups).
+    publications: usize,
+    /// Indexes of the empty entries of `slots`.
+    free_slots: Vec<usize>,
+    /// Many partitions are being assigned at once: each is logged at debug level, and the
+    /// batch in one line.
+    assigning_many: bool,
     /// Source topic → slot index per partition.
     by_source: crate::lanes::TopicMap<Vec<u32>>,
     status: Arc<StatusBoard>,
@@ -390,7 +416,6 @@ impl Replicator {
             }
         };
         let source_context = SourceContext {
-            watermarks: Mutex::new(HashMap::new()),
             metrics: Arc::clone(&settings.metrics),
             alias: settings.source.to_string(),
         };
@@ -423,6 +448,7 @@ impl Replicator {
             producer_cluster,
             Arc::clone(&settings.metrics),
             settings.target.to_string(),
+            settings.producers,
         )?;
         Ok(Self {
             consumer,
@@ -435,6 +461,9 @@ impl Replicator {
                 lanes,
                 progress_producer,
                 slots: Vec::new(),
+                free_slots: Vec::new(),
+                publications: 0,
+                assigning_many: false,
                 by_source: crate::lanes::TopicMap::default(),
                 status,
                 copied: 0,
@@ -493,8 +522,10 @@ impl Replicator {
                 self.core.store_progress(false)?;
                 self.core.promote_delayed_syncs();
                 self.core.finish_releases();
-                self.core
-                    .publish_status(&self.consumer.context().watermarks);
+                let consumer = &self.consumer;
+                self.core.publish_status(&|t, p| {
+                    kmirror_admin::cached_watermarks(consumer.client(), t, p)
+                });
                 self.core.check_wedged()?;
                 last_flush = Instant::now();
             }
@@ -510,12 +541,10 @@ impl Replicator {
             match self.consumer.poll(timeout) {
                 None => break,
                 Some(Ok(msg)) => {
-                    self.core.forward(
-                        &msg,
-                        now_ms,
-                        &mut to_pause,
-                        &self.consumer.context().watermarks,
-                    )?;
+                    let consumer = &self.consumer;
+                    self.core.forward(&msg, now_ms, &mut to_pause, &|t, p| {
+                        kmirror_admin::cached_watermarks(consumer.client(), t, p)
+                    })?;
                     timeout = Duration::ZERO;
                 }
                 Some(Err(e)) => {
@@ -777,7 +806,12 @@ impl Replicator {
                 let lane = self
                     .core
                     .lanes
-                    .route(&a.target_topic, a.max_message_bytes, a.compression)
+                    .route(
+                        &a.target_topic,
+                        a.source.partition,
+                        a.max_message_bytes,
+                        a.compression,
+                    )
                     .lane;
                 known_topics.push((Arc::clone(&a.target_topic), lane));
             }
@@ -789,6 +823,24 @@ impl Replicator {
         }
         let ends = self.latest_offsets(&list);
         let mut found = self.find_tails(&list);
+        self.core.assigning_many = list.len() > crate::flow::LOGGED_ONE_BY_ONE;
+        if self.core.assigning_many {
+            let stored = list
+                .iter()
+                .filter(|a| matches!(a.start, Start::At(_)))
+                .count();
+            tracing::info!(
+                partitions = list.len(),
+                topics = list
+                    .iter()
+                    .map(|a| &a.source.topic)
+                    .collect::<HashSet<_>>()
+                    .len(),
+                from_stored_progress = stored,
+                from_start_setting = list.len() - stored,
+                "assigning partitions (each is logged at debug level)"
+            );
+        }
         let mut tpl = TopicPartitionList::new();
         for mut a in list {
             // The stored progress, where copies beyond it were found; whether the map grew.
@@ -856,6 +908,7 @@ impl Replicator {
                 if map_grown {
                     if let Some(slot) = self.core.slots[idx].as_mut() {
                         slot.map_dirty = true;
+                        slot.map_unpublished = true;
                     }
                 }
                 continue;
@@ -946,14 +999,17 @@ impl Replicator {
                 .map_err(|e| Error::Internal(format!("partition list: {e}")))?;
             // The target topic may be new (with another limit): the producer learns its
             // partitions now.
-            slot.route =
-                self.core
-                    .lanes
-                    .route(&slot.target_topic, a.max_message_bytes, a.compression);
+            slot.route = self.core.lanes.route(
+                &slot.target_topic,
+                a.source.partition,
+                a.max_message_bytes,
+                a.compression,
+            );
             refresh_producer_metadata(self.core.lanes.get(slot.route.lane), &slot.target_topic);
             slot.tracker = PartitionTracker::new(next, None);
             slot.map = a.map;
             slot.map_dirty = false;
+            slot.map_unpublished = true;
             slot.ids = a.ids;
             slot.position_known = false;
             slot.final_progress_sent = None;
@@ -1059,7 +1115,8 @@ impl Replicator {
                 .flush(deadline.saturating_duration_since(Instant::now()))
                 .is_ok();
         core.apply_deliveries(&mut ignored)?;
-        core.publish_status(&self.consumer.context().watermarks);
+        let consumer = &self.consumer;
+        core.publish_status(&|t, p| kmirror_admin::cached_watermarks(consumer.client(), t, p));
         let clean = flushed
             && core
                 .slots
@@ -1123,7 +1180,7 @@ impl Core {
 
     /// Adds a slot for `a`; returns its index.
     fn add_slot(&mut self, a: Assignment, next: Offset, stored: Option<Offset>) -> Result<usize> {
-        let idx = match self.slots.iter().position(Option::is_none) {
+        let idx = match self.free_slots.pop() {
             Some(i) => i,
             None => {
                 self.slots.push(None);
@@ -1141,10 +1198,17 @@ impl Core {
         if let Ok(mut buf) = self.lanes.buf().lock() {
             set_index(&mut buf.topics, &a.target_topic, a.source.partition, idx32);
         }
-        let route = self
-            .lanes
-            .route(&a.target_topic, a.max_message_bytes, a.compression);
-        tracing::info!(topic = %a.source.topic, partition = a.source.partition, start = ?a.start, target = %a.target_topic, "partition assigned");
+        let route = self.lanes.route(
+            &a.target_topic,
+            a.source.partition,
+            a.max_message_bytes,
+            a.compression,
+        );
+        if self.assigning_many {
+            tracing::debug!(topic = %a.source.topic, partition = a.source.partition, start = ?a.start, target = %a.target_topic, "partition assigned");
+        } else {
+            tracing::info!(topic = %a.source.topic, partition = a.source.partition, start = ?a.start, target = %a.target_topic, "partition assigned");
+        }
         let metrics = PartitionMetrics::new(
             &self.settings.metrics,
             self.settings.source.as_str(),
@@ -1168,6 +1232,7 @@ impl Core {
             sync: self.syncs.as_ref().map(|s| SyncWriter::new(s.lag_max)),
             map: a.map,
             map_dirty: false,
+            map_unpublished: true,
             last_acked_ts: None,
             first_fetched_ts: None,
             ids: a.ids,
@@ -1187,7 +1252,7 @@ impl Core {
         msg: &BorrowedMessage<'_>,
         now_ms: i64,
         to_pause: &mut Vec<TopicPartition>,
-        watermarks: &Watermarks,
+        watermarks: Marks<'_>,
     ) -> Result<()> {
         let Some(idx) = self.slot_index(msg.topic(), msg.partition()) else {
             return Ok(());
@@ -1348,6 +1413,7 @@ impl Core {
                 if let Some(e) = &d.error {
                     // The next change writes the whole map again.
                     slot.map_dirty = true;
+                    slot.map_unpublished = true;
                     tracing::warn!(topic = %slot.source.topic, partition = slot.source.partition, "translation map not stored ({})", describe(e));
                 }
                 continue;
@@ -1384,6 +1450,7 @@ impl Core {
                 {
                     slot.map.record(offset.0, d.dst_offset);
                     slot.map_dirty = true;
+                    slot.map_unpublished = true;
                 }
                 self.copied += 1;
                 self.acked_since_progress += 1;
@@ -1527,6 +1594,7 @@ impl Core {
                 continue;
             }
             if let Some(slot) = self.slots[idx].take() {
+                self.free_slots.push(idx);
                 set_index(
                     &mut self.by_source,
                     &slot.source.topic,
@@ -1759,25 +1827,35 @@ impl Core {
         self.fire_syncs();
     }
 
-    fn publish_status(&mut self, watermarks: &Watermarks) {
+    fn publish_status(&mut self, watermarks: Marks<'_>) {
         self.published_at = Instant::now();
         let now_ms = crate::now_millis();
-        let marks = watermarks.lock().map(|w| w.clone()).unwrap_or_default();
         let mut rpo: f64 = 0.0;
         let mut reports = Vec::new();
         let now = Instant::now();
         let stall_after = self.settings.stall_after;
-        for s in self.slots.iter_mut().flatten() {
+        self.publications = self.publications.wrapping_add(1);
+        let turn = self.publications % CAUGHT_UP_MARKS_EVERY;
+        for (i, s) in self.slots.iter_mut().enumerate() {
+            let Some(s) = s.as_mut() else { continue };
             let progress = s.tracker.progress().0;
-            let marks = marks
-                .get(&(s.source.topic.to_string(), s.source.partition))
-                .copied();
+            let settled = s.watch.state == "caught_up"
+                && progress == s.watch.progress
+                && s.tracker.in_flight() == 0;
+            if !settled || i % CAUGHT_UP_MARKS_EVERY == turn || s.watch.marks.is_none() {
+                if let Some(m) = watermarks(&s.source.topic, s.source.partition) {
+                    s.watch.marks = Some(m);
+                }
+            }
+            let marks = s.watch.marks;
             let lag = marks.map(|(_, hi)| (hi - progress).max(0));
             if let Some((lo, _)) = marks.filter(|(lo, _)| *lo > 0) {
                 // Records deleted on the source need no translation any more.
                 let before = s.map.runs().len();
                 s.map.prune_below(lo);
-                s.map_dirty |= s.map.runs().len() != before;
+                let pruned = s.map.runs().len() != before;
+                s.map_dirty |= pruned;
+                s.map_unpublished |= pruned;
             }
             let in_flight = s.tracker.in_flight();
             let w = &mut s.watch;
@@ -1856,14 +1934,14 @@ impl Core {
                 _ => 0.0,
             };
             rpo = rpo.max(lag_seconds);
-            if !s.map.is_empty() {
+            if s.map_unpublished && !s.map.is_empty() {
                 self.settings.maps.set(&s.source, &s.target_topic, &s.map);
+                s.map_unpublished = false;
             }
             let delta = std::mem::take(&mut s.delta);
             s.metrics
                 .publish(now_ms.unsigned_abs(), &delta, lag, lag_seconds, state);
-            reports.push(PartitionReport {
-                source: s.source.clone(),
+            let report = Reported {
                 state,
                 stuck,
                 stuck_for: stuck_for.as_secs(),
@@ -1871,7 +1949,20 @@ impl Core {
                 in_flight: s.tracker.in_flight(),
                 copied: s.tracker.copied(),
                 error,
-            });
+            };
+            if s.watch.reported.as_ref() != Some(&report) {
+                reports.push(PartitionReport {
+                    source: s.source.clone(),
+                    state: report.state,
+                    stuck: report.stuck,
+                    stuck_for: report.stuck_for,
+                    next_offset: report.next_offset,
+                    in_flight: report.in_flight,
+                    copied: report.copied,
+                    error: report.error.clone(),
+                });
+                s.watch.reported = Some(report);
+            }
         }
         self.settings
             .metrics

@@ -161,12 +161,18 @@ impl StatusBoard {
     }
 }
 
-/// The translation maps of every replicated partition, published by the replicator once per
-/// flush, read by the checkpoint emitter.
+/// A partition's target topic and its translation map, shared by reference.
+pub type PublishedMap = (
+    std::sync::Arc<str>,
+    std::sync::Arc<kmirror_core::translate::OffsetMap>,
+);
+
+/// The translation maps of every replicated partition, published by the replicator when they
+/// changed (at most once per flush), read by the checkpoint emitter. Each map is held once;
+/// readers share it by reference.
 #[derive(Default)]
 pub struct MapBoard {
-    maps:
-        Mutex<BTreeMap<TopicPartition, (std::sync::Arc<str>, kmirror_core::translate::OffsetMap)>>,
+    maps: Mutex<BTreeMap<TopicPartition, PublishedMap>>,
 }
 
 impl MapBoard {
@@ -177,11 +183,12 @@ impl MapBoard {
         target_topic: &std::sync::Arc<str>,
         map: &kmirror_core::translate::OffsetMap,
     ) {
+        let entry = (
+            std::sync::Arc::clone(target_topic),
+            std::sync::Arc::new(map.clone()),
+        );
         if let Ok(mut m) = self.maps.lock() {
-            m.insert(
-                source.clone(),
-                (std::sync::Arc::clone(target_topic), map.clone()),
-            );
+            m.insert(source.clone(), entry);
         }
     }
 
@@ -190,7 +197,7 @@ impl MapBoard {
         self.maps
             .lock()
             .ok()
-            .and_then(|m| m.get(source).map(|(_, map)| map.clone()))
+            .and_then(|m| m.get(source).map(|(_, map)| map.as_ref().clone()))
     }
 
     /// Forgets a partition's map (its topic was recreated).
@@ -200,10 +207,8 @@ impl MapBoard {
         }
     }
 
-    /// A copy of every map.
-    pub fn snapshot(
-        &self,
-    ) -> BTreeMap<TopicPartition, (std::sync::Arc<str>, kmirror_core::translate::OffsetMap)> {
+    /// Every map, shared with the board.
+    pub fn snapshot(&self) -> BTreeMap<TopicPartition, PublishedMap> {
         self.maps.lock().map(|m| m.clone()).unwrap_or_default()
     }
 }

@@ -457,8 +457,16 @@ impl TopicSync {
                         "start-up plan: the target's topics, configs and ACLs are in step"
                     );
                 }
-                for line in plan.lines() {
+                let lines = plan.lines();
+                let logged = crate::flow::LOGGED_ONE_BY_ONE * 5;
+                for line in lines.iter().take(logged) {
                     tracing::info!("start-up plan: {line}");
+                }
+                if lines.len() > logged {
+                    tracing::info!(
+                        "start-up plan: {} more lines (`kmirror plan` prints every one)",
+                        lines.len() - logged
+                    );
                 }
                 if configs_due.is_some() {
                     self.apply_configs(&plan.configs_to_change, &mut configs_due)

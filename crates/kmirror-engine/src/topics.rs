@@ -58,6 +58,42 @@ pub async fn list_topics(admin: &Admin, timeout: Duration) -> Result<BTreeMap<St
     .map_err(|e| Error::Internal(format!("metadata task: {e}")))?
 }
 
+/// Whether `admin`'s cluster answers: a DescribeCluster request (a few bytes, whatever the
+/// number of topics), or a metadata listing once the cluster said it does not know
+/// DescribeCluster (Kafka before 2.8, some compatible brokers; remembered in `listing`). Runs
+/// on a blocking thread.
+pub async fn cluster_answers(
+    admin: &Admin,
+    timeout: Duration,
+    listing: &std::sync::atomic::AtomicBool,
+) -> Result<()> {
+    use std::sync::atomic::Ordering;
+    if !listing.load(Ordering::Relaxed) {
+        let client = Arc::clone(admin);
+        let answer = tokio::task::spawn_blocking(move || {
+            kmirror_admin::count_brokers(client.inner(), timeout)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("describe cluster task: {e}")))?;
+        match answer {
+            Ok(_) => return Ok(()),
+            Err(e)
+                if matches!(
+                    e.code,
+                    RDKafkaErrorCode::UnsupportedFeature | RDKafkaErrorCode::UnsupportedVersion
+                ) =>
+            {
+                tracing::debug!(
+                    "the cluster does not describe itself ({e}): health probes list its metadata"
+                );
+                listing.store(true, Ordering::Relaxed);
+            }
+            Err(e) => return Err(Error::Retriable(format!("describing the cluster: {e}"))),
+        }
+    }
+    list_topics(admin, timeout).await.map(|_| ())
+}
+
 /// Topics per DescribeTopics request.
 const DESCRIBE_BATCH: usize = 500;
 

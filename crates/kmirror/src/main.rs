@@ -78,6 +78,20 @@ enum Cmd {
         /// under 128 MB. Sizes like 64MiB, 100MB, 1GiB.
         #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = parse_size)]
         memory: usize,
+        /// Replication producers per flow (per codec and batch size), partitions spread over
+        /// them by number; they share the memory above. librdkafka sends one request per
+        /// partition and, with idempotence, at most 5 at a time per broker: with thousands of
+        /// partitions moving at once, several producers copy them sooner, at the cost of about
+        /// four threads each.
+        #[arg(long, value_name = "N", default_value_t = DEFAULT_PRODUCERS, value_parser = clap::value_parser!(u16).range(1..=16))]
+        producers: u16,
+        /// Keep MM2's checkpoint-latency gauges
+        /// (`kafka_connect_mirror_mirrorcheckpointconnector_checkpoint_latency_ms{,_min,_max,_avg}`)
+        /// for every checkpointed group, topic and partition: four series per group partition,
+        /// which at thousands of them take most of the process's memory and of every scrape.
+        /// Without it each group has `kmirror_checkpoint_age_seconds{group}`.
+        #[arg(long)]
+        per_partition_checkpoint_metrics: bool,
         /// Log line format.
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
@@ -172,6 +186,9 @@ enum LogFormat {
     Text,
     Json,
 }
+
+/// `--producers` by default.
+const DEFAULT_PRODUCERS: u16 = 1;
 
 /// The smallest `--memory`: below it, batches would not fit.
 const MIN_MEMORY: usize = 8 << 20;
@@ -285,6 +302,8 @@ fn main() -> ExitCode {
             shutdown_timeout,
             stall_after,
             memory,
+            producers,
+            per_partition_checkpoint_metrics,
             log_format,
         } => {
             init_logging(log_format, RUN_LOG);
@@ -302,14 +321,14 @@ fn main() -> ExitCode {
                 Ok(rt) => rt,
                 Err(code) => return code,
             };
-            let code = runtime.block_on(run(
-                cfg,
-                security,
-                metrics_addr,
+            let tuning = Tuning {
                 shutdown_timeout,
                 stall_after,
                 memory,
-            ));
+                producers: usize::from(producers),
+                per_partition_checkpoint_metrics,
+            };
+            let code = runtime.block_on(run(cfg, security, metrics_addr, tuning));
             // Every task has ended; a metadata request still waiting on an unreachable
             // cluster in a blocking thread must not hold the exit.
             runtime.shutdown_timeout(Duration::from_millis(500));
@@ -412,6 +431,8 @@ fn plan(args: &ConfigArgs, flow: Option<&str>, json: bool) -> ExitCode {
         unclean_stop: Arc::default(),
         stall_after: Duration::from_secs(60),
         memory: None,
+        producers: 1,
+        per_partition_checkpoint_metrics: false,
     };
     let status = Arc::new(StatusBoard::default());
     let mut plans = Vec::new();
@@ -565,6 +586,8 @@ fn check(path: &Path, secrets_dir: Option<&Path>) -> Result<Checked, Vec<Problem
             unclean_stop: Arc::default(),
             stall_after: Duration::from_secs(60),
             memory: None,
+            producers: 1,
+            per_partition_checkpoint_metrics: false,
         };
         for mirror in &cfg.mirrors {
             if let Err(e) = Flow::build(
@@ -588,14 +611,28 @@ fn check(path: &Path, secrets_dir: Option<&Path>) -> Result<Checked, Vec<Problem
     }
 }
 
+/// `kmirror run`'s settings beyond the configuration file.
+struct Tuning {
+    shutdown_timeout: Duration,
+    stall_after: Duration,
+    memory: usize,
+    producers: usize,
+    per_partition_checkpoint_metrics: bool,
+}
+
 async fn run(
     cfg: Config,
     security: BTreeMap<kmirror_core::ClusterAlias, ClusterSecurity>,
     metrics_addr: Option<std::net::SocketAddr>,
-    shutdown_timeout: Duration,
-    stall_after: Duration,
-    memory: usize,
+    tuning: Tuning,
 ) -> ExitCode {
+    let Tuning {
+        shutdown_timeout,
+        stall_after,
+        memory,
+        producers,
+        per_partition_checkpoint_metrics,
+    } = tuning;
     let shutdown = CancellationToken::new();
     let status = Arc::new(StatusBoard::default());
     let mut tasks: JoinSet<(String, kmirror_engine::Result<()>)> = JoinSet::new();
@@ -638,6 +675,8 @@ async fn run(
         unclean_stop: Arc::clone(&unclean_stop),
         stall_after,
         memory: Some(memory / cfg.mirrors.len().max(1)),
+        producers,
+        per_partition_checkpoint_metrics,
     };
     for mirror in &cfg.mirrors {
         let flow = match Flow::build(
