@@ -33,6 +33,10 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 /// OffsetFetch requests a checkpoint round keeps in flight on its one source client.
 const OFFSET_FETCHES_IN_FLIGHT: usize = 32;
 
+/// How often the job looks whether the copy reached the group partitions it is waiting for
+/// (see the early rounds in [`CheckpointJob::run`]).
+const CATCH_UP_CHECK: Duration = Duration::from_secs(1);
+
 /// (group, target topic, partition).
 pub type Key = (String, String, i32);
 
@@ -155,9 +159,18 @@ impl CheckpointJob {
             .map(|(k, s)| (k.clone(), s.downstream))
             .collect();
         let mut foreign_reported: HashMap<Key, i64> = HashMap::new();
+        // Group partitions committed beyond what was copied when the last round read them, and
+        // never checkpointed exactly since the start: their checkpoint points at the end of the
+        // copy. As soon as the copy reaches every one of them, a round runs without waiting for
+        // the interval, so that a start or a catch-up leaves groups exact within seconds. Each
+        // group partition takes part once, so a consumer that keeps reading ahead of the copy
+        // by a few records does not add rounds.
+        let mut waiting: HashMap<Key, (TopicPartition, i64)> = HashMap::new();
+        let mut exact_seen: HashSet<Key> = HashSet::new();
         let mut emit = tokio::time::interval(self.settings.interval);
         emit.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut sync = crate::every(self.settings.sync_group_offsets.unwrap_or(crate::NEVER));
+        let mut catch_up = crate::every(CATCH_UP_CHECK);
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
@@ -165,6 +178,15 @@ impl CheckpointJob {
                 _ = sync.tick(), if self.settings.sync_group_offsets.is_some() => {
                     self.sync_groups(&store, &mut written, &mut foreign_reported, &stop).await;
                     continue;
+                }
+                _ = catch_up.tick(), if !waiting.is_empty() => {
+                    let reached = waiting.values().all(|(tp, upstream)| {
+                        self.maps.copied_end(tp).is_some_and(|end| end >= *upstream)
+                    });
+                    if !reached {
+                        continue;
+                    }
+                    tracing::debug!(group_partitions = waiting.len(), "the copy reached the group partitions it was behind: checkpointing now");
                 }
             }
             let refresh_due = groups_listed.is_none_or(|at| {
@@ -226,6 +248,7 @@ impl CheckpointJob {
                 groups = listed;
                 groups_listed = Some(Instant::now());
             }
+            waiting.clear();
             for (group, e) in &failed {
                 self.metrics.error(&s, &t, "checkpoint");
                 tracing::warn!(group = %group, "reading the group's committed offsets failed: {e}; retrying next interval");
@@ -246,6 +269,13 @@ impl CheckpointJob {
                     };
                     let downstream = translation.offset;
                     let key: Key = (group.clone(), target_topic.to_string(), tp.partition);
+                    if !exact_seen.contains(&key) {
+                        if map.copied_end().is_some_and(|(end, _)| upstream > end) {
+                            waiting.insert(key.clone(), (tp.clone(), upstream));
+                        } else {
+                            exact_seen.insert(key.clone());
+                        }
+                    }
                     if !should_emit(
                         store.get(&key).map(|s| (s.upstream, s.downstream)),
                         upstream,

@@ -265,12 +265,12 @@ pub fn probe(
             seen: Mutex::new(Seen::default()),
         })
         .map_err(|e| format!("codec probe consumer: {e}"))?;
-    let mut tpl = TopicPartitionList::new();
+    let mut ends = TopicPartitionList::new();
     let mut pending: HashMap<&str, i32> = HashMap::new();
     for (topic, partitions) in topics {
         let probed = (*partitions).clamp(0, PROBED_PARTITIONS);
         for p in 0..probed {
-            tpl.add_partition_offset(topic, p, Offset::OffsetTail(PROBED_RECORDS))
+            ends.add_partition_offset(topic, p, Offset::End)
                 .map_err(|e| format!("codec probe: {e}"))?;
         }
         if probed > 0 {
@@ -280,6 +280,52 @@ pub fn probe(
     let deadline = Instant::now() + timeout;
     // Without metadata, fetching would wait for librdkafka's once-a-second topic scan.
     let _ = consumer.fetch_metadata(None, timeout);
+    // The end offsets of every probed partition in one ListOffsets request per broker: assigned
+    // at a logical offset, librdkafka asks for each partition's in a request of its own, and
+    // thousands of them (8,000 for 1,000 topics) take longer than the probe may.
+    let tpl = match consumer.offsets_for_times(ends.clone(), timeout) {
+        Ok(answered) => {
+            let mut tpl = TopicPartitionList::new();
+            let mut empty = Vec::new();
+            for e in answered.elements() {
+                match e.offset() {
+                    Offset::Offset(end) if e.error().is_ok() && end <= 0 => {
+                        empty.push((e.topic().to_owned(), e.partition()));
+                    }
+                    Offset::Offset(end) if e.error().is_ok() => {
+                        let from = Offset::Offset((end - PROBED_RECORDS).max(0));
+                        tpl.add_partition_offset(e.topic(), e.partition(), from)
+                            .map_err(|e| format!("codec probe: {e}"))?;
+                    }
+                    _ => {
+                        tpl.add_partition_offset(
+                            e.topic(),
+                            e.partition(),
+                            Offset::OffsetTail(PROBED_RECORDS),
+                        )
+                        .map_err(|e| format!("codec probe: {e}"))?;
+                    }
+                }
+            }
+            if let Ok(mut seen) = consumer.context().seen.lock() {
+                seen.empty.extend(empty);
+            }
+            tpl
+        }
+        Err(e) => {
+            tracing::debug!("codec probe: end offsets: {e}; each partition asks for its own");
+            let mut tpl = TopicPartitionList::new();
+            for e in ends.elements() {
+                tpl.add_partition_offset(
+                    e.topic(),
+                    e.partition(),
+                    Offset::OffsetTail(PROBED_RECORDS),
+                )
+                .map_err(|e| format!("codec probe: {e}"))?;
+            }
+            tpl
+        }
+    };
     consumer
         .assign(&tpl)
         .map_err(|e| format!("codec probe: {e}"))?;

@@ -458,7 +458,11 @@ pub struct PartitionMetrics {
     lag_records: prometheus::Gauge,
     lag_seconds: prometheus::Gauge,
     records: prometheus::IntCounter,
-    states: Vec<prometheus::Gauge>,
+    /// The state series of the current state (the others are not exported), and its index in
+    /// [`STATES`].
+    state: Option<(usize, prometheus::Gauge)>,
+    /// The family of [`names::PARTITION_STATE`].
+    state_family: prometheus::GaugeVec,
     age: kmirror_core::window::Window,
     latency: kmirror_core::window::Window,
     rate: kmirror_core::window::Window,
@@ -502,14 +506,6 @@ impl PartitionMetrics {
         ];
         let mm2_refs: Vec<&str> = mm2_labels.iter().map(String::as_str).collect();
         let own: Vec<&str> = own_labels.iter().map(String::as_str).collect();
-        let states = STATES
-            .iter()
-            .map(|s| {
-                let mut l = own.clone();
-                l.push(s);
-                m.partition_state.with_label_values(&l)
-            })
-            .collect();
         Self {
             mm2: m
                 .mm2_source
@@ -519,7 +515,8 @@ impl PartitionMetrics {
             lag_records: m.lag_records.with_label_values(&own),
             lag_seconds: m.lag_seconds.with_label_values(&own),
             records: m.records.with_label_values(&own),
-            states,
+            state: None,
+            state_family: m.partition_state.clone(),
             mm2_labels,
             own_labels,
             age: kmirror_core::window::Window::default(),
@@ -590,8 +587,25 @@ impl PartitionMetrics {
             self.lag_records.set(lag as f64);
         }
         self.lag_seconds.set(lag_seconds);
-        for (g, s) in self.states.iter().zip(STATES) {
-            g.set(if *s == state { 1.0 } else { 0.0 });
+        if self.state.as_ref().map(|(i, _)| *i) != Some(state_index) {
+            let mut labels: Vec<&str> = self.own_labels.iter().map(String::as_str).collect();
+            // The first time, every state: an earlier replicator of the partition (replaced
+            // after a fatal error) may have left its own.
+            let stale: Vec<&str> = match self.state.take() {
+                Some((old, _)) => STATES.get(old).into_iter().copied().collect(),
+                None => STATES.to_vec(),
+            };
+            for s in stale {
+                labels.push(s);
+                let _ = self.state_family.remove_label_values(&labels);
+                labels.pop();
+            }
+            if let Some(name) = STATES.get(state_index) {
+                labels.push(name);
+                let gauge = self.state_family.with_label_values(&labels);
+                gauge.set(1.0);
+                self.state = Some((state_index, gauge));
+            }
         }
         self.published = published;
         self.settled = !active && now_ms.saturating_sub(self.active_at) >= SETTLES_AFTER_MS;

@@ -20,7 +20,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, Prod
 use tokio::sync::oneshot;
 
 /// How often delivery reports are served.
-const POLL_EVERY: Duration = Duration::from_millis(10);
+const POLL_EVERY: Duration = Duration::from_millis(50);
 
 /// The most events served in one round of the polling thread.
 const SERVE_MAX: usize = 10_000;

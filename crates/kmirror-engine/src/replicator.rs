@@ -286,6 +286,10 @@ struct Slot {
     /// When a delivery report of this partition's records last came, or its first record in
     /// flight was sent: a producer silent since long is checked for being stuck.
     delivered_at: Instant,
+    /// Where the consumer was told to start (for a partition assigned again before any record).
+    start: Start,
+    /// When the partition was (last) handed to the consumer.
+    handed_at: Instant,
 }
 
 /// Tells a partition that moves from one that does not, for [`PartitionReport`]s.
@@ -527,6 +531,7 @@ impl Replicator {
                     kmirror_admin::cached_watermarks(consumer.client(), t, p)
                 });
                 self.core.check_wedged()?;
+                self.reassign_unfetched();
                 last_flush = Instant::now();
             }
         }
@@ -606,10 +611,23 @@ impl Replicator {
     /// ListOffsets round (blocking, bounded); partitions it could not tell start at the end as
     /// the consumer finds it.
     fn latest_offsets(&self, list: &[Assignment]) -> HashMap<TopicPartition, i64> {
+        self.logical_offsets(list, Start::Latest)
+    }
+
+    /// The offsets that `start` (earliest or latest) names now for the partitions of `list`
+    /// that start there, in one ListOffsets request per broker (assigned at a logical offset,
+    /// librdkafka sends one request per partition: 10,000 of them delay the first fetch by
+    /// seconds). Partitions not answered are left out.
+    fn logical_offsets(&self, list: &[Assignment], start: Start) -> HashMap<TopicPartition, i64> {
+        let logical = match start {
+            Start::Earliest => rdkafka::Offset::Beginning,
+            Start::Latest => rdkafka::Offset::End,
+            Start::At(_) => return HashMap::new(),
+        };
         let mut tpl = TopicPartitionList::new();
-        for a in list.iter().filter(|a| a.start == Start::Latest) {
+        for a in list.iter().filter(|a| a.start == start) {
             if tpl
-                .add_partition_offset(&a.source.topic, a.source.partition, rdkafka::Offset::End)
+                .add_partition_offset(&a.source.topic, a.source.partition, logical)
                 .is_err()
             {
                 return HashMap::new();
@@ -629,8 +647,12 @@ impl Replicator {
                     _ => None,
                 })
                 .collect(),
-            Err(e) => {
+            Err(e) if start == Start::Latest => {
                 tracing::warn!("cannot read the end offsets of partitions that start at the end ({e}); their position is stored once a record is copied");
+                HashMap::new()
+            }
+            Err(e) => {
+                tracing::debug!("cannot read the start offsets of partitions that start at the beginning ({e}): librdkafka asks for each");
                 HashMap::new()
             }
         }
@@ -713,9 +735,95 @@ impl Replicator {
         entry.1 += 1;
     }
 
+    /// Assigns again the partitions the consumer has not fetched once (no fetch response named
+    /// them) within the stall bound of being handed to it, at the position they were given.
+    /// Seen once at 10,000 partitions on one consumer: some partitions never entered a fetch
+    /// and sat silent; a new assignment restarts librdkafka's state machine for them.
+    fn reassign_unfetched(&mut self) {
+        let stall_after = self.core.settings.stall_after;
+        let mut tpl = TopicPartitionList::new();
+        for slot in self.core.slots.iter_mut().flatten() {
+            if slot.watch.marks.is_some()
+                || !slot.tracker.is_running()
+                || slot.tracker.in_flight() > 0
+                || slot.releasing
+                || slot.pending_reset.is_some()
+                || slot.handed_at.elapsed() < stall_after
+            {
+                continue;
+            }
+            let offset = if slot.position_known {
+                rdkafka::Offset::Offset(slot.tracker.fetch_next().0)
+            } else {
+                match slot.start {
+                    Start::At(o) => rdkafka::Offset::Offset(o.0),
+                    Start::Earliest => rdkafka::Offset::Beginning,
+                    Start::Latest => rdkafka::Offset::End,
+                }
+            };
+            if tpl
+                .add_partition_offset(&slot.source.topic, slot.source.partition, offset)
+                .is_ok()
+            {
+                slot.handed_at = Instant::now();
+            }
+        }
+        if tpl.count() == 0 {
+            return;
+        }
+        let mut bare = TopicPartitionList::new();
+        for e in tpl.elements() {
+            bare.add_partition(e.topic(), e.partition());
+        }
+        let first: Vec<String> = tpl
+            .elements()
+            .iter()
+            .take(crate::flow::LOGGED_ONE_BY_ONE)
+            .map(|e| format!("{}-{}", e.topic(), e.partition()))
+            .collect();
+        tracing::warn!(
+            partitions = tpl.count(),
+            ?first,
+            "the source consumer has not fetched these partitions since they were assigned {}s ago: assigning them again",
+            stall_after.as_secs()
+        );
+        if let Err(e) = self
+            .consumer
+            .incremental_unassign(&bare)
+            .and_then(|()| self.consumer.incremental_assign(&tpl))
+        {
+            tracing::error!(
+                "assigning unfetched partitions again failed: {e}; retrying after the stall bound"
+            );
+        }
+    }
+
     /// A stored position is no longer on the source: records were deleted (retention) before
     /// they were copied. This cannot be undone; say so loudly, then continue from the log start.
     fn handle_out_of_range(&mut self) {
+        // Partitions that start at the beginning were given the log start read at assignment;
+        // retention may have moved it before their first fetch. Nothing of theirs was fetched:
+        // they are assigned again at the beginning, nothing skipped.
+        let mut again = TopicPartitionList::new();
+        for slot in self.core.slots.iter().flatten() {
+            if slot.tracker.is_running() && !slot.position_known && slot.start == Start::Earliest {
+                again.add_partition(&slot.source.topic, slot.source.partition);
+            }
+        }
+        if again.count() > 0 {
+            let mut at = TopicPartitionList::new();
+            for e in again.elements() {
+                let _ =
+                    at.add_partition_offset(e.topic(), e.partition(), rdkafka::Offset::Beginning);
+            }
+            if let Err(e) = self
+                .consumer
+                .incremental_unassign(&again)
+                .and_then(|()| self.consumer.incremental_assign(&at))
+            {
+                tracing::warn!("assigning partitions at their beginning again failed: {e}");
+            }
+        }
         for slot in self.core.slots.iter_mut().flatten() {
             if !slot.tracker.is_running() || !slot.position_known {
                 continue;
@@ -822,6 +930,7 @@ impl Replicator {
             refresh_producer_metadata(self.core.lanes.get(*lane), topic);
         }
         let ends = self.latest_offsets(&list);
+        let beginnings = self.logical_offsets(&list, Start::Earliest);
         let mut found = self.find_tails(&list);
         self.core.assigning_many = list.len() > crate::flow::LOGGED_ONE_BY_ONE;
         if self.core.assigning_many {
@@ -898,7 +1007,15 @@ impl Replicator {
             }
             let (offset, next, stored) = match a.start {
                 Start::At(o) => (rdkafka::Offset::Offset(o.0), o, Some(o)),
-                Start::Earliest => (rdkafka::Offset::Beginning, Offset(0), None),
+                // The log start just read: the position stays unknown until a record is
+                // fetched (should retention pass it first, see `handle_out_of_range`).
+                Start::Earliest => (
+                    beginnings
+                        .get(&a.source)
+                        .map_or(rdkafka::Offset::Beginning, |&o| rdkafka::Offset::Offset(o)),
+                    Offset(0),
+                    None,
+                ),
                 Start::Latest => (rdkafka::Offset::End, Offset(0), None),
             };
             tpl.add_partition_offset(&a.source.topic, a.source.partition, offset)
@@ -1021,6 +1138,8 @@ impl Replicator {
             slot.sync = self.core.syncs.as_ref().map(|s| SyncWriter::new(s.lag_max));
             slot.last_acked_ts = None;
             slot.first_fetched_ts = None;
+            slot.start = a.start;
+            slot.handed_at = Instant::now();
             self.core.settings.maps.remove(&slot.source);
             self.core.status.reset_done(&slot.source);
             tracing::info!(topic = %a.source.topic, partition = a.source.partition, start = ?a.start, "partition of a recreated topic starts again");
@@ -1241,6 +1360,8 @@ impl Core {
             watch: StallWatch::new(),
             map_written: false,
             delivered_at: Instant::now(),
+            start: a.start,
+            handed_at: Instant::now(),
         });
         Ok(idx)
     }
@@ -1863,7 +1984,9 @@ impl Core {
                 w.progress = progress;
                 w.moved_at = now;
             }
-            let behind = lag.is_some_and(|l| l > 0) || in_flight > 0;
+            // A partition the source never answered a fetch for is not caught up: it is
+            // behind by an unknown amount until a fetch response names its end.
+            let behind = lag.is_none_or(|l| l > 0) || in_flight > 0;
             if !behind {
                 w.moved_at = now;
             }
@@ -1885,10 +2008,10 @@ impl Core {
                 ),
                 PipelineState::Running => (
                     "stalled",
-                    Some(format!(
-                        "{} records behind the source and nothing copied",
-                        lag.unwrap_or(0)
-                    )),
+                    Some(match lag {
+                        Some(lag) => format!("{lag} records behind the source and nothing copied"),
+                        None => "no fetch response from the source names this partition (its end is unknown) and nothing was copied; it is assigned to the consumer again".to_owned(),
+                    }),
                 ),
                 PipelineState::Draining => (
                     "draining",

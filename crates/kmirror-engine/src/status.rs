@@ -200,6 +200,15 @@ impl MapBoard {
             .and_then(|m| m.get(source).map(|(_, map)| map.as_ref().clone()))
     }
 
+    /// The source offset after the last record of `source` known copied, if any.
+    pub fn copied_end(&self, source: &TopicPartition) -> Option<i64> {
+        self.maps
+            .lock()
+            .ok()
+            .and_then(|m| m.get(source).and_then(|(_, map)| map.copied_end()))
+            .map(|(upstream, _)| upstream)
+    }
+
     /// Forgets a partition's map (its topic was recreated).
     pub fn remove(&self, source: &TopicPartition) {
         if let Ok(mut m) = self.maps.lock() {
