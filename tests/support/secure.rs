@@ -52,7 +52,8 @@ pub fn strimzi_config(
             &env.tgt,
             &env.target,
             target,
-            "      config:\n        offset.storage.partitions: 3\n        offset.flush.interval.ms: 500\n"
+            // librdkafka statistics on: the dashboard's broker round-trip panel needs them.
+            "      config:\n        offset.storage.partitions: 3\n        offset.flush.interval.ms: 500\n        statistics.interval.ms: 2000\n"
         ),
         src = env.src,
         tgt = env.tgt,
