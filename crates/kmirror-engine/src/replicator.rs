@@ -46,6 +46,10 @@ use crate::status::{PartitionReport, StatusBoard};
 
 /// How long one consumer poll may wait when idle.
 const IDLE_POLL: Duration = Duration::from_millis(50);
+/// How often every partition is looked at for a due retry or a finished reset: each look
+/// visits every partition, which at 10,000 of them on every loop of a busy replicator costs
+/// more than the copy.
+const SLOT_SCAN_EVERY: Duration = Duration::from_millis(100);
 /// Records forwarded between two producer polls.
 const BATCH: usize = 2048;
 /// Back-off before a partition stopped by a retriable error is tried again.
@@ -505,6 +509,7 @@ impl Replicator {
         let _guard = span.enter();
         self.core.shutdown = shutdown.clone();
         let mut last_flush = Instant::now();
+        let mut last_scan = Instant::now();
         loop {
             loop {
                 match commands.try_recv() {
@@ -519,8 +524,11 @@ impl Replicator {
                 return self.shutdown();
             }
             self.pump()?;
-            self.retry_failed()?;
-            self.finish_resets()?;
+            if last_scan.elapsed() >= SLOT_SCAN_EVERY {
+                self.retry_failed()?;
+                self.finish_resets()?;
+                last_scan = Instant::now();
+            }
             self.core.progress_between_flushes();
             if last_flush.elapsed() >= self.core.settings.flush_interval {
                 self.core.store_progress(false)?;
