@@ -22,4 +22,5 @@ mod restart;
 mod scale;
 mod security;
 mod topic_sync;
+mod two_way;
 mod validate;

@@ -109,6 +109,19 @@ fn expect_problem(edit: impl FnOnce(&Path, String) -> String, needle: &str) {
 }
 
 #[test]
+fn origin_header_without_a_name() {
+    expect_problem(
+        |_, t| {
+            t.replace(
+                "sync.topic.acls.enabled: \"false\"",
+                "sync.topic.acls.enabled: \"false\"\n          provenance.header.name: \" \"",
+            )
+        },
+        "the origin header needs a name (or set provenance.header.enabled: false)",
+    );
+}
+
+#[test]
 fn unknown_cluster_alias() {
     expect_problem(
         |_, t| t.replace("targetCluster: dest", "targetCluster: nope"),

@@ -76,6 +76,7 @@ fn mocked(topic: &str, partitions: i32, total: usize, wedged_after: Duration) ->
         producers: 1,
         wedged_after,
         tails: None,
+        provenance: None,
     };
     let status = Arc::new(StatusBoard::default());
     let replicator = Replicator::build(

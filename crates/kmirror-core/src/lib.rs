@@ -20,6 +20,7 @@
 //! - [`offset_sync`]: when to emit an offset sync (MM2's rules).
 //! - [`translate`]: exact offset translation from the runs of copied records.
 //! - [`checkpoint`]: when to emit a checkpoint and when to commit a group on the target.
+//! - [`provenance`]: the origin header that keeps two opposite flows from copying records back.
 //! - [`tracker`]: per-partition bookkeeping of produced and acknowledged records, which decides
 //!   what may be recorded as done.
 
@@ -35,6 +36,7 @@ pub mod plan;
 pub mod policy;
 pub mod progress;
 pub mod properties;
+pub mod provenance;
 pub mod topic_config;
 pub mod tracker;
 pub mod translate;

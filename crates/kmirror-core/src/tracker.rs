@@ -45,6 +45,9 @@ pub struct PartitionTracker {
     copied: u64,
     /// The position was anchored (see [`PartitionTracker::anchor`]): store it.
     anchored: bool,
+    /// Records not copied on purpose (see [`PartitionTracker::on_skipped`]) up to here, while
+    /// records before them are still in flight.
+    skipped_next: Option<Offset>,
 }
 
 impl PartitionTracker {
@@ -59,6 +62,7 @@ impl PartitionTracker {
             persisted,
             copied: 0,
             anchored: false,
+            skipped_next: None,
         }
     }
 
@@ -100,7 +104,28 @@ impl PartitionTracker {
         }
         self.acked_next = offset.next();
         self.copied += 1;
+        if self.in_flight == 0 {
+            if let Some(skipped) = self.skipped_next.take() {
+                self.acked_next = self.acked_next.max(skipped);
+            }
+        }
         AckOutcome::Advanced
+    }
+
+    /// The record at `offset` is not copied, on purpose (it came from the target cluster: see
+    /// [`crate::provenance`]). It counts as done as soon as every record before it is
+    /// acknowledged, so that a partition whose last records are not copied still reaches the
+    /// source's end.
+    pub fn on_skipped(&mut self, offset: Offset) {
+        self.fetch_next = offset.next();
+        if self.in_flight == 0 {
+            if offset >= self.acked_next {
+                self.acked_next = offset.next();
+                self.anchored = true;
+            }
+        } else {
+            self.skipped_next = Some(offset.next());
+        }
     }
 
     /// Delivery of the record at `offset` failed for good. Returns `true` if this is the
@@ -111,6 +136,7 @@ impl PartitionTracker {
     }
 
     fn fail(&mut self, offset: Offset, reason: String) -> bool {
+        self.skipped_next = None;
         if let PipelineState::Failed { at, .. } = &mut self.state {
             // An earlier record failed too (it was still in flight): progress stops there.
             if offset < *at {
@@ -128,6 +154,7 @@ impl PartitionTracker {
     /// Counters and the stored position are kept. Returns the offset to fetch from.
     pub fn restart(&mut self) -> Offset {
         self.state = PipelineState::Running;
+        self.skipped_next = None;
         self.fetch_next = self.acked_next;
         self.acked_next
     }
@@ -199,6 +226,7 @@ impl PartitionTracker {
     /// The consumer reset the position (the stored offset was no longer on the source). A
     /// position moved back (the source's log was truncated) is stored like any other.
     pub fn on_position_reset(&mut self, to: Offset) {
+        self.skipped_next = None;
         if self.in_flight == 0 {
             if self.persisted.is_some_and(|p| p > to) {
                 self.persisted = None;
@@ -213,6 +241,49 @@ impl PartitionTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn records_not_copied_count_as_done_once_those_before_them_are_acknowledged() {
+        let mut t = PartitionTracker::new(Offset(10), Some(Offset(10)));
+        t.on_produced(Offset(10));
+        t.on_skipped(Offset(11));
+        t.on_skipped(Offset(12));
+        assert_eq!(t.fetch_next(), Offset(13));
+        assert_eq!(t.progress(), Offset(10), "10 is not acknowledged yet");
+        assert_eq!(t.on_acked(Offset(10)), AckOutcome::Advanced);
+        assert_eq!(t.progress(), Offset(13));
+        // Nothing in flight: a skipped record moves progress at once, and is stored.
+        t.mark_stored(Offset(13));
+        t.on_skipped(Offset(13));
+        assert_eq!(t.progress_to_store(), Some(Offset(14)));
+    }
+
+    #[test]
+    fn a_partition_that_copied_nothing_stores_what_it_skipped() {
+        let mut t = PartitionTracker::new(Offset(0), None);
+        t.on_skipped(Offset(0));
+        t.on_skipped(Offset(1));
+        assert_eq!(t.progress_to_store(), Some(Offset(2)));
+    }
+
+    #[test]
+    fn a_failure_before_a_skipped_record_keeps_progress_at_the_failure() {
+        let mut t = PartitionTracker::new(Offset(0), None);
+        t.on_produced(Offset(0));
+        t.on_produced(Offset(1));
+        t.on_skipped(Offset(2));
+        t.on_acked(Offset(0));
+        assert!(t.on_failed(Offset(1), "refused".into()));
+        assert_eq!(t.progress(), Offset(1));
+        assert_eq!(t.restart(), Offset(1));
+        t.on_produced(Offset(1));
+        t.on_acked(Offset(1));
+        assert_eq!(
+            t.progress(),
+            Offset(2),
+            "2 is decided again when fetched again"
+        );
+    }
 
     #[test]
     fn a_position_moved_back_is_stored_even_before_a_copy() {

@@ -168,6 +168,14 @@ impl Flow {
         self.options
             .metrics
             .flow_started(self.mirror.source.as_str(), self.mirror.target.as_str());
+        match self.provenance() {
+            Some(rule) => tracing::info!(
+                header = %rule.header,
+                "copied records carry the origin header `{}: {}` (or keep the one they have); records whose origin is {} are not copied back",
+                rule.header, rule.source, rule.target
+            ),
+            None => tracing::info!("records are copied without an origin header (provenance.header.enabled: false): a flow in the opposite direction would copy them back"),
+        }
         loop {
             match self.run_with_new_clients(&shutdown).await {
                 Err(Error::Restart(why)) => {
@@ -464,7 +472,9 @@ impl Flow {
                     &[&c.source_all, &c.source_consumer],
                 ),
                 target: self.target.config(Role::ProgressReader, &[&c.target_all]),
+                provenance: self.provenance(),
             }),
+            provenance: self.provenance(),
         };
         let replicator = Replicator::build(
             settings,
@@ -1458,5 +1468,16 @@ impl Flow {
     /// `S->T`.
     pub fn name(&self) -> String {
         self.mirror.name()
+    }
+
+    /// The flow's origin-header rule (see [`kmirror_core::provenance`]).
+    fn provenance(&self) -> Option<kmirror_core::provenance::Provenance> {
+        self.mirror.provenance.as_ref().map(|header| {
+            kmirror_core::provenance::Provenance::new(
+                header.clone(),
+                self.mirror.source.clone(),
+                self.mirror.target.clone(),
+            )
+        })
     }
 }

@@ -8,6 +8,8 @@
 //! - [`topics`]: discovering source topics and creating or growing them on the target.
 //! - [`target_sync`]: topic config and ACL sync, and the plan of what the next sync does.
 //! - [`offsets`]: the failover report and commit of `kmirror offsets`.
+//! - [`failback`]: what going back to the old primary copies and what is at risk
+//!   (`kmirror failback plan`).
 //! - [`permissions`]: which permissions kmirror's principal lacks, named and reported.
 //! - [`progress_store`]: reading stored replication progress.
 //! - [`replicator`]: the per-flow data plane (consumer → producer, per-partition pipelines).
@@ -25,6 +27,7 @@ pub mod checkpoint;
 pub mod client;
 pub mod codec;
 pub mod error;
+pub mod failback;
 pub mod flow;
 pub mod heartbeat;
 pub mod http;

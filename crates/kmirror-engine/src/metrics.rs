@@ -47,6 +47,8 @@ pub mod names {
     pub const CONFIGS_REJECTED: &str = "kmirror_topic_configs_rejected_total";
     /// ACL bindings created on the target.
     pub const ACLS_CREATED: &str = "kmirror_acls_created_total";
+    /// Records not copied because they came from the target cluster (their origin header).
+    pub const RECORDS_NOT_COPIED: &str = "kmirror_records_from_target_skipped_total";
     /// Heartbeat records emitted.
     pub const HEARTBEATS: &str = "kmirror_heartbeats_emitted_total";
     /// Checkpoint records emitted.
@@ -208,6 +210,8 @@ pub struct Metrics {
     pub configs_rejected: IntCounterVec,
     /// See [`names::ACLS_CREATED`].
     pub acls_created: IntCounterVec,
+    /// See [`names::RECORDS_NOT_COPIED`].
+    pub records_from_target: IntCounterVec,
     /// See [`names::HEARTBEATS`].
     pub heartbeats: IntCounterVec,
     /// See [`names::CHECKPOINTS`].
@@ -314,6 +318,7 @@ impl Metrics {
             configs_changed: counter(&r, names::CONFIGS_CHANGED, "Topic configuration entries changed on the target", &flow),
             configs_rejected: counter(&r, names::CONFIGS_REJECTED, "Topic configuration entries the target refused (retried every sync interval)", &[SOURCE, TARGET, TOPIC, KEY]),
             acls_created: counter(&r, names::ACLS_CREATED, "ACL bindings created on the target", &flow),
+            records_from_target: counter(&r, names::RECORDS_NOT_COPIED, "Source records not copied because their origin header names the target cluster (they came from there)", &flow),
             heartbeats: counter(&r, names::HEARTBEATS, "Heartbeat records emitted", &flow),
             checkpoints: counter(&r, names::CHECKPOINTS, "Checkpoint records emitted", &flow),
             checkpoint_age: gauge(&r, names::CHECKPOINT_AGE, "Seconds since the group's last checkpoint", &[SOURCE, TARGET, GROUP]),
@@ -410,6 +415,8 @@ mod tests {
 pub struct PartitionDelta {
     /// Records acknowledged.
     pub acked: u64,
+    /// Records not copied because they came from the target cluster.
+    pub from_target: u64,
     /// Value bytes fetched.
     pub bytes: u64,
     /// Record age at fetch time (ms): count, sum, min, max, last.

@@ -25,13 +25,14 @@ use kmirror_core::offset_sync::SyncWriter;
 use kmirror_core::progress::{
     encode_key, encode_map_key, encode_map_value, encode_value, partition_for_key, TopicIds,
 };
+use kmirror_core::provenance::{Decision, Provenance};
 use kmirror_core::tracker::{PartitionTracker, PipelineState};
 use kmirror_core::translate::OffsetMap;
 use kmirror_core::{ClusterAlias, Offset, TopicPartition};
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{BorrowedMessage, Message, Timestamp};
+use rdkafka::message::{BorrowedMessage, Headers, Message, Timestamp};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{ClientConfig, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
@@ -170,6 +171,9 @@ pub struct ReplicatorSettings {
     /// Readers of both clusters that find, at assignment, the records a crash left on the
     /// target beyond the stored progress (see [`crate::tail`]); `None`: copy from the progress.
     pub tails: Option<crate::tail::Readers>,
+    /// The origin header written on copied records and by which records from the target are
+    /// not copied back (`None`: records are copied as they are).
+    pub provenance: Option<Provenance>,
 }
 
 /// The source's (log start, high watermark) of a partition as the consumer last saw them in
@@ -1399,7 +1403,25 @@ impl Core {
         };
         let route = slot.route;
         let lane = route.lane;
-        if let Some(reason) = self.lanes.refuses(route, || record_size(msg)) {
+        let decision = match (&self.settings.provenance, msg.headers()) {
+            (None, _) => Decision::Copy,
+            (Some(rule), Some(h)) => rule.decide(h.iter().map(|h| (h.key, h.value))),
+            (Some(_), None) => Decision::CopyMarked,
+        };
+        if decision == Decision::Skip {
+            // It came from the target: copying it back would start a loop.
+            if let Some(slot) = self.slots[idx].as_mut() {
+                slot.tracker.on_skipped(offset);
+                slot.delta.from_target += 1;
+            }
+            return Ok(());
+        }
+        let mark = decision == Decision::CopyMarked;
+        let added = match &self.settings.provenance {
+            Some(rule) if mark => rule.added_bytes(),
+            _ => 0,
+        };
+        if let Some(reason) = self.lanes.refuses(route, || record_size(msg) + added) {
             self.stop_partition(idx, offset, "the target would refuse", reason, to_pause);
             return Ok(());
         }
@@ -1412,8 +1434,19 @@ impl Core {
         if let Some(payload) = msg.payload() {
             record = record.payload(payload);
         }
-        if let Some(headers) = msg.headers() {
-            record = record.headers(headers.detach());
+        match (&self.settings.provenance, msg.headers()) {
+            (Some(rule), headers) if mark => {
+                let headers = headers.map_or_else(
+                    || rdkafka::message::OwnedHeaders::new_with_capacity(1),
+                    |h| h.detach(),
+                );
+                record = record.headers(headers.insert(rdkafka::message::Header {
+                    key: &rule.header,
+                    value: Some(rule.source.as_str()),
+                }));
+            }
+            (_, Some(headers)) => record = record.headers(headers.detach()),
+            (_, None) => {}
         }
         let timestamp = match msg.timestamp() {
             Timestamp::CreateTime(ts) | Timestamp::LogAppendTime(ts) => {
@@ -1965,6 +1998,7 @@ impl Core {
         let stall_after = self.settings.stall_after;
         self.publications = self.publications.wrapping_add(1);
         let turn = self.publications % CAUGHT_UP_MARKS_EVERY;
+        let mut from_target = 0;
         for (i, s) in self.slots.iter_mut().enumerate() {
             let Some(s) = s.as_mut() else { continue };
             let progress = s.tracker.progress().0;
@@ -2070,6 +2104,7 @@ impl Core {
                 s.map_unpublished = false;
             }
             let delta = std::mem::take(&mut s.delta);
+            from_target += delta.from_target;
             s.metrics
                 .publish(now_ms.unsigned_abs(), &delta, lag, lag_seconds, state);
             let report = Reported {
@@ -2095,11 +2130,19 @@ impl Core {
                 s.watch.reported = Some(report);
             }
         }
+        let flow = [self.settings.source.as_str(), self.settings.target.as_str()];
         self.settings
             .metrics
             .rpo_seconds
-            .with_label_values(&[self.settings.source.as_str(), self.settings.target.as_str()])
+            .with_label_values(&flow)
             .set(rpo);
+        if from_target > 0 {
+            self.settings
+                .metrics
+                .records_from_target
+                .with_label_values(&flow)
+                .inc_by(from_target);
+        }
         self.status.update(reports.into_iter());
     }
 }

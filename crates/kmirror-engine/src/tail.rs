@@ -21,6 +21,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use kmirror_core::provenance::{Decision, Provenance};
 use kmirror_core::TopicPartition;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message, Timestamp};
@@ -43,6 +44,9 @@ pub struct Readers {
     pub source: ClientConfig,
     /// Reads the target.
     pub target: ClientConfig,
+    /// The flow's origin header: left out of the comparison (the copy has it, the source
+    /// record may not), and source records from the target are passed over (never copied).
+    pub provenance: Option<kmirror_core::provenance::Provenance>,
 }
 
 /// A partition whose target may hold copies beyond what its map knows.
@@ -178,6 +182,7 @@ fn probe(
     if tails.is_empty() {
         return Ok(HashMap::new());
     }
+    let provenance = readers.provenance.as_ref();
     let target = reader(&readers.target)?;
     let target_ends = ends(
         &target,
@@ -236,7 +241,7 @@ fn probe(
         if p.target_done {
             continue;
         }
-        p.target.push((fingerprint(&msg), msg.offset()));
+        p.target.push((fingerprint(&msg, provenance), msg.offset()));
         held += 1;
         if msg.offset() + 1 >= p.target_end
             || p.target.len() >= MAX_PER_PARTITION
@@ -306,9 +311,17 @@ fn probe(
             continue;
         }
         let offset = msg.offset();
-        match p.target.get(p.pairs.len()) {
-            Some(&(print, at)) if print == fingerprint(&msg) => p.pairs.push((offset, at)),
-            _ => p.stop = Some(offset),
+        let from_target = provenance.is_some_and(|rule| {
+            msg.headers()
+                .is_some_and(|h| rule.decide(h.iter().map(|h| (h.key, h.value))) == Decision::Skip)
+        });
+        if !from_target {
+            match p.target.get(p.pairs.len()) {
+                Some(&(print, at)) if print == fingerprint(&msg, provenance) => {
+                    p.pairs.push((offset, at));
+                }
+                _ => p.stop = Some(offset),
+            }
         }
         if p.stop.is_none() && p.source_end >= 0 && offset + 1 >= p.source_end {
             p.stop = Some(p.source_end);
@@ -350,7 +363,9 @@ fn one(topic: &str, partition: i32) -> TopicPartitionList {
 /// What a copy keeps of a record: key, value, headers and timestamp. A target topic that
 /// stamps its own time (`LogAppendTime`) never matches, and its partitions are copied from the
 /// stored progress as before.
-fn fingerprint<M: Message>(msg: &M) -> u64 {
+///
+/// The origin header is left out: the copy has it and the source record may not.
+fn fingerprint<M: Message>(msg: &M, provenance: Option<&Provenance>) -> u64 {
     let mut h = DefaultHasher::new();
     msg.key().hash(&mut h);
     msg.payload().hash(&mut h);
@@ -361,6 +376,9 @@ fn fingerprint<M: Message>(msg: &M) -> u64 {
     .hash(&mut h);
     if let Some(headers) = msg.headers() {
         for header in headers.iter() {
+            if provenance.is_some_and(|rule| rule.header == header.key) {
+                continue;
+            }
             header.key.hash(&mut h);
             header.value.hash(&mut h);
         }
@@ -404,5 +422,44 @@ mod tests {
         // Transaction markers between the last match and the stored progress: the next record
         // is at or after the progress, so nothing before it was missed.
         assert!(probe(112, &pairs, Some(113)).trustworthy());
+    }
+
+    #[test]
+    fn a_copy_matches_its_source_record_whatever_its_origin_header() {
+        use kmirror_core::ClusterAlias;
+        use rdkafka::message::{Header, OwnedHeaders, OwnedMessage, Timestamp};
+        let message = |headers: &[(&str, &str)]| {
+            let h = headers.iter().fold(OwnedHeaders::new(), |h, (k, v)| {
+                h.insert(Header {
+                    key: k,
+                    value: Some(*v),
+                })
+            });
+            OwnedMessage::new(
+                Some(b"value".to_vec()),
+                Some(b"key".to_vec()),
+                "t".into(),
+                Timestamp::CreateTime(7),
+                0,
+                0,
+                Some(h),
+            )
+        };
+        let source = message(&[("app", "x")]);
+        let copy = message(&[("app", "x"), ("kmirror.origin", "primary")]);
+        let rule = Provenance::new(
+            "kmirror.origin",
+            ClusterAlias::new("primary"),
+            ClusterAlias::new("dr"),
+        );
+        assert_eq!(
+            fingerprint(&source, Some(&rule)),
+            fingerprint(&copy, Some(&rule))
+        );
+        assert_ne!(fingerprint(&source, None), fingerprint(&copy, None));
+        assert_ne!(
+            fingerprint(&message(&[("app", "y")]), Some(&rule)),
+            fingerprint(&copy, Some(&rule))
+        );
     }
 }

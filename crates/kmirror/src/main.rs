@@ -150,6 +150,9 @@ enum Cmd {
         #[arg(long, requires = "commit")]
         dry_run: bool,
     },
+    /// Going back to the old primary after a failover: what it lacks and what is at risk.
+    #[command(subcommand)]
+    Failback(FailbackCmd),
     /// Convert an MM2 dedicated-mode properties file (connect-mirror-maker.sh's mm2.properties)
     /// into a kmirror configuration.
     ///
@@ -285,6 +288,15 @@ fn main() -> ExitCode {
             init_logging(LogFormat::Text, COMMAND_LOG);
             plan(&config, flow.as_deref(), json)
         }
+        Cmd::Failback(FailbackCmd::Plan {
+            config,
+            flow,
+            read_for,
+            json,
+        }) => {
+            init_logging(LogFormat::Text, COMMAND_LOG);
+            failback_plan(&config, &flow, read_for, json)
+        }
         Cmd::Offsets {
             config,
             group,
@@ -335,6 +347,154 @@ fn main() -> ExitCode {
             code
         }
     }
+}
+
+#[derive(Subcommand)]
+enum FailbackCmd {
+    /// Show, per partition, what the old primary lacks and what it holds that never reached
+    /// the DR cluster; change nothing.
+    ///
+    /// `--flow A->B` names the flow that copied the old primary A to the DR cluster B; the
+    /// configuration must also hold the reverse flow `B->A` (the one that will copy B back to
+    /// A). Connected to both clusters, it prints per partition: A's log end and how far A->B
+    /// copied (the records between were written on A after the last copy: at risk, on A only;
+    /// they stay, the reverse flow appends after them, and A->B copies them to B when it runs
+    /// again); where B->A would read B from (its stored progress, or where it would start) and
+    /// B's log end; and the records in between, by origin header: those written on B, which A
+    /// lacks and B->A copies, and the copies of A's records, which it passes over. Exits 1 if
+    /// a cluster cannot be reached.
+    Plan {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// The flow from the old primary to the DR cluster (`source->target`).
+        #[arg(long)]
+        flow: String,
+        /// How long to read the DR cluster's records to count them by origin (counts are
+        /// marked incomplete beyond it).
+        #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+        read_for: Duration,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn failback_plan(args: &ConfigArgs, flow: &str, read_for: Duration, json: bool) -> ExitCode {
+    use kmirror_engine::client::ClientFactory;
+    let (cfg, security) = match check(&args.config, args.secrets_dir.as_deref()) {
+        Ok(ok) => ok,
+        Err(problems) => return report(&problems),
+    };
+    let Some(forward) = cfg.mirrors.iter().find(|m| m.name() == flow) else {
+        eprintln!("error: --flow {flow}: no such flow");
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    let Some(reverse) = cfg
+        .mirrors
+        .iter()
+        .find(|m| m.source == forward.target && m.target == forward.source)
+    else {
+        eprintln!(
+            "error: --flow {flow}: the configuration has no reverse flow {}->{}: add a mirror with sourceCluster: {} and targetCluster: {}",
+            forward.target, forward.source, forward.target, forward.source
+        );
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    let factory = |alias: &kmirror_core::ClusterAlias| {
+        cfg.cluster(alias).map(|c| {
+            ClientFactory::new(
+                c.clone(),
+                security.get(alias).cloned().unwrap_or_default(),
+                "kmirror|failback",
+            )
+        })
+    };
+    let (Some(primary), Some(dr)) = (factory(&forward.source), factory(&forward.target)) else {
+        eprintln!("error: --flow {flow}: unknown cluster");
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    let plan = match kmirror_engine::failback::plan(forward, reverse, &primary, &dr, read_for) {
+        Ok(p) => p,
+        Err(e) => return fail(flow, &e),
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&plan).unwrap_or_default()
+        );
+        return ExitCode::SUCCESS;
+    }
+    println!(
+        "failback from {dr} to {primary}: forward flow {}, reverse flow {}",
+        plan.forward,
+        plan.reverse,
+        dr = plan.dr,
+        primary = plan.primary
+    );
+    println!(
+        "{:<32} {:>9} {:>12} {:>12} {:>10} {:>12} {:>12} {:>10} {:>11}",
+        "topic",
+        "partition",
+        "primary end",
+        "copied to",
+        "at risk",
+        "reverse from",
+        "dr end",
+        "to copy",
+        "passed over"
+    );
+    for r in &plan.partitions {
+        let from = if r.reverse_stored {
+            r.reverse_from.to_string()
+        } else {
+            format!("({})", r.reverse_from)
+        };
+        let mark = if r.complete { "" } else { "+" };
+        println!(
+            "{:<32} {:>9} {:>12} {:>12} {:>10} {:>12} {:>12} {:>10} {:>11}",
+            r.topic,
+            r.partition,
+            r.primary_end,
+            r.copied_until,
+            r.at_risk,
+            from,
+            r.dr_end,
+            format!("{}{mark}", r.to_copy),
+            format!("{}{mark}", r.passed_over)
+        );
+    }
+    println!(
+        "{} records on {} never reached {} (at risk: they stay on {}, and {} copies them when it runs again);",
+        plan.at_risk(),
+        plan.primary,
+        plan.dr,
+        plan.primary,
+        plan.forward
+    );
+    match &plan.origin_header {
+        Some(header) => println!(
+            "{} records on {} are not on {} and {} copies them; {} copies of {}'s records are passed over (header {header}).",
+            plan.to_copy(),
+            plan.dr,
+            plan.primary,
+            plan.reverse,
+            plan.passed_over(),
+            plan.primary
+        ),
+        None => println!(
+            "{} copies {} records, {}'s own records among them (provenance.header.enabled is false for it).",
+            plan.reverse,
+            plan.to_copy(),
+            plan.primary
+        ),
+    }
+    if plan.partitions.iter().any(|r| !r.reverse_stored) {
+        println!("(n): the reverse flow has no stored progress there and would start at n.");
+    }
+    if plan.partitions.iter().any(|r| !r.complete) {
+        println!("n+: counted until --read-for ran out; there are more.");
+    }
+    ExitCode::SUCCESS
 }
 
 fn offsets(

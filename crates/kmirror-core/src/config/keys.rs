@@ -57,6 +57,8 @@ pub const CONNECTOR_KEYS: &[(&str, KeyStatus)] = {
         ("config.properties.exclude", Implemented),
         ("config.properties.blacklist", Implemented),
         ("use.defaults.from", Implemented),
+        ("provenance.header.enabled", Implemented),
+        ("provenance.header.name", Implemented),
         (
             "consumer.poll.timeout.ms",
             NoEffect("kmirror polls continuously"),

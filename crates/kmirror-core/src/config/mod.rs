@@ -227,6 +227,10 @@ pub struct Mirror {
     pub sync_topic_configs: Option<Duration>,
     /// `sync.topic.acls.interval.seconds` (`None`: `sync.topic.acls.enabled=false`).
     pub sync_topic_acls: Option<Duration>,
+    /// The origin header written on every copied record, and by which records from the target
+    /// are not copied back (`provenance.header.name`; `None`:
+    /// `provenance.header.enabled=false`). See [`crate::provenance`].
+    pub provenance: Option<String>,
 }
 
 /// kmirror's default for `sync.topic.configs.interval.seconds` and
@@ -1172,6 +1176,20 @@ fn resolve_mirror(
             },
         });
 
+    let provenance = bool_key("provenance.header.enabled", true, problems).then(|| {
+        match keys.get("provenance.header.name") {
+            Some((f, v)) if v.trim().is_empty() => {
+                problems.push(Problem::new(
+                    f,
+                    "the origin header needs a name (or set provenance.header.enabled: false)",
+                ));
+                String::new()
+            }
+            Some((_, v)) => v.trim().to_owned(),
+            None => crate::provenance::DEFAULT_HEADER.to_owned(),
+        }
+    });
+
     if problems.len() > before {
         return None;
     }
@@ -1202,6 +1220,7 @@ fn resolve_mirror(
         config_filter,
         sync_topic_configs,
         sync_topic_acls,
+        provenance,
     })
 }
 

@@ -1,0 +1,408 @@
+//! Two flows in opposite directions with identical topic names (IdentityReplicationPolicy):
+//! every record written on either cluster reaches the other once, marked with its origin, and
+//! none is copied back where it came from.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::support::*;
+
+const PARTITIONS: i32 = 2;
+
+/// One config with both flows, `src -> tgt` and `tgt -> src`, copying `topic` only.
+fn two_way_config(env: &Env, topic: &str) -> PathBuf {
+    let (a, b) = (&env.src, &env.tgt);
+    let (a_servers, b_servers) = (&env.source.bootstrap, &env.target.bootstrap);
+    let connector = "    sourceConnector:
+      config:
+        replication.policy.class: org.apache.kafka.connect.mirror.IdentityReplicationPolicy
+        replication.factor: -1
+        refresh.topics.interval.seconds: 1
+        heartbeats.topic.replication.factor: -1
+        checkpoints.topic.replication.factor: -1
+        offset-syncs.topic.replication.factor: -1
+        sync.topic.acls.enabled: false";
+    let text = format!(
+        r#"clusters:
+  - alias: {a}
+    bootstrapServers: {a_servers}
+    config:
+      offset.storage.partitions: 3
+      offset.flush.interval.ms: 500
+  - alias: {b}
+    bootstrapServers: {b_servers}
+    config:
+      offset.storage.partitions: 3
+      offset.flush.interval.ms: 500
+mirrors:
+  - sourceCluster: {a}
+    targetCluster: {b}
+    topicsPattern: "{topic}"
+    groupsPattern: "{topic}-g.*"
+{connector}
+  - sourceCluster: {b}
+    targetCluster: {a}
+    topicsPattern: "{topic}"
+    groupsPattern: "{topic}-g.*"
+{connector}
+"#
+    );
+    let path = env.dir.path().join("two-way.yaml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `n` records keyed `<side><i>` (so that each record's writer shows in its key).
+fn written(side: &str, from: i32, n: i32) -> Vec<(i32, TestRecord)> {
+    (from..from + n)
+        .map(|i| {
+            (
+                i % PARTITIONS,
+                TestRecord {
+                    key: Some(format!("{side}{i:05}").into_bytes()),
+                    value: Some(format!("value {i} written on {side}").into_bytes()),
+                    headers: vec![("app".into(), Some(b"x".to_vec()))],
+                    timestamp: 1_700_000_000_000 + i64::from(i),
+                },
+            )
+        })
+        .collect()
+}
+
+/// Key and origin header of each record of `topic`, by partition, once `want` records are
+/// there and nothing more arrived for three seconds.
+fn read_all(
+    bootstrap: &str,
+    topic: &str,
+    want: usize,
+) -> BTreeMap<i32, Vec<(String, Option<String>)>> {
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", format!("verify-{}", rand_suffix()))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut out: BTreeMap<i32, Vec<(String, Option<String>)>> =
+        (0..PARTITIONS).map(|p| (p, Vec::new())).collect();
+    let mut total = 0;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut last = Instant::now();
+    while Instant::now() < deadline && (total < want || last.elapsed() < Duration::from_secs(3)) {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            let origin = m.headers().and_then(|h| {
+                h.iter()
+                    .find(|h| h.key == ORIGIN_HEADER)
+                    .map(|h| String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned())
+            });
+            let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
+            out.entry(m.partition()).or_default().push((key, origin));
+            total += 1;
+            last = Instant::now();
+        }
+    }
+    out
+}
+
+/// Checks one cluster: it holds exactly what was written on it and what was written on the
+/// other, each once, in the order written per partition; copies name their origin, and what
+/// was written here carries no origin header.
+fn check_cluster(
+    name: &str,
+    got: &BTreeMap<i32, Vec<(String, Option<String>)>>,
+    local: (&str, &[(i32, TestRecord)]),
+    remote: (&str, &str, &[(i32, TestRecord)]),
+) {
+    let keys = |records: &[(i32, TestRecord)], p: i32| -> Vec<String> {
+        records
+            .iter()
+            .filter(|(q, _)| *q == p)
+            .map(|(_, r)| String::from_utf8_lossy(r.key.as_deref().unwrap()).into_owned())
+            .collect()
+    };
+    let (local_side, local_records) = local;
+    let (remote_side, remote_alias, remote_records) = remote;
+    for p in 0..PARTITIONS {
+        let records = &got[&p];
+        assert_eq!(
+            records.len(),
+            keys(local_records, p).len() + keys(remote_records, p).len(),
+            "{name} partition {p}: every record once, nothing copied back: {records:?}"
+        );
+        let of = |side: &str| -> Vec<(String, Option<String>)> {
+            records
+                .iter()
+                .filter(|(k, _)| k.starts_with(side))
+                .cloned()
+                .collect()
+        };
+        let mine = of(local_side);
+        assert_eq!(
+            mine.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(),
+            keys(local_records, p),
+            "{name} partition {p}: its own records, in order"
+        );
+        assert!(
+            mine.iter().all(|(_, origin)| origin.is_none()),
+            "{name} partition {p}: records written here carry no origin: {mine:?}"
+        );
+        let copies = of(remote_side);
+        assert_eq!(
+            copies.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(),
+            keys(remote_records, p),
+            "{name} partition {p}: the other cluster's records, once each, in order"
+        );
+        assert!(
+            copies
+                .iter()
+                .all(|(_, origin)| origin.as_deref() == Some(remote_alias)),
+            "{name} partition {p}: copies name their origin {remote_alias}: {copies:?}"
+        );
+    }
+}
+
+#[test]
+fn two_opposite_flows_copy_every_record_once_and_never_back() {
+    let env = Env::shared();
+    let (a, b) = (env.source.bootstrap.clone(), env.target.bootstrap.clone());
+    let topic = format!("two-way-{}", rand_suffix());
+    create_topic(&a, &topic, PARTITIONS);
+    create_topic(&b, &topic, PARTITIONS);
+    let mut on_a = written("a", 0, 300);
+    let mut on_b = written("b", 0, 300);
+    produce(&a, &topic, &on_a);
+    produce(&b, &topic, &on_b);
+
+    let port = free_port();
+    let config = two_way_config(&env, &topic);
+    let mut kmirror = Kmirror::start(&config, &["--metrics-addr", &format!("127.0.0.1:{port}")]);
+    // Both sides written while both flows run; then only the target, so that the source's
+    // partitions end with copies that its flow must pass over and still count as done.
+    let more_a = written("a", 300, 300);
+    let more_b = written("b", 300, 300);
+    produce(&a, &topic, &more_a);
+    produce(&b, &topic, &more_b);
+    on_a.extend(more_a);
+    on_b.extend(more_b);
+    let last_b = written("b", 600, 100);
+    produce(&b, &topic, &last_b);
+    on_b.extend(last_b);
+
+    let total = on_a.len() + on_b.len();
+    let got_a = read_all(&a, &topic, total);
+    let got_b = read_all(&b, &topic, total);
+    check_cluster(
+        &format!("cluster {}", env.src),
+        &got_a,
+        ("a", &on_a),
+        ("b", &env.tgt, &on_b),
+    );
+    check_cluster(
+        &format!("cluster {}", env.tgt),
+        &got_b,
+        ("b", &on_b),
+        ("a", &env.src, &on_a),
+    );
+
+    // Each flow passed over exactly the records that came from its target, and its partitions
+    // reached the source's end (the last records of the source's partitions were such copies).
+    let flows = [
+        (env.src.as_str(), env.tgt.as_str(), on_b.len()),
+        (env.tgt.as_str(), env.src.as_str(), on_a.len()),
+    ];
+    wait_for("both flows caught up", Duration::from_secs(30), || {
+        let (_, text) = http_get(port, "/metrics");
+        for (source, target, skipped) in flows {
+            let flow = [("source", source), ("target", target)];
+            let got = series(&text, "kmirror_records_from_target_skipped_total", &flow);
+            if got != Some(skipped as f64) {
+                return Err(format!(
+                    "{source}->{target} passed over {got:?}, not {skipped}"
+                ));
+            }
+            for p in 0..PARTITIONS {
+                let p = p.to_string();
+                let part = [
+                    ("source", source),
+                    ("target", target),
+                    ("partition", p.as_str()),
+                ];
+                let lag = series(&text, "kmirror_replication_lag_records", &part);
+                if lag != Some(0.0) {
+                    return Err(format!("{source}->{target} partition {p}: lag {lag:?}"));
+                }
+            }
+        }
+        Ok(())
+    });
+    assert_eq!(kmirror.terminate(Duration::from_secs(30)), Some(0));
+
+    // A restart resumes after the records it passed over (stored as done, so not even read
+    // again) and copies nothing again.
+    let port = free_port();
+    let mut kmirror = Kmirror::start(&config, &["--metrics-addr", &format!("127.0.0.1:{port}")]);
+    let again = written("a", 600, 10);
+    produce(&a, &topic, &again);
+    on_a.extend(again);
+    let total = on_a.len() + on_b.len();
+    check_cluster(
+        &format!("cluster {} after a restart", env.tgt),
+        &read_all(&b, &topic, total),
+        ("b", &on_b),
+        ("a", &env.src, &on_a),
+    );
+    check_cluster(
+        &format!("cluster {} after a restart", env.src),
+        &read_all(&a, &topic, total),
+        ("a", &on_a),
+        ("b", &env.tgt, &on_b),
+    );
+    // The new records' copies on the target are the only ones passed over since the restart.
+    let expected = [
+        (env.src.as_str(), env.tgt.as_str(), 0.0),
+        (env.tgt.as_str(), env.src.as_str(), 10.0),
+    ];
+    wait_for(
+        "records passed over since the restart",
+        Duration::from_secs(30),
+        || {
+            let (_, text) = http_get(port, "/metrics");
+            for (source, target, want) in expected {
+                let flow = [("source", source), ("target", target)];
+                let got = series(&text, "kmirror_records_from_target_skipped_total", &flow);
+                if got.unwrap_or(0.0) != want {
+                    return Err(format!(
+                        "{source}->{target} passed over {got:?}, not {want}"
+                    ));
+                }
+            }
+            Ok(())
+        },
+    );
+    assert_eq!(kmirror.terminate(Duration::from_secs(30)), Some(0));
+}
+
+/// `kmirror failback plan --json`, as (at risk, reverse from, stored?, to copy, passed over,
+/// complete) per partition, after checking the ends.
+fn failback_plan(
+    config: &std::path::Path,
+    flow: &str,
+    ends: (i64, i64, i64),
+) -> Vec<(i64, i64, bool, i64, i64, bool)> {
+    let (code, stdout, stderr) = kmirror_command(&[
+        "failback",
+        "plan",
+        "--config",
+        config.to_str().unwrap(),
+        "--flow",
+        flow,
+        "--json",
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let plan: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let rows = plan["partitions"].as_array().unwrap();
+    assert_eq!(rows.len(), PARTITIONS as usize, "{stdout}");
+    rows.iter()
+        .enumerate()
+        .map(|(p, r)| {
+            assert_eq!(r["partition"].as_i64(), Some(p as i64), "{stdout}");
+            let (primary_end, copied_until, dr_end) = ends;
+            assert_eq!(r["primary_end"].as_i64(), Some(primary_end), "{stdout}");
+            assert_eq!(r["copied_until"].as_i64(), Some(copied_until), "{stdout}");
+            assert_eq!(r["dr_end"].as_i64(), Some(dr_end), "{stdout}");
+            (
+                r["at_risk"].as_i64().unwrap(),
+                r["reverse_from"].as_i64().unwrap(),
+                r["reverse_stored"].as_bool().unwrap(),
+                r["to_copy"].as_i64().unwrap(),
+                r["passed_over"].as_i64().unwrap(),
+                r["complete"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn failback_plan_shows_the_exact_delta_and_the_reverse_flow_copies_only_it() {
+    let env = Env::shared();
+    let (a, b) = (env.source.bootstrap.clone(), env.target.bootstrap.clone());
+    let topic = format!("failback-{}", rand_suffix());
+    create_topic(&a, &topic, PARTITIONS);
+    let flow = format!("{}->{}", env.src, env.tgt);
+
+    // 1. The primary is copied to the DR cluster.
+    let mut on_a = written("a", 0, 300);
+    produce(&a, &topic, &on_a);
+    let forward_only = env.config(&topic, "        sync.topic.acls.enabled: false\n");
+    let mut kmirror = Kmirror::start(&forward_only, &[]);
+    let _ = consume(&b, &topic, PARTITIONS, on_a.len(), Duration::from_secs(60));
+    assert_eq!(kmirror.terminate(Duration::from_secs(30)), Some(0));
+    // 2. The primary is cut off: what it takes after the last copy never reaches the DR side.
+    let lost = written("a", 300, 40);
+    produce(&a, &topic, &lost);
+    on_a.extend(lost);
+    // 3. Producers moved to the DR cluster.
+    let on_b = written("b", 0, 100);
+    produce(&b, &topic, &on_b);
+
+    // 4. The primary is back: per partition, 150 copied, 20 at risk, and on the DR side 150
+    //    copies of the primary's records (passed over) and 50 written there (to copy).
+    let config = two_way_config(&env, &topic);
+    assert_eq!(
+        failback_plan(&config, &flow, (170, 150, 200)),
+        [(20, 0, false, 50, 150, true); 2]
+    );
+    let (code, text, stderr) = kmirror_command(&[
+        "failback",
+        "plan",
+        "--config",
+        config.to_str().unwrap(),
+        "--flow",
+        &flow,
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        text.contains(&format!(
+            "40 records on {} never reached {}",
+            env.src, env.tgt
+        )) && text.contains(&format!(
+            "100 records on {} are not on {}",
+            env.tgt, env.src
+        )),
+        "{text}"
+    );
+
+    // 5. Both flows run: the reverse flow copies exactly what the primary lacks, the forward
+    //    flow copies what was at risk; nothing else moves.
+    let mut kmirror = Kmirror::start(&config, &[]);
+    let total = on_a.len() + on_b.len();
+    check_cluster(
+        &format!("cluster {}", env.src),
+        &read_all(&a, &topic, total),
+        ("a", &on_a),
+        ("b", &env.tgt, &on_b),
+    );
+    check_cluster(
+        &format!("cluster {}", env.tgt),
+        &read_all(&b, &topic, total),
+        ("b", &on_b),
+        ("a", &env.src, &on_a),
+    );
+    assert_eq!(kmirror.terminate(Duration::from_secs(30)), Some(0));
+
+    // 6. Round trip done: nothing at risk, nothing left to copy back.
+    assert_eq!(
+        failback_plan(&config, &flow, (220, 220, 220)),
+        [(0, 220, true, 0, 0, true); 2]
+    );
+}
