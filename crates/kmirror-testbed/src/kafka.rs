@@ -28,7 +28,7 @@ use kmirror_core::acl::{AclOperation, AclPermission, PatternType, TopicAcl};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
 use crate::certs::Pki;
-use crate::{client, free_port, rand_suffix};
+use crate::{client, free_ports, rand_suffix};
 
 /// Kills the node's process when told to, or when the test process is gone (stdin closes).
 const WATCHDOG: &str = r#"
@@ -201,14 +201,17 @@ impl Kafka {
         fs::write(&keystore, format!("{}{}", leaf.key_pem, leaf.cert_pem)).unwrap();
         let scram_password = format!("scram-{}", rand_suffix());
 
+        // Five listeners per node, every port of the cluster distinct.
+        let ports = free_ports(5 * options.nodes);
         let mut nodes: Vec<Node> = (0..options.nodes)
-            .map(|i| Node {
+            .zip(ports.chunks(5))
+            .map(|(i, p)| Node {
                 id: i + 1,
-                plain: free_port(),
-                controller: free_port(),
-                ssl: free_port(),
-                sasl: free_port(),
-                internal: free_port(),
+                plain: p[0],
+                controller: p[1],
+                ssl: p[2],
+                sasl: p[3],
+                internal: p[4],
                 dir: dir.join(format!("node-{}", i + 1)),
                 heap_mb: options.heap_mb,
                 process: None,
