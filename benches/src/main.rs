@@ -64,6 +64,10 @@ struct Args {
     /// The kmirror binary (default: next to this one).
     #[arg(long)]
     kmirror: Option<PathBuf>,
+    /// A connector key for kmirror's flow, as KEY=VALUE (repeatable), e.g.
+    /// `--kmirror-key provenance.header.enabled=false` to measure without the origin header.
+    #[arg(long = "kmirror-key", value_name = "KEY=VALUE")]
+    kmirror_keys: Vec<String>,
     /// Keep kmirror's log (RUST_LOG=info) of each run in this directory, as
     /// `kmirror-<compression>.log`, to see where its time goes.
     #[arg(long)]
@@ -507,7 +511,14 @@ fn run_one(
                 "kmirror.yaml",
                 (source, target),
                 &format!("    topicsPattern: \"{topic}\"\n"),
-                "",
+                &args
+                    .kmirror_keys
+                    .iter()
+                    .map(|kv| {
+                        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                        format!("        {k}: \"{v}\"\n")
+                    })
+                    .collect::<String>(),
             )?;
             let (level, log) = match &args.logs {
                 Some(logs) => {
