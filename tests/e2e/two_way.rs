@@ -6,9 +6,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
-use rdkafka::{Offset, TopicPartitionList};
 
 use crate::support::*;
 
@@ -81,18 +79,7 @@ fn read_all(
     topic: &str,
     want: usize,
 ) -> BTreeMap<i32, Vec<(String, Option<String>)>> {
-    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", format!("verify-{}", rand_suffix()))
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&tpl).unwrap();
+    let consumer = reader_from_start(bootstrap, topic, PARTITIONS);
     let mut out: BTreeMap<i32, Vec<(String, Option<String>)>> =
         (0..PARTITIONS).map(|p| (p, Vec::new())).collect();
     let mut total = 0;
@@ -171,6 +158,29 @@ fn check_cluster(
     }
 }
 
+/// Reads both clusters' copies of `topic` and checks each with [`check_cluster`].
+fn check_both(
+    env: &Env,
+    topic: &str,
+    on_a: &[(i32, TestRecord)],
+    on_b: &[(i32, TestRecord)],
+    when: &str,
+) {
+    let total = on_a.len() + on_b.len();
+    check_cluster(
+        &format!("cluster {}{when}", env.src),
+        &read_all(&env.source.bootstrap, topic, total),
+        ("a", on_a),
+        ("b", &env.tgt, on_b),
+    );
+    check_cluster(
+        &format!("cluster {}{when}", env.tgt),
+        &read_all(&env.target.bootstrap, topic, total),
+        ("b", on_b),
+        ("a", &env.src, on_a),
+    );
+}
+
 #[test]
 fn two_opposite_flows_copy_every_record_once_and_never_back() {
     let env = Env::shared();
@@ -198,21 +208,7 @@ fn two_opposite_flows_copy_every_record_once_and_never_back() {
     produce(&b, &topic, &last_b);
     on_b.extend(last_b);
 
-    let total = on_a.len() + on_b.len();
-    let got_a = read_all(&a, &topic, total);
-    let got_b = read_all(&b, &topic, total);
-    check_cluster(
-        &format!("cluster {}", env.src),
-        &got_a,
-        ("a", &on_a),
-        ("b", &env.tgt, &on_b),
-    );
-    check_cluster(
-        &format!("cluster {}", env.tgt),
-        &got_b,
-        ("b", &on_b),
-        ("a", &env.src, &on_a),
-    );
+    check_both(&env, &topic, &on_a, &on_b, "");
 
     // Each flow passed over exactly the records that came from its target, and its partitions
     // reached the source's end (the last records of the source's partitions were such copies).
@@ -254,19 +250,7 @@ fn two_opposite_flows_copy_every_record_once_and_never_back() {
     let again = written("a", 600, 10);
     produce(&a, &topic, &again);
     on_a.extend(again);
-    let total = on_a.len() + on_b.len();
-    check_cluster(
-        &format!("cluster {} after a restart", env.tgt),
-        &read_all(&b, &topic, total),
-        ("b", &on_b),
-        ("a", &env.src, &on_a),
-    );
-    check_cluster(
-        &format!("cluster {} after a restart", env.src),
-        &read_all(&a, &topic, total),
-        ("a", &on_a),
-        ("b", &env.tgt, &on_b),
-    );
+    check_both(&env, &topic, &on_a, &on_b, " after a restart");
     // The new records' copies on the target are the only ones passed over since the restart.
     let expected = [
         (env.src.as_str(), env.tgt.as_str(), 0.0),
@@ -385,19 +369,7 @@ fn failback_plan_shows_the_exact_delta_and_the_reverse_flow_copies_only_it() {
     // 5. Both flows run: the reverse flow copies exactly what the primary lacks, the forward
     //    flow copies what was at risk; nothing else moves.
     let mut kmirror = Kmirror::start(&config, &[]);
-    let total = on_a.len() + on_b.len();
-    check_cluster(
-        &format!("cluster {}", env.src),
-        &read_all(&a, &topic, total),
-        ("a", &on_a),
-        ("b", &env.tgt, &on_b),
-    );
-    check_cluster(
-        &format!("cluster {}", env.tgt),
-        &read_all(&b, &topic, total),
-        ("b", &on_b),
-        ("a", &env.src, &on_a),
-    );
+    check_both(&env, &topic, &on_a, &on_b, "");
     assert_eq!(kmirror.terminate(Duration::from_secs(30)), Some(0));
 
     // 6. Round trip done: nothing at risk, nothing left to copy back.

@@ -295,13 +295,9 @@ pub fn consume_with(
     out
 }
 
-/// Reads what is there now (until `quiet` passes with no new record).
-pub fn consume_until_quiet(
-    bootstrap: &str,
-    topic: &str,
-    partitions: i32,
-    quiet: Duration,
-) -> BTreeMap<i32, Vec<TestRecord>> {
+/// A consumer of partitions `0..partitions` of `topic`, from their first record (nothing
+/// committed).
+pub fn reader_from_start(bootstrap: &str, topic: &str, partitions: i32) -> BaseConsumer {
     let consumer: BaseConsumer = client(bootstrap)
         .set("group.id", format!("verify-{}", rand_suffix()))
         .set("enable.auto.commit", "false")
@@ -313,6 +309,17 @@ pub fn consume_until_quiet(
             .unwrap();
     }
     consumer.assign(&tpl).unwrap();
+    consumer
+}
+
+/// Reads what is there now (until `quiet` passes with no new record).
+pub fn consume_until_quiet(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    quiet: Duration,
+) -> BTreeMap<i32, Vec<TestRecord>> {
+    let consumer = reader_from_start(bootstrap, topic, partitions);
     let mut out: BTreeMap<i32, Vec<TestRecord>> =
         (0..partitions).map(|p| (p, Vec::new())).collect();
     let mut last = Instant::now();

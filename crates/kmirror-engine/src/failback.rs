@@ -120,13 +120,7 @@ pub fn plan(
         )));
     }
     // What the forward flow copied: its progress, stored on the DR cluster.
-    let forward_stored = crate::progress_store::read(
-        &dr.config(Role::ProgressReader, &[]),
-        &forward.progress.topic,
-        forward.source.as_str(),
-        Duration::from_secs(30),
-    )
-    .map_err(|e| reach(&forward.target, &e))?;
+    let forward_stored = stored(forward, dr)?;
     if forward_stored.positions.is_empty() {
         return Err(Error::Config(format!(
             "flow {} stored no progress in {} on {}: nothing was copied, there is nothing to fail back",
@@ -136,13 +130,7 @@ pub fn plan(
         )));
     }
     // Where the reverse flow stands: its progress, stored on the old primary.
-    let reverse_stored = crate::progress_store::read(
-        &primary.config(Role::ProgressReader, &[]),
-        &reverse.progress.topic,
-        reverse.source.as_str(),
-        Duration::from_secs(30),
-    )
-    .map_err(|e| reach(&reverse.target, &e))?;
+    let reverse_stored = stored(reverse, primary)?;
 
     let primary_reader = reader(primary)?;
     let dr_reader = reader(dr)?;
@@ -214,6 +202,17 @@ pub fn plan(
         origin_header: reverse.provenance.clone(),
         partitions: rows,
     })
+}
+
+/// What `flow` stored (on its target, whose clients `target` makes).
+fn stored(flow: &Mirror, target: &ClientFactory) -> Result<crate::progress_store::Stored> {
+    crate::progress_store::read(
+        &target.config(Role::ProgressReader, &[]),
+        &flow.progress.topic,
+        flow.source.as_str(),
+        Duration::from_secs(30),
+    )
+    .map_err(|e| reach(&flow.target, &e))
 }
 
 fn reach(cluster: &kmirror_core::ClusterAlias, e: &dyn std::fmt::Display) -> Error {

@@ -380,7 +380,6 @@ enum FailbackCmd {
 }
 
 fn failback_plan(args: &ConfigArgs, flow: &str, read_for: Duration, json: bool) -> ExitCode {
-    use kmirror_engine::client::ClientFactory;
     let (cfg, security) = match check(&args.config, args.secrets_dir.as_deref()) {
         Ok(ok) => ok,
         Err(problems) => return report(&problems),
@@ -401,13 +400,7 @@ fn failback_plan(args: &ConfigArgs, flow: &str, read_for: Duration, json: bool) 
         return ExitCode::from(EXIT_CONFIG);
     };
     let factory = |alias: &kmirror_core::ClusterAlias| {
-        cfg.cluster(alias).map(|c| {
-            ClientFactory::new(
-                c.clone(),
-                security.get(alias).cloned().unwrap_or_default(),
-                "kmirror|failback",
-            )
-        })
+        client_factory(&cfg, &security, alias, "kmirror|failback")
     };
     let (Some(primary), Some(dr)) = (factory(&forward.source), factory(&forward.target)) else {
         eprintln!("error: --flow {flow}: unknown cluster");
@@ -505,7 +498,6 @@ fn offsets(
     commit: bool,
     dry_run: bool,
 ) -> ExitCode {
-    use kmirror_engine::client::ClientFactory;
     let (cfg, security) = match check(&args.config, args.secrets_dir.as_deref()) {
         Ok(ok) => ok,
         Err(problems) => return report(&problems),
@@ -515,13 +507,7 @@ fn offsets(
         Err(code) => return code,
     };
     let factory = |alias: &kmirror_core::ClusterAlias| {
-        cfg.cluster(alias).map(|c| {
-            ClientFactory::new(
-                c.clone(),
-                security.get(alias).cloned().unwrap_or_default(),
-                "kmirror|offsets",
-            )
-        })
+        client_factory(&cfg, &security, alias, "kmirror|offsets")
     };
     let mut reports = Vec::new();
     for m in mirrors {
@@ -717,6 +703,22 @@ type Checked = (
 );
 
 /// Everything `validate` checks; `run` does the same first.
+/// The clients of one cluster of a checked configuration, for a one-shot command.
+fn client_factory(
+    cfg: &Config,
+    security: &BTreeMap<kmirror_core::ClusterAlias, ClusterSecurity>,
+    alias: &kmirror_core::ClusterAlias,
+    name: &str,
+) -> Option<kmirror_engine::client::ClientFactory> {
+    cfg.cluster(alias).map(|c| {
+        kmirror_engine::client::ClientFactory::new(
+            c.clone(),
+            security.get(alias).cloned().unwrap_or_default(),
+            name,
+        )
+    })
+}
+
 fn check(path: &Path, secrets_dir: Option<&Path>) -> Result<Checked, Vec<Problem>> {
     let cfg = kmirror_engine::load::load(path, secrets_dir)?;
     let mut problems = Vec::new();

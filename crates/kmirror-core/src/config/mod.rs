@@ -1185,6 +1185,13 @@ fn resolve_mirror(
                 ));
                 String::new()
             }
+            Some((f, v)) if v.contains('\0') => {
+                problems.push(Problem::new(
+                    f,
+                    "the origin header name contains a NUL character",
+                ));
+                String::new()
+            }
             Some((_, v)) => v.trim().to_owned(),
             None => crate::provenance::DEFAULT_HEADER.to_owned(),
         }
