@@ -16,15 +16,7 @@ const PARTITIONS: i32 = 2;
 fn two_way_config(env: &Env, topic: &str) -> PathBuf {
     let (a, b) = (&env.src, &env.tgt);
     let (a_servers, b_servers) = (&env.source.bootstrap, &env.target.bootstrap);
-    let connector = "    sourceConnector:
-      config:
-        replication.policy.class: org.apache.kafka.connect.mirror.IdentityReplicationPolicy
-        replication.factor: -1
-        refresh.topics.interval.seconds: 1
-        heartbeats.topic.replication.factor: -1
-        checkpoints.topic.replication.factor: -1
-        offset-syncs.topic.replication.factor: -1
-        sync.topic.acls.enabled: false";
+    let connector = format!("{TEST_CONNECTOR}\n        sync.topic.acls.enabled: false");
     let text = format!(
         r#"clusters:
   - alias: {a}

@@ -451,6 +451,17 @@ impl Drop for Kmirror {
     }
 }
 
+/// The connector block of the tests' flows (indented for a mirror of `mirrors:`): identity
+/// names, broker-default replication factors, topics looked for every second.
+pub const TEST_CONNECTOR: &str = "    sourceConnector:
+      config:
+        replication.policy.class: org.apache.kafka.connect.mirror.IdentityReplicationPolicy
+        replication.factor: -1
+        refresh.topics.interval.seconds: 1
+        heartbeats.topic.replication.factor: -1
+        checkpoints.topic.replication.factor: -1
+        offset-syncs.topic.replication.factor: -1";
+
 /// A plain kmirror config for a source → target flow with identity naming: `(alias,
 /// bootstrap)` of each cluster, the topics pattern, and extra connector config lines. Only
 /// consumer groups named after the topics (`<topics>.*`) are checkpointed, so that a test's
@@ -477,14 +488,7 @@ mirrors:
     targetCluster: {tgt}
     topicsPattern: "{topics}"
     groupsPattern: "{topics}.*"
-    sourceConnector:
-      config:
-        replication.policy.class: org.apache.kafka.connect.mirror.IdentityReplicationPolicy
-        replication.factor: -1
-        refresh.topics.interval.seconds: 1
-        heartbeats.topic.replication.factor: -1
-        checkpoints.topic.replication.factor: -1
-        offset-syncs.topic.replication.factor: -1
+{TEST_CONNECTOR}
 {extra_connector}"#
     );
     fs::write(&path, text).unwrap();

@@ -24,7 +24,7 @@ use kmirror_core::config::Mirror;
 use kmirror_core::provenance::{Decision, Provenance};
 use kmirror_core::{StartFrom, TopicPartition};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
 
@@ -132,34 +132,59 @@ pub fn plan(
     // Where the reverse flow stands: its progress, stored on the old primary.
     let reverse_stored = stored(reverse, primary)?;
 
-    let primary_reader = reader(primary)?;
-    let dr_reader = reader(dr)?;
-    let mut rows = Vec::new();
-    for (tp, copied) in &forward_stored.positions {
-        let dr_topic = forward
-            .policy
-            .format_remote_topic(&forward.source, &tp.topic);
+    // Both directions' topics, then their offsets in one request per cluster and kind.
+    let partitions: Vec<(&TopicPartition, i64, String)> = forward_stored
+        .positions
+        .iter()
+        .map(|(tp, copied)| {
+            let dr_topic = forward
+                .policy
+                .format_remote_topic(&forward.source, &tp.topic);
+            (tp, copied.0, dr_topic)
+        })
         // Only what goes both ways: heartbeats (`A.heartbeats` on B) and topics the reverse
         // flow does not copy have no way back.
-        if !crate::topics::should_replicate(reverse, &dr_topic) {
-            continue;
-        }
-        let (_, primary_end) = primary_reader
-            .fetch_watermarks(&tp.topic, tp.partition, TIMEOUT)
-            .map_err(|e| {
-                reach(
-                    &forward.source,
-                    &format!("{}[{}]: {e}", tp.topic, tp.partition),
-                )
-            })?;
-        let (dr_start, dr_end) = dr_reader
-            .fetch_watermarks(&dr_topic, tp.partition, TIMEOUT)
-            .map_err(|e| {
-                reach(
-                    &forward.target,
-                    &format!("{dr_topic}[{}]: {e}", tp.partition),
-                )
-            })?;
+        .filter(|(_, _, dr_topic)| crate::topics::should_replicate(reverse, dr_topic))
+        .collect();
+    let deadline = Instant::now() + TIMEOUT;
+    let primary_reader = reader(primary)?;
+    let primary_ends = crate::tail::list_offsets(
+        &primary_reader,
+        partitions
+            .iter()
+            .map(|(tp, _, _)| (tp.topic.to_string(), tp.partition)),
+        Offset::End,
+        deadline,
+    )
+    .map_err(|e| reach(&forward.source, &e))?;
+    let dr_reader = reader(dr)?;
+    let dr_partitions = || {
+        partitions
+            .iter()
+            .map(|(tp, _, dr_topic)| (dr_topic.clone(), tp.partition))
+    };
+    let dr_ends = crate::tail::list_offsets(&dr_reader, dr_partitions(), Offset::End, deadline)
+        .map_err(|e| reach(&forward.target, &e))?;
+    let dr_starts =
+        crate::tail::list_offsets(&dr_reader, dr_partitions(), Offset::Beginning, deadline)
+            .map_err(|e| reach(&forward.target, &e))?;
+    drop(primary_reader);
+    drop(dr_reader);
+    let mut rows = Vec::new();
+    for (tp, copied, dr_topic) in partitions {
+        let unanswered = |cluster, topic: &str| {
+            reach(
+                cluster,
+                &format!("no offsets for {topic}[{}]", tp.partition),
+            )
+        };
+        let primary_end = *primary_ends
+            .get(&(tp.topic.to_string(), tp.partition))
+            .ok_or_else(|| unanswered(&forward.source, &tp.topic))?;
+        let key = (dr_topic.clone(), tp.partition);
+        let (Some(&dr_start), Some(&dr_end)) = (dr_starts.get(&key), dr_ends.get(&key)) else {
+            return Err(unanswered(&forward.target, &dr_topic));
+        };
         let stored = reverse_stored
             .positions
             .get(&TopicPartition::new(dr_topic.as_str(), tp.partition))
@@ -172,8 +197,8 @@ pub fn plan(
             topic: tp.topic.to_string(),
             partition: tp.partition,
             primary_end,
-            copied_until: copied.0,
-            at_risk: (primary_end - copied.0).max(0),
+            copied_until: copied,
+            at_risk: (primary_end - copied).max(0),
             dr_topic,
             reverse_from,
             reverse_stored: stored.is_some(),
@@ -183,8 +208,6 @@ pub fn plan(
             complete: reverse_from >= dr_end,
         });
     }
-    drop(primary_reader);
-    drop(dr_reader);
     let rule = reverse.provenance.as_ref().map(|header| {
         Provenance::new(
             header.clone(),
@@ -268,12 +291,7 @@ fn count_by_origin(
                 if row.complete || m.offset() >= row.dr_end {
                     continue;
                 }
-                let decision = match (rule, m.headers()) {
-                    (None, _) => Decision::Copy,
-                    (Some(rule), Some(h)) => rule.decide(h.iter().map(|h| (h.key, h.value))),
-                    (Some(_), None) => Decision::CopyMarked,
-                };
-                if decision == Decision::Skip {
+                if crate::replicator::origin(rule, m.headers()) == Decision::Skip {
                     row.passed_over += 1;
                 } else {
                     row.to_copy += 1;

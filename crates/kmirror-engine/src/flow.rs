@@ -451,6 +451,7 @@ impl Flow {
         let progress = &self.mirror.progress;
         let (progress_partitions, progress_empty) =
             (progress_topic.partitions, progress_topic.created);
+        let provenance = self.provenance();
         let settings = ReplicatorSettings {
             source: self.mirror.source.clone(),
             flow: self.mirror.name(),
@@ -472,9 +473,9 @@ impl Flow {
                     &[&c.source_all, &c.source_consumer],
                 ),
                 target: self.target.config(Role::ProgressReader, &[&c.target_all]),
-                provenance: self.provenance(),
+                provenance: provenance.clone(),
             }),
-            provenance: self.provenance(),
+            provenance,
         };
         let replicator = Replicator::build(
             settings,

@@ -32,7 +32,7 @@ use kmirror_core::{ClusterAlias, Offset, TopicPartition};
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{BorrowedMessage, Headers, Message, Timestamp};
+use rdkafka::message::{BorrowedHeaders, BorrowedMessage, Headers, Message, Timestamp};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{ClientConfig, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
@@ -1403,11 +1403,8 @@ impl Core {
         };
         let route = slot.route;
         let lane = route.lane;
-        let decision = match (&self.settings.provenance, msg.headers()) {
-            (None, _) => Decision::Copy,
-            (Some(rule), Some(h)) => rule.decide(h.iter().map(|h| (h.key, h.value))),
-            (Some(_), None) => Decision::CopyMarked,
-        };
+        let headers = msg.headers();
+        let decision = origin(self.settings.provenance.as_ref(), headers);
         if decision == Decision::Skip {
             // It came from the target: copying it back would start a loop.
             if let Some(slot) = self.slots[idx].as_mut() {
@@ -1434,7 +1431,7 @@ impl Core {
         if let Some(payload) = msg.payload() {
             record = record.payload(payload);
         }
-        match (&self.settings.provenance, msg.headers()) {
+        match (&self.settings.provenance, headers) {
             (Some(rule), headers) if mark => {
                 let headers = headers.map_or_else(
                     || rdkafka::message::OwnedHeaders::new_with_capacity(1),
@@ -2144,6 +2141,19 @@ impl Core {
                 .inc_by(from_target);
         }
         self.status.update(reports.into_iter());
+    }
+}
+
+/// What the flow whose origin rule is `rule` does with a record with `headers` (see
+/// [`kmirror_core::provenance`]); without a rule every record is copied as it is.
+pub(crate) fn origin(rule: Option<&Provenance>, headers: Option<&BorrowedHeaders>) -> Decision {
+    match rule {
+        None => Decision::Copy,
+        Some(rule) => rule.decide(
+            headers
+                .into_iter()
+                .flat_map(|h| h.iter().map(|h| (h.key, h.value))),
+        ),
     }
 }
 

@@ -153,14 +153,25 @@ fn ends(
     partitions: impl Iterator<Item = (String, i32)>,
     deadline: Instant,
 ) -> Result<HashMap<(String, i32), i64>, String> {
+    list_offsets(consumer, partitions, rdkafka::Offset::End, deadline)
+}
+
+/// The first (`Offset::Beginning`) or end (`Offset::End`) offset of each partition, in one
+/// ListOffsets request per broker; partitions the brokers did not answer for are left out.
+pub(crate) fn list_offsets<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    partitions: impl Iterator<Item = (String, i32)>,
+    at: rdkafka::Offset,
+    deadline: Instant,
+) -> Result<HashMap<(String, i32), i64>, String> {
     let mut tpl = TopicPartitionList::new();
     for (topic, partition) in partitions {
-        tpl.add_partition_offset(&topic, partition, rdkafka::Offset::End)
+        tpl.add_partition_offset(&topic, partition, at)
             .map_err(|e| e.to_string())?;
     }
     let found = consumer
         .offsets_for_times(tpl, deadline.saturating_duration_since(Instant::now()))
-        .map_err(|e| format!("reading end offsets: {e}"))?;
+        .map_err(|e| format!("reading offsets: {e}"))?;
     Ok(found
         .elements()
         .iter()
@@ -311,10 +322,7 @@ fn probe(
             continue;
         }
         let offset = msg.offset();
-        let from_target = provenance.is_some_and(|rule| {
-            msg.headers()
-                .is_some_and(|h| rule.decide(h.iter().map(|h| (h.key, h.value))) == Decision::Skip)
-        });
+        let from_target = crate::replicator::origin(provenance, msg.headers()) == Decision::Skip;
         if !from_target {
             match p.target.get(p.pairs.len()) {
                 Some(&(print, at)) if print == fingerprint(&msg, provenance) => {
