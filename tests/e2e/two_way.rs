@@ -1,6 +1,7 @@
 //! Two flows in opposite directions with identical topic names (IdentityReplicationPolicy):
 //! every record written on either cluster reaches the other once, marked with its origin, and
-//! none is copied back where it came from.
+//! none is copied back where it came from; and the failover/failback round trip, consumer
+//! group included.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -308,28 +309,142 @@ fn failback_plan(
         .collect()
 }
 
+/// Reads `n` records of each partition as a member of `group` would: from the group's committed
+/// offset (the start without one), then commits after them. Returns their keys, by partition.
+fn read_as_group(
+    bootstrap: &str,
+    topic: &str,
+    group: &str,
+    n: usize,
+) -> BTreeMap<i32, Vec<String>> {
+    let from = committed(bootstrap, group, topic);
+    let consumer: rdkafka::consumer::BaseConsumer = client(bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        let at = from
+            .get(&p)
+            .copied()
+            .filter(|o| *o >= 0)
+            .map_or(rdkafka::Offset::Beginning, rdkafka::Offset::Offset);
+        tpl.add_partition_offset(topic, p, at).unwrap();
+    }
+    rdkafka::consumer::Consumer::assign(&consumer, &tpl).unwrap();
+    let mut out: BTreeMap<i32, Vec<String>> = (0..PARTITIONS).map(|p| (p, Vec::new())).collect();
+    let mut next = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while out.values().any(|keys| keys.len() < n) {
+        assert!(Instant::now() < deadline, "{group} read only {out:?}");
+        let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let keys = out.get_mut(&m.partition()).unwrap();
+        if keys.len() < n {
+            keys.push(String::from_utf8_lossy(m.key().unwrap()).into_owned());
+            next.insert(m.partition(), m.offset() + 1);
+        }
+    }
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for (p, o) in next {
+        tpl.add_partition_offset(topic, p, rdkafka::Offset::Offset(o))
+            .unwrap();
+    }
+    rdkafka::consumer::Consumer::commit(&consumer, &tpl, rdkafka::consumer::CommitMode::Sync)
+        .unwrap();
+    out
+}
+
+/// `kmirror offsets --flow FLOW --group GROUP --commit --json` with `config`: the report's
+/// basis and (target offset, rereads, target-only unread) per partition.
+fn move_group(config: &std::path::Path, flow: &str, group: &str) -> (String, Vec<(i64, i64, i64)>) {
+    let (code, stdout, stderr) = kmirror_command(&[
+        "offsets",
+        "--config",
+        config.to_str().unwrap(),
+        "--flow",
+        flow,
+        "--group",
+        group,
+        "--commit",
+        "--json",
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let reports: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let report = &reports[0];
+    let rows = report["partitions"].as_array().unwrap();
+    assert_eq!(rows.len(), PARTITIONS as usize, "{stdout}");
+    let basis = report["basis"].as_str().unwrap().to_owned();
+    let rows = rows
+        .iter()
+        .map(|r| {
+            (
+                r["target_offset"].as_i64().unwrap(),
+                r["rereads"].as_i64().unwrap(),
+                r["target_only_unread"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    (basis, rows)
+}
+
 #[test]
 fn failback_plan_shows_the_exact_delta_and_the_reverse_flow_copies_only_it() {
+    let round_trip = Instant::now();
     let env = Env::shared();
     let (a, b) = (env.source.bootstrap.clone(), env.target.bootstrap.clone());
     let topic = format!("failback-{}", rand_suffix());
     create_topic(&a, &topic, PARTITIONS);
     let flow = format!("{}->{}", env.src, env.tgt);
 
-    // 1. The primary is copied to the DR cluster.
+    // A consumer group reads the topic wherever it is, and moves with the producers.
+    let group = format!("{topic}-g1");
+    let mut read: Vec<BTreeMap<i32, Vec<String>>> = Vec::new();
+
+    // 1. The primary is copied to the DR cluster; the group reads 100 records of each
+    //    partition there, and its checkpoints reach the DR cluster.
     let mut on_a = written("a", 0, 300);
     produce(&a, &topic, &on_a);
-    let forward_only = env.config(&topic, "        sync.topic.acls.enabled: false\n");
+    let forward_only = env.config(
+        &topic,
+        "        sync.topic.acls.enabled: false\n        emit.checkpoints.interval.seconds: 1\n        refresh.groups.interval.seconds: 1\n",
+    );
     let mut kmirror = Kmirror::start(&forward_only, &[]);
     let _ = consume(&b, &topic, PARTITIONS, on_a.len(), Duration::from_secs(60));
+    read.push(read_as_group(&a, &topic, &group, 100));
+    wait_for("the group's checkpoints", Duration::from_secs(30), || {
+        let cps = checkpoints(&env, &group, &topic);
+        (cps.values().filter(|(u, _)| *u == 100).count() == PARTITIONS as usize)
+            .then_some(())
+            .ok_or_else(|| format!("{cps:?}"))
+    });
     assert_eq!(kmirror.terminate(Duration::from_secs(30)), Some(0));
     // 2. The primary is cut off: what it takes after the last copy never reaches the DR side.
     let lost = written("a", 300, 40);
     produce(&a, &topic, &lost);
     on_a.extend(lost);
-    // 3. Producers moved to the DR cluster.
+    // 3. The group moves to the DR cluster with the primary unreachable (its address is dead):
+    //    from the checkpoints, exactly after what it read. Producers move too; the group reads
+    //    the rest of the primary's copies and 30 of each partition's new records.
+    let text = std::fs::read_to_string(&forward_only).unwrap();
+    let dead = text.replace(
+        &format!("bootstrapServers: {a}\n"),
+        &format!("bootstrapServers: 127.0.0.1:{}\n", free_port()),
+    );
+    assert_ne!(dead, text);
+    let primary_lost = env.dir.path().join("primary-lost.yaml");
+    std::fs::write(&primary_lost, dead).unwrap();
+    let failover = Instant::now();
+    assert_eq!(
+        move_group(&primary_lost, &flow, &group),
+        ("checkpoints".to_owned(), vec![(100, 0, 0); 2])
+    );
+    eprintln!("failover of the group took {:?}", failover.elapsed());
     let on_b = written("b", 0, 100);
     produce(&b, &topic, &on_b);
+    read.push(read_as_group(&b, &topic, &group, 80));
 
     // 4. The primary is back: per partition, 150 copied, 20 at risk, and on the DR side 150
     //    copies of the primary's records (passed over) and 50 written there (to copy).
@@ -360,8 +475,13 @@ fn failback_plan_shows_the_exact_delta_and_the_reverse_flow_copies_only_it() {
 
     // 5. Both flows run: the reverse flow copies exactly what the primary lacks, the forward
     //    flow copies what was at risk; nothing else moves.
+    let both = Instant::now();
     let mut kmirror = Kmirror::start(&config, &[]);
     check_both(&env, &topic, &on_a, &on_b, "");
+    eprintln!(
+        "both flows: every record on both clusters (and 3 s quiet) after {:?}",
+        both.elapsed()
+    );
     assert_eq!(kmirror.terminate(Duration::from_secs(30)), Some(0));
 
     // 6. Round trip done: nothing at risk, nothing left to copy back.
@@ -369,4 +489,56 @@ fn failback_plan_shows_the_exact_delta_and_the_reverse_flow_copies_only_it() {
         failback_plan(&config, &flow, (220, 220, 220)),
         [(0, 220, true, 0, 0, true); 2]
     );
+
+    // 7. The group moves back to the primary. Per partition it read A's 150 copied records
+    //    and B's first 30; the primary holds A's 170 and then B's 50 copies (A 170..220). Its
+    //    first unread record on the primary is A's first record at risk (A 150, which it never
+    //    saw): it resumes there, reading those 20 and then all of B's copies, the 30 it read on
+    //    B again (reported).
+    let reverse = format!("{}->{}", env.tgt, env.src);
+    let failback = Instant::now();
+    assert_eq!(
+        move_group(&config, &reverse, &group),
+        ("source".to_owned(), vec![(150, 30, 0); 2])
+    );
+    eprintln!("failback of the group took {:?}", failback.elapsed());
+    read.push(read_as_group(&a, &topic, &group, 70));
+    // Across the round trip the group read every record written anywhere, in each cluster's
+    // order, and the only records read twice are the ones the report said.
+    for p in 0..PARTITIONS {
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        for keys in &read {
+            for k in &keys[&p] {
+                *counts.entry(k.as_str()).or_default() += 1;
+            }
+        }
+        let written_keys: Vec<String> = on_a
+            .iter()
+            .chain(&on_b)
+            .filter(|(q, _)| *q == p)
+            .map(|(_, r)| String::from_utf8_lossy(r.key.as_deref().unwrap()).into_owned())
+            .collect();
+        assert_eq!(
+            counts.len(),
+            written_keys.len(),
+            "partition {p}: {counts:?}"
+        );
+        let twice: Vec<&str> = counts
+            .iter()
+            .filter(|(_, n)| **n > 1)
+            .map(|(k, _)| *k)
+            .collect();
+        let b_first_30: Vec<String> = written_keys
+            .iter()
+            .filter(|k| k.starts_with('b'))
+            .take(30)
+            .cloned()
+            .collect();
+        assert_eq!(twice, b_first_30, "partition {p}: read twice");
+        assert!(
+            counts.values().all(|n| *n <= 2),
+            "partition {p}: {counts:?}"
+        );
+    }
+    eprintln!("round trip took {:?}", round_trip.elapsed());
 }

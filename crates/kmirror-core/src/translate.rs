@@ -104,6 +104,11 @@ pub struct OffsetMap {
     runs: Vec<Run>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     known_from: Option<i64>,
+    /// Source offsets `[from, to)` whose records were passed over because they came from the
+    /// target cluster (two-way mirroring, see [`crate::provenance`]): their originals are on
+    /// the target already, at offsets only the opposite flow's map knows. Oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    passed: Vec<(i64, i64)>,
 }
 
 impl OffsetMap {
@@ -155,6 +160,47 @@ impl OffsetMap {
         self.runs = out;
     }
 
+    /// Records that the record at source offset `u` was passed over: it came from the target
+    /// cluster, so its original is there already.
+    #[inline]
+    pub fn passed_over(&mut self, u: i64) {
+        match self.passed.last_mut() {
+            Some(last) if u == last.1 => {
+                last.1 += 1;
+                return;
+            }
+            Some(last) if u < last.1 => {
+                // Read again after a restart: known already, or put in its place.
+                let i = self.passed.partition_point(|(_, to)| *to <= u);
+                if self.passed.get(i).is_some_and(|(from, _)| *from <= u) {
+                    return;
+                }
+                self.passed.insert(i, (u, u + 1));
+            }
+            _ => self.passed.push((u, u + 1)),
+        }
+        if self.passed.len() > MAX_RUNS {
+            // The two oldest stretches become one: the copied records between them still
+            // translate, a group between them no longer does (never a skip).
+            let second = self.passed.remove(1);
+            self.passed[0].1 = second.1;
+        }
+    }
+
+    /// The first source offset at or after `u` whose record was passed over (see
+    /// [`OffsetMap::passed_over`]).
+    pub fn first_passed_from(&self, u: i64) -> Option<i64> {
+        self.passed
+            .iter()
+            .find(|(_, to)| *to > u)
+            .map(|&(from, _)| from.max(u))
+    }
+
+    /// The stretches of source offsets passed over, oldest first.
+    pub fn passed(&self) -> &[(i64, i64)] {
+        &self.passed
+    }
+
     /// The partition resumes copying at source offset `next` (its stored progress). Progress
     /// is stored more often than the map, so records between the map's end and `next` may have
     /// copies on the target that the map does not know: a group there translates to the end of
@@ -201,6 +247,7 @@ impl OffsetMap {
         Self {
             runs: Vec::new(),
             known_from: Some(from),
+            passed: Vec::new(),
         }
     }
 
@@ -227,7 +274,21 @@ impl OffsetMap {
     }
 
     /// [`OffsetMap::translate`], saying whether the answer is exact.
+    ///
+    /// `None` as well when a record at or after `u` was passed over because it came from the
+    /// target (two-way mirroring): its original lies somewhere on the target that only the
+    /// opposite flow's map knows, maybe before the copies this map knows, so this map alone
+    /// could skip it ([`translate_back`] combines both maps).
     pub fn translate_detail(&self, u: i64) -> Option<Translation> {
+        if self.first_passed_from(u).is_some() {
+            return None;
+        }
+        self.translate_copies(u)
+    }
+
+    /// [`OffsetMap::translate_detail`] for the copies this map knows, ignoring the records it
+    /// passed over.
+    fn translate_copies(&self, u: i64) -> Option<Translation> {
         if self.known_from.is_some_and(|k| u < k) {
             return None;
         }
@@ -266,9 +327,46 @@ impl OffsetMap {
         self.runs.last().map(|r| exact(r.end_downstream()))
     }
 
+    /// The source offset of the record copied to target offset `d`, or, if `d` holds no copy
+    /// this map knows, of the first copy after it; `None` if there is none. Inside a gapped run,
+    /// the earliest source offset the copy can have (reading from there reads again, never
+    /// skips).
+    pub fn source_of(&self, d: i64) -> Option<i64> {
+        if let Some(r) = self
+            .runs
+            .iter()
+            .find(|r| r.downstream <= d && d < r.end_downstream())
+        {
+            return Some(r.upstream + (d - r.downstream));
+        }
+        self.runs
+            .iter()
+            .filter(|r| r.len > 0 && r.downstream > d)
+            .min_by_key(|r| r.downstream)
+            .map(|r| r.upstream)
+    }
+
+    /// The first target offset at or after `d` that holds a copy this map knows.
+    pub fn first_copy_from(&self, d: i64) -> Option<i64> {
+        self.runs
+            .iter()
+            .filter(|r| r.len > 0 && r.end_downstream() > d)
+            .map(|r| r.downstream.max(d))
+            .min()
+    }
+
+    /// How many copies this map knows in target offsets `[from, to)`.
+    pub fn copies_between(&self, from: i64, to: i64) -> i64 {
+        self.runs
+            .iter()
+            .map(|r| (r.end_downstream().min(to) - r.downstream.max(from)).max(0))
+            .sum()
+    }
+
     /// Drops runs entirely below `log_start` on the source (always keeping the newest). Records
     /// below the log start no longer exist: nothing is forgotten that a group could resume at.
     pub fn prune_below(&mut self, log_start: i64) {
+        self.passed.retain(|(_, to)| *to > log_start);
         let newest = self.runs.len().saturating_sub(1);
         let mut i = 0;
         self.runs.retain(|r| {
@@ -277,6 +375,69 @@ impl OffsetMap {
             keep
         });
     }
+}
+
+/// What a group's position on the flow's source means on its target when records go both ways
+/// with the same topic names (see [`translate_back`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Back {
+    /// The target offset to resume at: no record the group has not read comes before it.
+    pub offset: i64,
+    /// Copies of this flow's source records between `offset` and where the group's next record
+    /// of the flow's source is: the group read them on the source already and reads them again.
+    pub rereads: i64,
+    /// Records only the target has that the group never read (written there after the last
+    /// record the opposite flow copied, and after the group's last commit there): read from
+    /// `offset`, before the rereads.
+    pub unread_target_only: i64,
+}
+
+/// Where a consumer group resumes on the target of flow `S->T` when the opposite flow `T->S`
+/// copies the same topic names the other way (two-way mirroring, failback).
+///
+/// `own` is `S->T`'s map (source offsets on S, target offsets on T), `opposite` is `T->S`'s map
+/// (its source offsets are on T, its target offsets on S). The group's next record on S is at
+/// `u`. Records on S from `u` on are of two kinds: written on S (or copied there from elsewhere)
+/// and copied to T by this flow, and copies of T's own records that this flow passed over. The
+/// group resumes on T at the earliest of
+/// 1. this flow's copy of its first S record at or after `u` (or the end of what this flow
+///    copied);
+/// 2. the original on T of its first record at or after `u` that came from T;
+/// 3. `target_only`: `(from, committed)`, T's records after the opposite flow's last copy
+///    (`from`: the opposite flow's copied end on T) up to the first copy this flow made after
+///    them; unless the group's own commit on T (`committed`, from before it moved to S) is past
+///    them, the first of them it never read.
+///
+/// So no record the group has not read is skipped; with active-passive failback the answer is
+/// exact but for records of kind 3, which come before the copies of what it read on S. `None`
+/// when a record the group has not read cannot be placed (a copy no map knows: made before
+/// kmirror took over, or forgotten to bound memory).
+pub fn translate_back(
+    own: &OffsetMap,
+    opposite: &OffsetMap,
+    u: i64,
+    target_only: Option<(i64, Option<i64>)>,
+) -> Option<Back> {
+    let copies = own.translate_copies(u)?;
+    let mut offset = copies.offset;
+    if let Some(v) = own.first_passed_from(u) {
+        offset = offset.min(opposite.source_of(v)?);
+    }
+    let mut unread_target_only = 0;
+    if let Some((from, committed)) = target_only {
+        let start = committed.map_or(from, |c| c.max(from));
+        let end = own.first_copy_from(from).unwrap_or(i64::MAX);
+        if start < end && start < offset {
+            unread_target_only = end.min(offset) - start;
+            offset = start;
+        }
+    }
+    let rereads = own.copies_between(offset, copies.offset) + copies.rereads;
+    Some(Back {
+        offset,
+        rereads,
+        unread_target_only,
+    })
 }
 
 #[cfg(test)]
@@ -483,5 +644,150 @@ mod tests {
         assert_eq!(m.runs().len(), 1, "the newest run is always kept");
         let json = serde_json::to_string(&m).expect("serializes");
         assert_eq!(serde_json::from_str::<OffsetMap>(&json).expect("parses"), m);
+    }
+
+    /// A->B copied A 0..150 to B 0..150 and stopped (A "lost" with 20 more records, 150..170);
+    /// B took 50 records (150..200); B->A passed over B 0..150 and copied B 150..200 to A
+    /// 170..220. Returns (B->A's map, A->B's map).
+    fn failback_maps() -> (OffsetMap, OffsetMap) {
+        let mut forward = OffsetMap::default();
+        for u in 0..150 {
+            forward.record(u, u);
+        }
+        let mut reverse = OffsetMap::default();
+        for u in 0..150 {
+            reverse.passed_over(u);
+        }
+        for u in 150..200 {
+            reverse.record(u, u + 20);
+        }
+        (reverse, forward)
+    }
+
+    #[test]
+    fn records_passed_over_are_stretches_and_stop_one_sided_translation() {
+        let (reverse, _) = failback_maps();
+        assert_eq!(reverse.passed(), &[(0, 150)]);
+        assert_eq!(reverse.first_passed_from(0), Some(0));
+        assert_eq!(reverse.first_passed_from(149), Some(149));
+        assert_eq!(reverse.first_passed_from(150), None);
+        // A group among B's copies of A's records: only A->B's map knows where their originals
+        // are on A, so B->A's map alone does not translate it.
+        assert_eq!(reverse.translate(120), None);
+        assert_eq!(reverse.translate(150), Some(170));
+        assert_eq!(reverse.translate(200), Some(220));
+        // Passed over again after a restart: nothing new.
+        let mut again = reverse.clone();
+        again.passed_over(10);
+        again.passed_over(150 + 100);
+        again.passed_over(5);
+        assert_eq!(again.passed(), &[(0, 150), (250, 251)]);
+        again.passed_over(200);
+        assert_eq!(again.passed(), &[(0, 150), (200, 201), (250, 251)]);
+        let json = serde_json::to_string(&again).expect("serializes");
+        assert_eq!(
+            serde_json::from_str::<OffsetMap>(&json).expect("parses"),
+            again
+        );
+        again.prune_below(201);
+        assert_eq!(again.passed(), &[(250, 251)]);
+    }
+
+    #[test]
+    fn passed_stretches_are_bounded_and_merging_never_skips() {
+        let mut m = OffsetMap::default();
+        for i in 0..5_000 {
+            m.passed_over(2 * i);
+            m.record(2 * i + 1, i);
+        }
+        assert!(m.passed().len() <= MAX_RUNS);
+        for u in 0..10_000 {
+            if let Some(p) = m.first_passed_from(u) {
+                assert!(p <= u + u % 2, "{u}: the first passed record is skipped");
+            }
+        }
+    }
+
+    #[test]
+    fn source_of_inverts_a_map_and_never_goes_forward() {
+        let (_, forward) = failback_maps();
+        assert_eq!(forward.source_of(0), Some(0));
+        assert_eq!(forward.source_of(149), Some(149));
+        assert_eq!(forward.source_of(150), None);
+        let m = map(&[(8, 0), (9, 1), (13, 2), (14, 3)]);
+        assert_eq!(m.source_of(2), Some(13));
+        let mut later = m.clone();
+        later.record(20, 10);
+        assert_eq!(later.source_of(5), Some(20), "no copy there: the next copy");
+        assert_eq!(later.first_copy_from(5), Some(10));
+        assert_eq!(later.copies_between(0, 11), 5);
+    }
+
+    #[test]
+    fn groups_go_back_to_the_old_primary_without_skipping_a_record() {
+        let (reverse, forward) = failback_maps();
+        // A->B's copied end on A, and the group's commit on A from before the failover.
+        let at_risk = Some((150, Some(100)));
+        let back = |u| translate_back(&reverse, &forward, u, at_risk).expect("translates");
+        // Still among the copies of A's records on B: back to their originals on A.
+        assert_eq!(
+            back(120),
+            Back {
+                offset: 120,
+                rereads: 0,
+                unread_target_only: 0
+            }
+        );
+        // Read all of A's copies and 30 of B's records: A's 20 records at risk first, then B's
+        // records from the first (30 read again).
+        assert_eq!(
+            back(180),
+            Back {
+                offset: 150,
+                rereads: 30,
+                unread_target_only: 20
+            }
+        );
+        // Without records at risk: exactly the copy of the next record.
+        assert_eq!(
+            translate_back(&reverse, &forward, 180, Some((170, None))),
+            Some(Back {
+                offset: 200,
+                rereads: 0,
+                unread_target_only: 0
+            })
+        );
+        // A group that read the records at risk on A before the failover does not read them
+        // again.
+        assert_eq!(
+            translate_back(&reverse, &forward, 180, Some((150, Some(170)))).map(|b| b.offset),
+            Some(200)
+        );
+        // Read everything on B.
+        assert_eq!(back(200).offset, 150);
+        assert_eq!(back(200).rereads, 50);
+
+        // A->B runs again: it copies A's 20 records at risk to B 200..220 and passes over B->A's
+        // copies (A 170..220); B->A then passes over B 200..220. The answer does not change.
+        let (mut reverse, mut forward) = failback_maps();
+        for u in 150..170 {
+            forward.record(u, u + 50);
+        }
+        for u in 170..220 {
+            forward.passed_over(u);
+        }
+        for u in 200..220 {
+            reverse.passed_over(u);
+        }
+        let from = forward.copied_end().map(|(u, _)| u);
+        assert_eq!(from, Some(170));
+        let b = translate_back(&reverse, &forward, 180, from.map(|f| (f, Some(100))))
+            .expect("translates");
+        assert_eq!((b.offset, b.rereads), (150, 30));
+        // A copy no map knows cannot be placed.
+        assert_eq!(
+            translate_back(&reverse, &OffsetMap::default(), 120, None),
+            None
+        );
     }
 }

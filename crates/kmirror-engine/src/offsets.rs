@@ -35,6 +35,13 @@ pub struct Row {
     /// Source records not yet replicated (source log end minus replicated progress), when the
     /// source is reachable.
     pub unreplicated: Option<i64>,
+    /// Records the group read on the source already and reads again on the target from
+    /// `target_offset`: copies that come after records it has not read (two-way mirroring,
+    /// see [`kmirror_core::translate::translate_back`]), or a translation that is not exact.
+    pub rereads: i64,
+    /// Records only the target has (written there after the opposite flow's last copy) that
+    /// the group never read: it reads them from `target_offset`, before the rereads.
+    pub target_only_unread: i64,
 }
 
 /// The report for one group and flow.
@@ -58,9 +65,12 @@ fn consumer(factory: &ClientFactory, group: &str) -> Result<BaseConsumer> {
     cfg.create().map_err(|e| Error::client("consumer", &e))
 }
 
-/// Builds the report for `group` on `mirror`.
+/// Builds the report for `group` on `mirror`. `opposite`, the flow copying the other way
+/// between the same clusters when the configuration has one (two-way mirroring, failback), is
+/// read too: records its copies on the source stand for are placed at their originals.
 pub fn report(
     mirror: &Mirror,
+    opposite: Option<&Mirror>,
     source: &ClientFactory,
     target: &ClientFactory,
     group: &str,
@@ -87,12 +97,45 @@ pub fn report(
     > = None;
     let mut rows = Vec::new();
     let mut basis = "source";
-    match committed_on_source(source, group, &partitions) {
+    match committed_offsets(source, group, &partitions) {
         Ok(committed) => {
             let c = consumer(source, group)?;
+            let two_way = match opposite {
+                Some(o) => Some(TwoWay::read(o, source, target, group, &committed, mirror)?),
+                None => None,
+            };
             for (tp, u) in committed {
                 let remote = mirror.policy.format_remote_topic(&mirror.source, &tp.topic);
-                let translated = stored.maps.get(&tp).and_then(|m| m.translate(u));
+                let (mut rereads, mut target_only_unread) = (0, 0);
+                let translated = stored.maps.get(&tp).and_then(|own| {
+                    let key = TopicPartition::new(remote.as_str(), tp.partition);
+                    match two_way.as_ref().and_then(|t| t.maps.get(&key)) {
+                        Some(opposite_map) => {
+                            let target_only = opposite_map.copied_end().map(|(from, _)| {
+                                (
+                                    from,
+                                    two_way
+                                        .as_ref()
+                                        .and_then(|t| t.committed.get(&key))
+                                        .copied(),
+                                )
+                            });
+                            let back = kmirror_core::translate::translate_back(
+                                own,
+                                opposite_map,
+                                u,
+                                target_only,
+                            )?;
+                            rereads = back.rereads;
+                            target_only_unread = back.unread_target_only;
+                            Some(back.offset)
+                        }
+                        None => own.translate_detail(u).map(|t| {
+                            rereads = t.rereads;
+                            t.offset
+                        }),
+                    }
+                });
                 let d = match translated {
                     Some(d) => Some(d),
                     None => {
@@ -130,6 +173,8 @@ pub fn report(
                     source_offset: u,
                     target_offset: d,
                     unreplicated,
+                    rereads,
+                    target_only_unread,
                 });
             }
         }
@@ -161,6 +206,8 @@ pub fn report(
                         source_offset: s.upstream,
                         target_offset: s.downstream,
                         unreplicated: None,
+                        rereads: 0,
+                        target_only_unread: 0,
                     });
                 }
             }
@@ -175,7 +222,54 @@ pub fn report(
     })
 }
 
-fn committed_on_source(
+/// What the opposite flow (target → source) knows, for two-way translation.
+struct TwoWay {
+    /// Its offset maps (source offsets on this flow's target, target offsets on this flow's
+    /// source), by this flow's target topic and partition.
+    maps: BTreeMap<TopicPartition, kmirror_core::translate::OffsetMap>,
+    /// The group's committed offsets on this flow's target (from before it moved to the
+    /// source), by target topic and partition.
+    committed: BTreeMap<TopicPartition, i64>,
+}
+
+impl TwoWay {
+    fn read(
+        opposite: &Mirror,
+        source: &ClientFactory,
+        target: &ClientFactory,
+        group: &str,
+        committed: &BTreeMap<TopicPartition, i64>,
+        mirror: &Mirror,
+    ) -> Result<Self> {
+        // The opposite flow stores its maps on its own target: this flow's source.
+        let stored = crate::progress_store::read(
+            &source.config(Role::ProgressReader, &[]),
+            &opposite.progress.topic,
+            opposite.source.as_str(),
+            Duration::from_secs(30),
+        )?;
+        let on_target: Vec<TopicPartition> = committed
+            .keys()
+            .map(|tp| {
+                TopicPartition::new(
+                    mirror
+                        .policy
+                        .format_remote_topic(&mirror.source, &tp.topic)
+                        .as_str(),
+                    tp.partition,
+                )
+            })
+            .collect();
+        let committed = committed_offsets(target, group, &on_target)?;
+        Ok(Self {
+            maps: stored.maps,
+            committed,
+        })
+    }
+}
+
+/// The group's committed offsets on the cluster `source` makes clients for.
+fn committed_offsets(
     source: &ClientFactory,
     group: &str,
     partitions: &[TopicPartition],

@@ -973,7 +973,10 @@ impl Replicator {
                 for &(u, d) in &f.pairs {
                     a.map.record(u, d);
                 }
-                map_grown = !f.pairs.is_empty();
+                for &u in &f.passed {
+                    a.map.passed_over(u);
+                }
+                map_grown = !f.pairs.is_empty() || !f.passed.is_empty();
                 if f.resume > stored.0 {
                     let skipped = f.resume - stored.0;
                     tracing::info!(
@@ -1409,6 +1412,10 @@ impl Core {
             // It came from the target: copying it back would start a loop.
             if let Some(slot) = self.slots[idx].as_mut() {
                 slot.tracker.on_skipped(offset);
+                // Translation needs to know: a group here goes back to the record's original.
+                slot.map.passed_over(offset.0);
+                slot.map_dirty = true;
+                slot.map_unpublished = true;
                 slot.delta.from_target += 1;
             }
             return Ok(());

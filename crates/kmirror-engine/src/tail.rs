@@ -71,6 +71,8 @@ pub struct Found {
     pub pairs: Vec<(i64, i64)>,
     /// Where copying resumes: after the last record found, never before the stored progress.
     pub resume: i64,
+    /// Source offsets before `resume` passed over because they came from the target.
+    pub passed: Vec<i64>,
 }
 
 /// Per partition: the target's records from `target_from`, then the comparison.
@@ -85,6 +87,8 @@ struct Probe {
     source_end: i64,
     /// Records matched so far.
     pairs: Vec<(i64, i64)>,
+    /// Records passed over (they came from the target) so far.
+    passed: Vec<i64>,
     /// The first source offset not matched (a mismatch, or the record after the target's end),
     /// or the source's end.
     stop: Option<i64>,
@@ -213,6 +217,7 @@ fn probe(
                 target_done: false,
                 source_end: -1,
                 pairs: Vec::new(),
+                passed: Vec::new(),
                 stop: None,
             })
         })
@@ -323,7 +328,11 @@ fn probe(
         }
         let offset = msg.offset();
         let from_target = crate::replicator::origin(provenance, msg.headers()) == Decision::Skip;
-        if !from_target {
+        if from_target {
+            if p.stop.is_none() {
+                p.passed.push(offset);
+            }
+        } else {
             match p.target.get(p.pairs.len()) {
                 Some(&(print, at)) if print == fingerprint(&msg, provenance) => {
                     p.pairs.push((offset, at));
@@ -351,11 +360,13 @@ fn probe(
                 );
                 return None;
             }
+            let resume = (last + 1).max(p.tail.stored);
             Some((
                 p.tail.source.clone(),
                 Found {
-                    resume: (last + 1).max(p.tail.stored),
+                    resume,
                     pairs: p.pairs,
+                    passed: p.passed.into_iter().filter(|&u| u < resume).collect(),
                 },
             ))
         })
@@ -412,6 +423,7 @@ mod tests {
             target_done: true,
             source_end: -1,
             pairs: pairs.to_vec(),
+            passed: Vec::new(),
             stop,
         }
     }

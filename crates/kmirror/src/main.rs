@@ -131,6 +131,11 @@ enum Cmd {
     /// the target are used. With --commit the target offsets are committed to the same group on
     /// the target (refused while the group has active members there): the one command to run
     /// when the source is lost.
+    ///
+    /// With flows both ways in the configuration (failback, two-way mirroring), both flows'
+    /// offset maps are read: a group moving back from B to A resumes on A before any record it
+    /// has not read, including A's records that never reached B; what it reads again is
+    /// counted. --commit then needs --flow, the way the group moves.
     Offsets {
         #[command(flatten)]
         config: ConfigArgs,
@@ -506,6 +511,18 @@ fn offsets(
         Ok(m) => m,
         Err(code) => return code,
     };
+    if commit
+        && mirrors.iter().any(|m| {
+            mirrors
+                .iter()
+                .any(|o| o.source == m.target && o.target == m.source)
+        })
+    {
+        eprintln!(
+            "error: this configuration mirrors both ways; say which way the group moves with --flow SOURCE->TARGET (it is committed on TARGET)"
+        );
+        return ExitCode::from(EXIT_CONFIG);
+    }
     let factory = |alias: &kmirror_core::ClusterAlias| {
         client_factory(&cfg, &security, alias, "kmirror|offsets")
     };
@@ -514,7 +531,11 @@ fn offsets(
         let (Some(source), Some(target)) = (factory(&m.source), factory(&m.target)) else {
             continue;
         };
-        let r = match kmirror_engine::offsets::report(m, &source, &target, group) {
+        let opposite = cfg
+            .mirrors
+            .iter()
+            .find(|o| o.source == m.target && o.target == m.source);
+        let r = match kmirror_engine::offsets::report(m, opposite, &source, &target, group) {
             Ok(r) => r,
             Err(e) => return fail(&m.name(), &e),
         };
@@ -540,16 +561,35 @@ fn offsets(
         for r in &reports {
             println!("flow {}  group {}  (from {})", r.flow, r.group, r.basis);
             println!(
-                "{:<32} {:>9} {:>14} {:>14} {:>14}",
-                "target topic", "partition", "source offset", "target offset", "unreplicated"
+                "{:<32} {:>9} {:>14} {:>14} {:>14} {:>8}",
+                "target topic",
+                "partition",
+                "source offset",
+                "target offset",
+                "unreplicated",
+                "rereads"
             );
             for p in &r.partitions {
                 let lag = p
                     .unreplicated
                     .map_or_else(|| "-".to_owned(), |l| l.to_string());
                 println!(
-                    "{:<32} {:>9} {:>14} {:>14} {:>14}",
-                    p.target_topic, p.partition, p.source_offset, p.target_offset, lag
+                    "{:<32} {:>9} {:>14} {:>14} {:>14} {:>8}",
+                    p.target_topic, p.partition, p.source_offset, p.target_offset, lag, p.rereads
+                );
+            }
+            let unread: i64 = r.partitions.iter().map(|p| p.target_only_unread).sum();
+            let rereads: i64 = r.partitions.iter().map(|p| p.rereads).sum();
+            if unread > 0 {
+                println!(
+                    "{unread} records only the target has (written there after the last record copied from it) were never read by {}: it reads them first",
+                    r.group
+                );
+            }
+            if rereads > 0 {
+                println!(
+                    "{rereads} records {} read on the source come after records it has not read on the target: it reads them again",
+                    r.group
                 );
             }
         }
