@@ -469,7 +469,10 @@ fn failback_plan_shows_the_exact_delta_and_the_reverse_flow_copies_only_it() {
         )) && text.contains(&format!(
             "100 records on {} are not on {}",
             env.tgt, env.src
-        )),
+        )) && text.contains(&format!(
+            "at risk: {topic}[1] offsets 150..170 on {}",
+            env.src
+        )) && !text.contains("lost"),
         "{text}"
     );
 
@@ -541,4 +544,88 @@ fn failback_plan_shows_the_exact_delta_and_the_reverse_flow_copies_only_it() {
         );
     }
     eprintln!("round trip took {:?}", round_trip.elapsed());
+}
+
+#[test]
+fn failback_plan_names_what_cannot_come_back() {
+    let env = Env::shared();
+    let (a, b) = (env.source.bootstrap.clone(), env.target.bootstrap.clone());
+    let topic = format!("failback-lost-{}", rand_suffix());
+    create_topic(&a, &topic, PARTITIONS);
+    let flow = format!("{}->{}", env.src, env.tgt);
+    // 20 records of each partition copied to B, then 10 written on B.
+    produce(&a, &topic, &written("a", 0, 40));
+    let forward_only = env.config(&topic, "        sync.topic.acls.enabled: false\n");
+    let mut kmirror = Kmirror::start(&forward_only, &[]);
+    let _ = consume(&b, &topic, PARTITIONS, 40, Duration::from_secs(60));
+    assert_eq!(kmirror.terminate(Duration::from_secs(30)), Some(0));
+    produce(&b, &topic, &written("b", 0, 20));
+    // Retention on B takes partition 0 up to offset 25: five of B's own records are gone
+    // before the reverse flow ever copied them.
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset(&topic, 0, rdkafka::Offset::Offset(25))
+        .unwrap();
+    block_on(admin(&b).delete_records(&tpl, &rdkafka::admin::AdminOptions::new())).unwrap();
+    // A comes back rebuilt: the topic is new and holds 5 records per partition.
+    recreate_topic(&a, &topic, PARTITIONS);
+    produce(&a, &topic, &written("a", 1000, 10));
+
+    let config = two_way_config(&env, &topic);
+    let (code, stdout, stderr) = kmirror_command(&[
+        "failback",
+        "plan",
+        "--config",
+        config.to_str().unwrap(),
+        "--flow",
+        &flow,
+        "--json",
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let plan: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let rows: Vec<_> = plan["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let n = |k: &str| r[k].as_i64().unwrap();
+            (
+                n("primary_end"),
+                n("copied_until"),
+                n("at_risk"),
+                n("primary_lost"),
+                n("dr_start"),
+                n("deleted_on_dr"),
+                n("reverse_from"),
+                n("to_copy"),
+                n("passed_over"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (5, 20, 0, 15, 25, 5, 25, 5, 0),
+            (5, 20, 0, 15, 0, 0, 0, 10, 20)
+        ],
+        "{stdout}"
+    );
+    let (code, text, stderr) = kmirror_command(&[
+        "failback",
+        "plan",
+        "--config",
+        config.to_str().unwrap(),
+        "--flow",
+        &flow,
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    for line in [
+        format!(
+            "lost: {topic}[0] offsets 20..25 on {} were deleted there",
+            env.tgt
+        ),
+        format!("lost on {}: {topic}[0] offsets 5..20 were copied", env.src),
+        format!("lost on {}: {topic}[1] offsets 5..20 were copied", env.src),
+    ] {
+        assert!(text.contains(&line), "{line} in\n{text}");
+    }
 }

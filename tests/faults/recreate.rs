@@ -2,9 +2,7 @@
 //! while it is stopped: the new topic is copied from its beginning (its id tells it apart), in
 //! order, and the event is logged and counted.
 
-use std::time::{Duration, Instant};
-
-use rdkafka::admin::AdminOptions;
+use std::time::Duration;
 
 use crate::support::*;
 
@@ -25,46 +23,6 @@ fn keyed(tag: &str, n: usize) -> Vec<(i32, TestRecord)> {
             )
         })
         .collect()
-}
-
-/// Deletes `topic` and waits until the cluster no longer lists it.
-fn delete_topic(bootstrap: &str, topic: &str) {
-    let admin = admin(bootstrap);
-    let results = block_on(admin.delete_topics(&[topic], &AdminOptions::new())).unwrap();
-    for r in results {
-        r.unwrap_or_else(|(t, e)| panic!("deleting {t}: {e}"));
-    }
-    wait_for("the topic to be deleted", Duration::from_secs(30), || {
-        if topics(bootstrap).contains_key(topic) {
-            Err(format!("{topic} is still listed"))
-        } else {
-            Ok(())
-        }
-    });
-}
-
-/// Deletes `topic` and creates it again with the same partition count (retrying while the
-/// broker still finishes the deletion).
-fn recreate_topic(bootstrap: &str, topic: &str) {
-    delete_topic(bootstrap, topic);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let admin = admin(bootstrap);
-        let new = rdkafka::admin::NewTopic::new(
-            topic,
-            PARTITIONS,
-            rdkafka::admin::TopicReplication::Fixed(1),
-        );
-        let result = block_on(admin.create_topics(&[new], &AdminOptions::new())).unwrap();
-        match result.into_iter().next().unwrap() {
-            Ok(_) => return,
-            Err((_, e)) if Instant::now() < deadline => {
-                eprintln!("creating {topic} again: {e}; retrying");
-                std::thread::sleep(Duration::from_millis(500));
-            }
-            Err((_, e)) => panic!("creating {topic} again: {e}"),
-        }
-    }
 }
 
 fn assert_in_order(env: &Env, topic: &str, sent: &[(i32, TestRecord)], what: &str) -> usize {
@@ -107,7 +65,7 @@ fn a_source_topic_deleted_and_created_again_is_copied_from_its_beginning() {
 
     // While kmirror runs: the new topic's 500 records per partition sit below the old
     // position (1,000 per partition).
-    recreate_topic(&env.source.bootstrap, &topic);
+    recreate_topic(&env.source.bootstrap, &topic, PARTITIONS);
     let second = keyed("b", 1_500);
     produce(&env.source.bootstrap, &topic, &second);
     sent.extend(second);
@@ -128,7 +86,7 @@ fn a_source_topic_deleted_and_created_again_is_copied_from_its_beginning() {
 
     // While kmirror is stopped: the stored positions (500 per partition) belong to the old
     // topic; the new one holds 100 per partition.
-    recreate_topic(&env.source.bootstrap, &topic);
+    recreate_topic(&env.source.bootstrap, &topic, PARTITIONS);
     let third = keyed("c", 300);
     produce(&env.source.bootstrap, &topic, &third);
     sent.extend(third);

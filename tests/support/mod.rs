@@ -809,6 +809,46 @@ pub fn checkpoints(env: &Env, group: &str, topic: &str) -> BTreeMap<i32, (i64, i
     out
 }
 
+/// Deletes `topic` and waits until the cluster no longer lists it.
+pub fn delete_topic(bootstrap: &str, topic: &str) {
+    let admin = admin(bootstrap);
+    let results = block_on(admin.delete_topics(&[topic], &AdminOptions::new())).unwrap();
+    for r in results {
+        r.unwrap_or_else(|(t, e)| panic!("deleting {t}: {e}"));
+    }
+    wait_for("the topic to be deleted", Duration::from_secs(30), || {
+        if topics(bootstrap).contains_key(topic) {
+            Err(format!("{topic} is still listed"))
+        } else {
+            Ok(())
+        }
+    });
+}
+
+/// Deletes `topic` and creates it again with the same partition count (retrying while the
+/// broker still finishes the deletion).
+pub fn recreate_topic(bootstrap: &str, topic: &str, partitions: i32) {
+    delete_topic(bootstrap, topic);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let admin = admin(bootstrap);
+        let new = rdkafka::admin::NewTopic::new(
+            topic,
+            partitions,
+            rdkafka::admin::TopicReplication::Fixed(1),
+        );
+        let result = block_on(admin.create_topics(&[new], &AdminOptions::new())).unwrap();
+        match result.into_iter().next().unwrap() {
+            Ok(_) => return,
+            Err((_, e)) if Instant::now() < deadline => {
+                eprintln!("creating {topic} again: {e}; retrying");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err((_, e)) => panic!("creating {topic} again: {e}"),
+        }
+    }
+}
+
 pub fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> Result<(), String>) {
     let deadline = Instant::now() + timeout;
     loop {

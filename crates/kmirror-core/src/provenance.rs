@@ -71,10 +71,23 @@ impl Provenance {
         }
     }
 
-    /// Bytes the header adds to a record that gets it (name, value and their lengths).
+    /// Bytes the header adds to a record that gets it: name and value, each after its length
+    /// as a zigzag varint (Kafka's record format).
     pub fn added_bytes(&self) -> usize {
-        self.header.len() + self.source.as_str().len() + 2
+        let field = |n: usize| n + zigzag_varint_len(n);
+        field(self.header.len()) + field(self.source.as_str().len())
     }
+}
+
+/// Bytes of `n` as a zigzag varint (lengths are never negative: `2n`, 7 bits a byte).
+fn zigzag_varint_len(n: usize) -> usize {
+    let mut v = n.saturating_mul(2) >> 7;
+    let mut len = 1;
+    while v > 0 {
+        v >>= 7;
+        len += 1;
+    }
+    len
 }
 
 #[cfg(test)]
@@ -163,5 +176,14 @@ mod tests {
     fn the_header_adds_its_name_and_the_alias() {
         // "kmirror.origin" (14) + "primary" (7) + one length byte each.
         assert_eq!(rule().added_bytes(), 23);
+        // Lengths from 64 take two bytes (zigzag: 2 × 64 = 128).
+        let long = Provenance::new(
+            "h".repeat(64),
+            ClusterAlias::new("a".repeat(63).as_str()),
+            ClusterAlias::new("dr"),
+        );
+        assert_eq!(long.added_bytes(), 64 + 2 + 63 + 1);
+        assert_eq!(zigzag_varint_len(8191), 2);
+        assert_eq!(zigzag_varint_len(8192), 3);
     }
 }

@@ -56,6 +56,8 @@ pub struct Row {
     /// Whether `reverse_from` is the reverse flow's stored progress (false: where it would
     /// start).
     pub reverse_stored: bool,
+    /// The DR cluster's log start.
+    pub dr_start: i64,
     /// The DR cluster's log end.
     pub dr_end: i64,
     /// Records in `reverse_from..dr_end` that the old primary lacks and the reverse flow
@@ -66,6 +68,16 @@ pub struct Row {
     /// Whether every record of the range was read (false: the deadline passed first, and
     /// `to_copy` and `passed_over` count what was read).
     pub complete: bool,
+    /// Records of the DR cluster that the old primary lacks but that were deleted there
+    /// (retention) before the reverse flow copied them, up to the DR cluster's log start (from
+    /// the reverse flow's stored progress, or before its first run from the forward flow's last
+    /// copy); the old primary never gets them.
+    pub deleted_on_dr: i64,
+    /// Records the forward flow copied that the old primary no longer has (its log ends
+    /// before `copied_until`: restored from an older state, or an unclean leader election).
+    /// Their copies on the DR cluster are the old primary's own records to the reverse flow,
+    /// which passes them over: they do not come back by themselves.
+    pub primary_lost: i64,
 }
 
 /// The plan for one pair of flows.
@@ -193,6 +205,19 @@ pub fn plan(
             StartFrom::Earliest => dr_start,
             StartFrom::Latest => dr_end,
         });
+        // What the old primary lacks starts at the reverse flow's stored progress, or, before
+        // its first run, after the forward flow's last copy on the DR cluster. Records deleted
+        // there (retention) before the reverse flow copied them are not read (they are gone)
+        // and are counted.
+        let lacks_from = stored.or_else(|| {
+            forward_stored
+                .maps
+                .get(tp)
+                .and_then(kmirror_core::translate::OffsetMap::copied_end)
+                .map(|(_, on_dr)| on_dr)
+        });
+        let deleted_on_dr = lacks_from.map_or(0, |from| (dr_start - from).max(0));
+        let reverse_from = reverse_from.max(dr_start);
         rows.push(Row {
             topic: tp.topic.to_string(),
             partition: tp.partition,
@@ -202,10 +227,13 @@ pub fn plan(
             dr_topic,
             reverse_from,
             reverse_stored: stored.is_some(),
+            dr_start,
             dr_end,
             to_copy: 0,
             passed_over: 0,
             complete: reverse_from >= dr_end,
+            deleted_on_dr,
+            primary_lost: (copied - primary_end).max(0),
         });
     }
     let rule = reverse.provenance.as_ref().map(|header| {

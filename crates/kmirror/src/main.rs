@@ -486,6 +486,39 @@ fn failback_plan(args: &ConfigArgs, flow: &str, read_for: Duration, json: bool) 
             plan.primary
         ),
     }
+    for r in &plan.partitions {
+        if r.at_risk > 0 {
+            println!(
+                "at risk: {}[{}] offsets {}..{} on {}",
+                r.topic, r.partition, r.copied_until, r.primary_end, plan.primary
+            );
+        }
+        if r.deleted_on_dr > 0 {
+            println!(
+                "lost: {}[{}] offsets {}..{} on {} were deleted there (retention) before {} copied them; {} will not get them",
+                r.dr_topic,
+                r.partition,
+                r.dr_start - r.deleted_on_dr,
+                r.dr_start,
+                plan.dr,
+                plan.reverse,
+                plan.primary
+            );
+        }
+        if r.primary_lost > 0 {
+            println!(
+                "lost on {primary}: {}[{}] offsets {}..{} were copied to {} but {primary}'s log now ends at {}; {} passes their copies over (they are {primary}'s own records)",
+                r.topic,
+                r.partition,
+                r.primary_end,
+                r.copied_until,
+                plan.dr,
+                r.primary_end,
+                plan.reverse,
+                primary = plan.primary
+            );
+        }
+    }
     if plan.partitions.iter().any(|r| !r.reverse_stored) {
         println!("(n): the reverse flow has no stored progress there and would start at n.");
     }
