@@ -175,7 +175,17 @@ impl OffsetMap {
                 if self.passed.get(i).is_some_and(|(from, _)| *from <= u) {
                     return;
                 }
-                self.passed.insert(i, (u, u + 1));
+                // Joined to its neighbours where it touches them.
+                let joins_next = self.passed.get(i).is_some_and(|(from, _)| *from == u + 1);
+                match i.checked_sub(1).filter(|&j| self.passed[j].1 == u) {
+                    Some(j) if joins_next => {
+                        self.passed[j].1 = self.passed[i].1;
+                        self.passed.remove(i);
+                    }
+                    Some(j) => self.passed[j].1 = u + 1,
+                    None if joins_next => self.passed[i].0 = u,
+                    None => self.passed.insert(i, (u, u + 1)),
+                }
             }
             _ => self.passed.push((u, u + 1)),
         }
@@ -194,6 +204,23 @@ impl OffsetMap {
             .iter()
             .find(|(_, to)| *to > u)
             .map(|&(from, _)| from.max(u))
+    }
+
+    /// Runs and passed stretches: what the map's size grows with.
+    pub fn entries(&self) -> usize {
+        self.runs.len() + self.passed.len()
+    }
+
+    /// The end of the source offsets this map accounts for, as copied or passed over: records
+    /// from here on were not looked at yet (or, after a restart, were copied but are not known
+    /// to the map: see [`OffsetMap::resumed_at`]). `None` if it accounts for nothing.
+    pub fn classified_end(&self) -> Option<i64> {
+        if let Some(unknown) = self.runs.last().filter(|r| r.len == 0) {
+            return Some(unknown.upstream);
+        }
+        let copied = self.copied_end().map(|(u, _)| u);
+        let passed = self.passed.last().map(|&(_, to)| to);
+        copied.max(passed)
     }
 
     /// The stretches of source offsets passed over, oldest first.
@@ -278,9 +305,14 @@ impl OffsetMap {
     /// `None` as well when a record at or after `u` was passed over because it came from the
     /// target (two-way mirroring): its original lies somewhere on the target that only the
     /// opposite flow's map knows, maybe before the copies this map knows, so this map alone
-    /// could skip it ([`translate_back`] combines both maps).
+    /// could skip it ([`translate_back`] combines both maps). For the same reason, once the map
+    /// passed over anything, `None` for a group beyond what it looked at.
     pub fn translate_detail(&self, u: i64) -> Option<Translation> {
         if self.first_passed_from(u).is_some() {
+            return None;
+        }
+        // A flow that met records from its target may meet more beyond what it looked at.
+        if !self.passed.is_empty() && self.classified_end().is_some_and(|k| u > k) {
             return None;
         }
         self.translate_copies(u)
@@ -328,22 +360,62 @@ impl OffsetMap {
     }
 
     /// The source offset of the record copied to target offset `d`, or, if `d` holds no copy
-    /// this map knows, of the first copy after it; `None` if there is none. Inside a gapped run,
-    /// the earliest source offset the copy can have (reading from there reads again, never
-    /// skips).
+    /// this map knows, of the first copy after it; `None` if there is none. Never later than
+    /// the right answer: inside a gapped run, the earliest source offset the copy can have;
+    /// where copies are not known (after a restart, see [`OffsetMap::resumed_at`]), the first
+    /// source offset they can be of; before what the map accounts for (see
+    /// [`OffsetMap::known_from`]), `None`.
     pub fn source_of(&self, d: i64) -> Option<i64> {
-        if let Some(r) = self
-            .runs
-            .iter()
-            .find(|r| r.downstream <= d && d < r.end_downstream())
+        let copies = || self.runs.iter().filter(|r| r.len > 0);
+        if self.known_from.is_some()
+            && copies()
+                .map(|r| r.downstream)
+                .min()
+                .is_none_or(|first| d < first)
         {
+            return None;
+        }
+        if let Some(r) = copies().find(|r| r.downstream <= d && d < r.end_downstream()) {
             return Some(r.upstream + (d - r.downstream));
         }
-        self.runs
-            .iter()
-            .filter(|r| r.len > 0 && r.downstream > d)
+        let next = copies()
+            .filter(|r| r.downstream > d)
             .min_by_key(|r| r.downstream)
-            .map(|r| r.upstream)
+            .map(|r| r.upstream);
+        // Unknown copies of `[upstream, upstream + gaps)` lie from `downstream` up to the next
+        // known copy.
+        let unknown = self
+            .runs
+            .iter()
+            .enumerate()
+            .filter(|(i, r)| {
+                r.len == 0
+                    && r.downstream <= d
+                    && self.runs[i + 1..]
+                        .iter()
+                        .filter(|n| n.len > 0)
+                        .all(|n| d < n.downstream)
+            })
+            .map(|(_, r)| r.upstream)
+            .min();
+        match (next, unknown) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The first target offset at or after `d` that holds no copy this map knows: where the
+    /// target's own records (or copies from elsewhere) can be.
+    pub fn first_non_copy_from(&self, d: i64) -> i64 {
+        let mut at = d;
+        while let Some(r) = self
+            .runs
+            .iter()
+            .find(|r| r.len > 0 && r.downstream <= at && at < r.end_downstream())
+        {
+            at = r.end_downstream();
+        }
+        at
     }
 
     /// The first target offset at or after `d` that holds a copy this map knows.
@@ -363,9 +435,11 @@ impl OffsetMap {
             .sum()
     }
 
-    /// Drops runs entirely below `log_start` on the source (always keeping the newest). Records
-    /// below the log start no longer exist: nothing is forgotten that a group could resume at.
-    pub fn prune_below(&mut self, log_start: i64) {
+    /// Drops runs and passed stretches entirely below `log_start` on the source (always keeping
+    /// the newest run). Records below the log start no longer exist: nothing is forgotten that a
+    /// group could resume at. Returns whether anything was dropped.
+    pub fn prune_below(&mut self, log_start: i64) -> bool {
+        let before = self.entries();
         self.passed.retain(|(_, to)| *to > log_start);
         let newest = self.runs.len().saturating_sub(1);
         let mut i = 0;
@@ -374,6 +448,7 @@ impl OffsetMap {
             i += 1;
             keep
         });
+        self.entries() != before
     }
 }
 
@@ -402,11 +477,12 @@ pub struct Back {
 /// group resumes on T at the earliest of
 /// 1. this flow's copy of its first S record at or after `u` (or the end of what this flow
 ///    copied);
-/// 2. the original on T of its first record at or after `u` that came from T;
-/// 3. `target_only`: `(from, committed)`, T's records after the opposite flow's last copy
-///    (`from`: the opposite flow's copied end on T) up to the first copy this flow made after
-///    them; unless the group's own commit on T (`committed`, from before it moved to S) is past
-///    them, the first of them it never read.
+/// 2. the original on T of its first record at or after `u` that came from T (passed over by
+///    this flow, or not looked at by it yet);
+/// 3. `target_only`: `(from, committed)`: the first record on T at or after `from` (the
+///    opposite flow's copied end on T) and after the group's own commit on T (`committed`, from
+///    before it moved to S) that is not one of this flow's copies: a record of T's that never
+///    reached S, which the group cannot have read.
 ///
 /// So no record the group has not read is skipped; with active-passive failback the answer is
 /// exact but for records of kind 3, which come before the copies of what it read on S. `None`
@@ -420,16 +496,23 @@ pub fn translate_back(
 ) -> Option<Back> {
     let copies = own.translate_copies(u)?;
     let mut offset = copies.offset;
+    // 2. Records from T: those this flow passed over, and any beyond what it has looked at
+    //    (it may lag, or its map may be behind its progress after a restart).
     if let Some(v) = own.first_passed_from(u) {
         offset = offset.min(opposite.source_of(v)?);
     }
+    let unlooked = own.classified_end().map_or(u, |k| k.max(u));
+    if let Some(x) = opposite.source_of(unlooked) {
+        offset = offset.min(x);
+    }
+    // 3. T's records that never went to S, from the first the group has not read.
     let mut unread_target_only = 0;
     if let Some((from, committed)) = target_only {
         let start = committed.map_or(from, |c| c.max(from));
-        let end = own.first_copy_from(from).unwrap_or(i64::MAX);
-        if start < end && start < offset {
-            unread_target_only = end.min(offset) - start;
-            offset = start;
+        let first = own.first_non_copy_from(start);
+        if first < offset {
+            unread_target_only = (offset - first) - own.copies_between(first, offset);
+            offset = first;
         }
     }
     let rereads = own.copies_between(offset, copies.offset) + copies.rereads;
@@ -676,6 +759,11 @@ mod tests {
         assert_eq!(reverse.translate(120), None);
         assert_eq!(reverse.translate(150), Some(170));
         assert_eq!(reverse.translate(200), Some(220));
+        assert_eq!(
+            reverse.translate(201),
+            None,
+            "beyond what it looked at: maybe more records from the target"
+        );
         // Passed over again after a restart: nothing new.
         let mut again = reverse.clone();
         again.passed_over(10);
@@ -789,5 +877,83 @@ mod tests {
             translate_back(&reverse, &OffsetMap::default(), 120, None),
             None
         );
+    }
+
+    #[test]
+    fn records_the_reverse_flow_has_not_looked_at_are_placed_by_the_forward_map() {
+        // A->B runs again and copies A's records at risk (A 150..170) to B 200..220, but B->A
+        // has not read them yet: they are not among its passed records.
+        let (reverse, mut forward) = failback_maps();
+        for u in 150..170 {
+            forward.record(u, u + 50);
+        }
+        assert_eq!(reverse.classified_end(), Some(200));
+        let b =
+            translate_back(&reverse, &forward, 180, Some((170, Some(100)))).expect("translates");
+        assert_eq!(b.offset, 150, "A's records at risk are not skipped");
+        // The same when B->A's map is behind its stored progress after a restart.
+        let mut behind = reverse.clone();
+        behind.resumed_at(215);
+        assert_eq!(behind.classified_end(), Some(200));
+        assert_eq!(
+            translate_back(&behind, &forward, 180, Some((170, Some(100)))).map(|b| b.offset),
+            Some(150)
+        );
+    }
+
+    #[test]
+    fn target_only_records_between_copies_are_not_skipped() {
+        // On A: 500 A's own (not yet copied to B), 501 a copy of B 10, 502..504 A's own, then
+        // copies of B 11..20 at 504..514. The group committed 503 on A before moving to B and
+        // read B up to 15 there.
+        let mut reverse = OffsetMap::default();
+        reverse.record(10, 501);
+        for u in 11..21 {
+            reverse.record(u, u + 493);
+        }
+        let forward = OffsetMap::default();
+        let b = translate_back(&reverse, &forward, 15, Some((500, Some(503)))).expect("translates");
+        assert_eq!(b.offset, 503, "{b:?}");
+        assert_eq!(b.unread_target_only, 1);
+        assert_eq!(b.rereads, 4, "copies of B 11..15 at 504..508");
+    }
+
+    #[test]
+    fn source_of_is_never_later_than_the_copy() {
+        // Copies of 0..10 at 100..110; after a restart the map knows the copies from 40 on
+        // (at 140..150), not those of 10..40.
+        let mut m = map(&(0..10).map(|u| (u, u + 100)).collect::<Vec<_>>());
+        m.resumed_at(40);
+        m.record(40, 140);
+        assert_eq!(m.source_of(105), Some(5));
+        assert_eq!(
+            m.source_of(120),
+            Some(10),
+            "an unknown copy: its first possible source"
+        );
+        assert_eq!(m.source_of(140), Some(40));
+        assert_eq!(m.first_non_copy_from(100), 110);
+        assert_eq!(m.first_non_copy_from(140), 141);
+        // Copies before what a map accounts for are not placed.
+        let mut k = OffsetMap::known_from(1000);
+        k.record(1000, 50);
+        assert_eq!(k.source_of(10), None);
+        assert_eq!(k.source_of(50), Some(1000));
+    }
+
+    #[test]
+    fn passed_records_read_again_join_their_neighbours() {
+        let mut m = OffsetMap::default();
+        for u in [0, 1, 2, 6, 7, 20] {
+            m.passed_over(u);
+        }
+        assert_eq!(m.passed(), &[(0, 3), (6, 8), (20, 21)]);
+        m.passed_over(3);
+        m.passed_over(5);
+        assert_eq!(m.passed(), &[(0, 4), (5, 8), (20, 21)]);
+        m.passed_over(4);
+        assert_eq!(m.passed(), &[(0, 8), (20, 21)]);
+        assert!(m.prune_below(10));
+        assert!(!m.prune_below(10));
     }
 }

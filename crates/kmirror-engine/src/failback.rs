@@ -74,7 +74,8 @@ pub struct Row {
     /// copy); the old primary never gets them.
     pub deleted_on_dr: i64,
     /// Records the forward flow copied that the old primary no longer has (its log ends
-    /// before `copied_until`: restored from an older state, or an unclean leader election).
+    /// before `copied_until`: restored from an older state, or an unclean leader election; a
+    /// lower bound, since a rebuilt primary may hold other records at the same offsets).
     /// Their copies on the DR cluster are the old primary's own records to the reverse flow,
     /// which passes them over: they do not come back by themselves.
     pub primary_lost: i64,
@@ -209,14 +210,16 @@ pub fn plan(
         // its first run, after the forward flow's last copy on the DR cluster. Records deleted
         // there (retention) before the reverse flow copied them are not read (they are gone)
         // and are counted.
+        let forward_map = forward_stored.maps.get(tp);
         let lacks_from = stored.or_else(|| {
-            forward_stored
-                .maps
-                .get(tp)
+            forward_map
                 .and_then(kmirror_core::translate::OffsetMap::copied_end)
                 .map(|(_, on_dr)| on_dr)
         });
-        let deleted_on_dr = lacks_from.map_or(0, |from| (dr_start - from).max(0));
+        // Copies of the old primary's records among them are not lost: it has the originals.
+        let deleted_on_dr = lacks_from.map_or(0, |from| {
+            (dr_start - from).max(0) - forward_map.map_or(0, |m| m.copies_between(from, dr_start))
+        });
         let reverse_from = reverse_from.max(dr_start);
         rows.push(Row {
             topic: tp.topic.to_string(),

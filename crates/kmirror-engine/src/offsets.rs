@@ -107,9 +107,14 @@ pub fn report(
             for (tp, u) in committed {
                 let remote = mirror.policy.format_remote_topic(&mirror.source, &tp.topic);
                 let (mut rereads, mut target_only_unread) = (0, 0);
+                // Where records from the target lie ahead of the group, only the two maps
+                // together place it; an older checkpoint would not know about them.
+                let mut two_sided = false;
                 let translated = stored.maps.get(&tp).and_then(|own| {
                     let key = TopicPartition::new(remote.as_str(), tp.partition);
-                    match two_way.as_ref().and_then(|t| t.maps.get(&key)) {
+                    let opposite_map = two_way.as_ref().and_then(|t| t.maps.get(&key));
+                    two_sided = opposite_map.is_some() || own.first_passed_from(u).is_some();
+                    match opposite_map {
                         Some(opposite_map) => {
                             let target_only = opposite_map.copied_end().map(|(from, _)| {
                                 (
@@ -138,6 +143,7 @@ pub fn report(
                 });
                 let d = match translated {
                     Some(d) => Some(d),
+                    None if two_sided => None,
                     None => {
                         if checkpoints.is_none() {
                             checkpoints = Some(match &mirror.checkpoints {
@@ -157,8 +163,14 @@ pub fn report(
                     }
                 };
                 let Some(d) = d else {
-                    tracing::warn!(topic = %tp.topic, partition = tp.partition, source_offset = u,
-                        "cannot translate: kmirror did not copy this offset and no checkpoint has it; the partition is left out");
+                    if two_sided {
+                        tracing::warn!(topic = %tp.topic, partition = tp.partition, source_offset = u,
+                            "cannot translate: records ahead of the group came from {} and the opposite flow's map does not place them (copied before kmirror took over, or forgotten); the partition is left out",
+                            mirror.target);
+                    } else {
+                        tracing::warn!(topic = %tp.topic, partition = tp.partition, source_offset = u,
+                            "cannot translate: kmirror did not copy this offset and no checkpoint has it; the partition is left out");
+                    }
                     continue;
                 };
                 let progress = stored.positions.get(&tp).map_or(0, |o| o.0);

@@ -1886,7 +1886,7 @@ impl Core {
             let Some(slot) = self.slots[idx].as_mut() else {
                 continue;
             };
-            if !slot.map_dirty || (slot.map_written && slot.map.runs().len() > max_runs) {
+            if !slot.map_dirty || (slot.map_written && slot.map.entries() > max_runs) {
                 continue;
             }
             slot.map_dirty = false;
@@ -2018,9 +2018,7 @@ impl Core {
             let lag = marks.map(|(_, hi)| (hi - progress).max(0));
             if let Some((lo, _)) = marks.filter(|(lo, _)| *lo > 0) {
                 // Records deleted on the source need no translation any more.
-                let before = s.map.runs().len();
-                s.map.prune_below(lo);
-                let pruned = s.map.runs().len() != before;
+                let pruned = s.map.prune_below(lo);
                 s.map_dirty |= pruned;
                 s.map_unpublished |= pruned;
             }
