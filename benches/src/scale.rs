@@ -208,28 +208,37 @@ fn commit_groups(bootstrap: &str, args: &ScaleArgs, round: usize) -> Result<Vec<
 /// Records on the target: the sum of every partition's end offset (one ListOffsets request per
 /// broker), 0 for topics that do not exist yet.
 fn on_target(watcher: &BaseConsumer, args: &ScaleArgs) -> i64 {
-    let mut tpl = TopicPartitionList::new();
-    for i in 0..args.topics {
-        for p in 0..args.partitions {
-            let _ = tpl.add_partition_offset(&args.topic(i), p, Offset::End);
+    let ends = |topics: &mut dyn Iterator<Item = String>| {
+        let mut tpl = TopicPartitionList::new();
+        for topic in topics {
+            for p in 0..args.partitions {
+                let _ = tpl.add_partition_offset(&topic, p, Offset::End);
+            }
         }
-    }
+        watcher
+            .offsets_for_times(tpl, Duration::from_secs(10))
+            .map(|ends| {
+                ends.elements()
+                    .iter()
+                    .map(|e| match e.offset() {
+                        Offset::Offset(o) if o > 0 => o,
+                        _ => 0,
+                    })
+                    .sum::<i64>()
+            })
+    };
     // A full metadata request first: librdkafka keeps a topic it found missing unknown until
     // its next periodic refresh (5 minutes), and a ListOffsets naming it fails as a whole.
     if let Err(e) = watcher.fetch_metadata(None, Duration::from_secs(10)) {
         eprintln!("  target metadata: {e}");
         return 0;
     }
-    match watcher.offsets_for_times(tpl, Duration::from_secs(10)) {
-        // Topics not created yet on the target.
-        Err(_) => 0,
-        Ok(ends) => ends
-            .elements()
-            .iter()
-            .map(|e| match e.offset() {
-                Offset::Offset(o) if o > 0 => o,
-                _ => 0,
-            })
+    match ends(&mut (0..args.topics).map(|i| args.topic(i))) {
+        Ok(n) => n,
+        // A topic not created yet, or a partition without a leader yet, fails the whole
+        // request: topic by topic then, so that the others count.
+        Err(_) => (0..args.topics)
+            .map(|i| ends(&mut std::iter::once(args.topic(i))).unwrap_or(0))
             .sum(),
     }
 }
@@ -410,11 +419,18 @@ fn run_one(who: Replicator, source: &Kafka, args: &ScaleArgs, dir: &Path) -> Res
         let watcher: BaseConsumer = kmirror_testbed::client(&target.bootstrap).create()?;
         let total = args.total_records();
         let mut n = 0;
+        let mut shown = 0;
         while started.elapsed() < PHASE_LIMIT {
             n = on_target(&watcher, args);
             if n >= total {
                 m.copied = Some(started.elapsed().as_secs_f64());
                 break;
+            }
+            // With --logs, how the copy went, second by second.
+            let second = started.elapsed().as_secs();
+            if args.logs.is_some() && second > shown {
+                shown = second;
+                eprintln!("  {second} s: {n} of {total} records on the target");
             }
             std::thread::sleep(Duration::from_millis(250));
         }

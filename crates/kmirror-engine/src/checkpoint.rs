@@ -219,6 +219,11 @@ impl CheckpointJob {
             else {
                 return;
             };
+            tracing::debug!(
+                took_ms = crate::now_millis() - round_start,
+                listed = refresh_due,
+                "read the groups' committed offsets"
+            );
             let (listed, committed, failed) = match fetched {
                 Ok(Ok(x)) => x,
                 Ok(Err(e)) => {
@@ -264,11 +269,18 @@ impl CheckpointJob {
                     let Some((target_topic, map)) = maps.get(&tp) else {
                         continue;
                     };
+                    let key: Key = (group.clone(), target_topic.to_string(), tp.partition);
                     let Some(translation) = map.translate_detail(upstream) else {
+                        if map.is_empty()
+                            && map.known_from_offset().is_none()
+                            && !exact_seen.contains(&key)
+                        {
+                            // Nothing copied yet: checkpointed once the copy reaches it.
+                            waiting.insert(key, (tp.clone(), upstream));
+                        }
                         continue;
                     };
                     let downstream = translation.offset;
-                    let key: Key = (group.clone(), target_topic.to_string(), tp.partition);
                     if !exact_seen.contains(&key) {
                         if map.copied_end().is_some_and(|(end, _)| upstream > end) {
                             waiting.insert(key.clone(), (tp.clone(), upstream));
@@ -381,6 +393,10 @@ impl CheckpointJob {
                     }
                 }
             }
+            tracing::debug!(
+                took_ms = crate::now_millis() - round_start,
+                "checkpoint round done"
+            );
             for (group, at) in &last_emit {
                 self.metrics
                     .checkpoint_age

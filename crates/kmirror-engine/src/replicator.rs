@@ -47,6 +47,12 @@ use crate::status::{PartitionReport, StatusBoard};
 
 /// How long one consumer poll may wait when idle.
 const IDLE_POLL: Duration = Duration::from_millis(50);
+/// How long it may wait once nothing was fetched or acknowledged for [`QUIET_AFTER`] polls:
+/// new records end the wait at once, only delivery reports of records sent a second or more
+/// before wait longer, and a caught-up replicator of many partitions wakes up 4 times a
+/// second instead of 20.
+const QUIET_POLL: Duration = Duration::from_millis(250);
+const QUIET_AFTER: u32 = 20;
 /// How often every partition is looked at for a due retry or a finished reset: each look
 /// visits every partition, which at 10,000 of them on every loop of a busy replicator costs
 /// more than the copy.
@@ -356,6 +362,8 @@ pub struct Replicator {
     consumer_errors: HashMap<String, (Instant, u64)>,
     /// Source topics the consumer has been assigned partitions of (it has their metadata).
     consumer_topics: HashSet<Arc<str>>,
+    /// Polls in a row that fetched nothing and saw nothing acknowledged.
+    quiet_polls: u32,
 }
 
 /// Everything but the consumer, so that a fetched record (which borrows the consumer) can be
@@ -396,6 +404,9 @@ struct Core {
     progress_wait: Duration,
     /// When the producer was last checked for being stuck.
     wedge_checked_at: Instant,
+    /// Whether some partition may wait for a retry or a reset: only then are all of them
+    /// looked at every [`SLOT_SCAN_EVERY`].
+    scan_needed: bool,
 }
 
 impl Replicator {
@@ -466,6 +477,7 @@ impl Replicator {
             consumer,
             consumer_errors: HashMap::new(),
             consumer_topics: HashSet::new(),
+            quiet_polls: 0,
             core: Core {
                 settings,
                 shutdown: CancellationToken::new(),
@@ -487,6 +499,7 @@ impl Replicator {
                 progress_at: Instant::now(),
                 progress_wait: PROGRESS_MIN_INTERVAL,
                 wedge_checked_at: Instant::now(),
+                scan_needed: false,
             },
         })
     }
@@ -528,7 +541,9 @@ impl Replicator {
                 return self.shutdown();
             }
             self.pump()?;
-            if last_scan.elapsed() >= SLOT_SCAN_EVERY {
+            if self.core.scan_needed && last_scan.elapsed() >= SLOT_SCAN_EVERY {
+                // Set again by the scans while some partition still waits.
+                self.core.scan_needed = false;
                 self.retry_failed()?;
                 self.finish_resets()?;
                 last_scan = Instant::now();
@@ -551,13 +566,20 @@ impl Replicator {
 
     /// Consume a batch, forward it, apply delivery reports.
     fn pump(&mut self) -> Result<()> {
-        let mut timeout = IDLE_POLL;
+        let mut timeout = if self.quiet_polls >= QUIET_AFTER {
+            QUIET_POLL
+        } else {
+            IDLE_POLL
+        };
         let mut to_pause = Vec::new();
         let now_ms = crate::now_millis();
+        let copied_before = self.core.copied;
+        let mut fetched = false;
         for _ in 0..BATCH {
             match self.consumer.poll(timeout) {
                 None => break,
                 Some(Ok(msg)) => {
+                    fetched = true;
                     let consumer = &self.consumer;
                     self.core.forward(&msg, now_ms, &mut to_pause, &|t, p| {
                         kmirror_admin::cached_watermarks(consumer.client(), t, p)
@@ -577,6 +599,11 @@ impl Replicator {
         self.core.fire_syncs();
         for tp in &to_pause {
             self.pause(tp);
+        }
+        if fetched || self.core.copied != copied_before || self.core.progress_in_flight > 0 {
+            self.quiet_polls = 0;
+        } else {
+            self.quiet_polls = self.quiet_polls.saturating_add(1);
         }
         Ok(())
     }
@@ -680,6 +707,9 @@ impl Replicator {
                 && !slot.releasing
                 && slot.pending_reset.is_none();
             if !due {
+                if slot.retry_at.is_some() {
+                    self.core.scan_needed = true;
+                }
                 continue;
             }
             slot.retry_at = None;
@@ -717,6 +747,7 @@ impl Replicator {
                     );
                     slot.tracker.on_rejected(from, why);
                     slot.retry_at = Some(now + RETRY_BACKOFF);
+                    self.core.scan_needed = true;
                 }
             }
         }
@@ -873,6 +904,7 @@ impl Replicator {
                 );
                 slot.truncated_to = Some(high);
                 slot.retry_at = Some(Instant::now() + TRUNCATION_WAIT);
+                self.core.scan_needed = true;
                 let mut tpl = TopicPartitionList::new();
                 tpl.add_partition(&tp.topic, tp.partition);
                 let _ = self.consumer.pause(&tpl);
@@ -905,6 +937,7 @@ impl Replicator {
                         format!("cannot resume at the log start: {err}"),
                     );
                     slot.retry_at = Some(Instant::now() + RETRY_BACKOFF);
+                    self.core.scan_needed = true;
                     tracing::error!(topic = %tp.topic, partition = tp.partition, "cannot resume at the log start {low}: {err}; retrying in {}s", RETRY_BACKOFF.as_secs());
                 }
             }
@@ -1016,6 +1049,7 @@ impl Replicator {
                     if slot.releasing {
                         slot.releasing = false;
                         slot.pending_reset = Some(a);
+                        self.core.scan_needed = true;
                     }
                 }
                 continue;
@@ -1094,6 +1128,7 @@ impl Replicator {
                 // The reset supersedes a release in progress: the slot stays.
                 slot.releasing = false;
                 slot.pending_reset = Some(a);
+                self.core.scan_needed = true;
             }
         }
         if tpl.count() > 0 {
@@ -1117,6 +1152,9 @@ impl Replicator {
         let mut tpl = TopicPartitionList::new();
         for slot in self.core.slots.iter_mut().flatten() {
             if slot.pending_reset.is_none() || !slot.tracker.is_drained() {
+                if slot.pending_reset.is_some() {
+                    self.core.scan_needed = true;
+                }
                 continue;
             }
             let Some(a) = slot.pending_reset.take() else {
@@ -1509,6 +1547,7 @@ impl Core {
                         // refresh it and copy from this record again.
                         slot.refresh_target = true;
                         slot.retry_at = Some(Instant::now() + METADATA_BACKOFF);
+                        self.scan_needed = true;
                         self.settings.metrics.error(
                             self.settings.source.as_str(),
                             self.settings.target.as_str(),
@@ -1653,6 +1692,7 @@ impl Core {
                 );
                 if is_retriable(e) {
                     slot.retry_at = Some(Instant::now() + RETRY_BACKOFF);
+                    self.scan_needed = true;
                     tracing::warn!(
                         topic = %tp.topic, partition = tp.partition, offset = offset.0,
                         "delivery failed ({reason}); the partition restarts from offset {} in {}s",
@@ -2101,7 +2141,9 @@ impl Core {
                 _ => 0.0,
             };
             rpo = rpo.max(lag_seconds);
-            if s.map_unpublished && !s.map.is_empty() {
+            // Published even before the first copy: the checkpoint job then knows the
+            // partition is mirrored and checkpoints it as soon as its copy reaches a group.
+            if s.map_unpublished {
                 self.settings.maps.set(&s.source, &s.target_topic, &s.map);
                 s.map_unpublished = false;
             }
