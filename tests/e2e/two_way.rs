@@ -269,6 +269,24 @@ fn two_opposite_flows_copy_every_record_once_and_never_back() {
     assert_eq!(kmirror.terminate(Duration::from_secs(30)), Some(0));
 }
 
+/// The output of `kmirror failback plan` for `flow` (`--json` with `json`), which must succeed.
+fn plan_output(config: &std::path::Path, flow: &str, json: bool) -> String {
+    let mut args = vec![
+        "failback",
+        "plan",
+        "--config",
+        config.to_str().unwrap(),
+        "--flow",
+        flow,
+    ];
+    if json {
+        args.push("--json");
+    }
+    let (code, stdout, stderr) = kmirror_command(&args);
+    assert_eq!(code, Some(0), "{stderr}");
+    stdout
+}
+
 /// `kmirror failback plan --json`, as (at risk, reverse from, stored?, to copy, passed over,
 /// complete) per partition, after checking the ends.
 fn failback_plan(
@@ -276,16 +294,7 @@ fn failback_plan(
     flow: &str,
     ends: (i64, i64, i64),
 ) -> Vec<(i64, i64, bool, i64, i64, bool)> {
-    let (code, stdout, stderr) = kmirror_command(&[
-        "failback",
-        "plan",
-        "--config",
-        config.to_str().unwrap(),
-        "--flow",
-        flow,
-        "--json",
-    ]);
-    assert_eq!(code, Some(0), "{stderr}");
+    let stdout = plan_output(config, flow, true);
     let plan: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     let rows = plan["partitions"].as_array().unwrap();
     assert_eq!(rows.len(), PARTITIONS as usize, "{stdout}");
@@ -453,15 +462,7 @@ fn failback_plan_shows_the_exact_delta_and_the_reverse_flow_copies_only_it() {
         failback_plan(&config, &flow, (170, 150, 200)),
         [(20, 0, false, 50, 150, true); 2]
     );
-    let (code, text, stderr) = kmirror_command(&[
-        "failback",
-        "plan",
-        "--config",
-        config.to_str().unwrap(),
-        "--flow",
-        &flow,
-    ]);
-    assert_eq!(code, Some(0), "{stderr}");
+    let text = plan_output(&config, &flow, false);
     assert!(
         text.contains(&format!(
             "40 records on {} never reached {}",
@@ -571,16 +572,7 @@ fn failback_plan_names_what_cannot_come_back() {
     produce(&a, &topic, &written("a", 1000, 10));
 
     let config = two_way_config(&env, &topic);
-    let (code, stdout, stderr) = kmirror_command(&[
-        "failback",
-        "plan",
-        "--config",
-        config.to_str().unwrap(),
-        "--flow",
-        &flow,
-        "--json",
-    ]);
-    assert_eq!(code, Some(0), "{stderr}");
+    let stdout = plan_output(&config, &flow, true);
     let plan: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     let rows: Vec<_> = plan["partitions"]
         .as_array()
@@ -609,15 +601,7 @@ fn failback_plan_names_what_cannot_come_back() {
         ],
         "{stdout}"
     );
-    let (code, text, stderr) = kmirror_command(&[
-        "failback",
-        "plan",
-        "--config",
-        config.to_str().unwrap(),
-        "--flow",
-        &flow,
-    ]);
-    assert_eq!(code, Some(0), "{stderr}");
+    let text = plan_output(&config, &flow, false);
     for line in [
         format!(
             "lost: {topic}[0] offsets 20..25 on {} were deleted there",
