@@ -827,19 +827,42 @@ pub fn describe_cluster_authorized_operations<C: ClientContext>(
     })
 }
 
-/// How many brokers the cluster reports (DescribeCluster, KIP-700: a few bytes whatever the
-/// number of topics, unlike a metadata listing). Brokers before Kafka 2.8 answer with an
-/// unsupported-version error. Blocking.
+/// How many brokers the cluster reports, from a Metadata request naming no topic (a few bytes
+/// whatever the number of topics, unlike a listing; topics this client holds handles for are
+/// named too). Not DescribeCluster: librdkafka (2.12) aborts the process when a
+/// DescribeCluster response holds no broker and no topic, which a KRaft broker that was just
+/// fenced sends ("No brokers or topics in metadata": its parser then reports success without
+/// a result and an assertion fails). The Metadata path returns that as an error. Blocking.
 pub fn count_brokers<C: ClientContext>(
     client: &Client<C>,
     timeout: Duration,
 ) -> Result<usize, AdminError> {
-    describe_cluster(client, timeout, false, |result| {
-        let mut n = 0usize;
-        // SAFETY: `result` belongs to the live event; only the count is read.
-        unsafe { rd::rd_kafka_DescribeCluster_result_nodes(result, &mut n) };
-        n
-    })
+    let rk = client.native_ptr();
+    let mut md: *const rd::rd_kafka_metadata_t = ptr::null();
+    let ms = c_int::try_from(timeout.as_millis()).unwrap_or(c_int::MAX);
+    // SAFETY: `rk` is alive for the call; `all_topics` 0 and no topic handle ask for the
+    // brokers (and the topics this client knows); librdkafka fills `md` only on success.
+    let err = unsafe { rd::rd_kafka_metadata(rk, 0, ptr::null_mut(), &mut md, ms) };
+    if err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+        return Err(AdminError::new(RDKafkaErrorCode::from(err), ""));
+    }
+    if md.is_null() {
+        return Err(AdminError::new(
+            RDKafkaErrorCode::Fail,
+            "no metadata in the answer",
+        ));
+    }
+    // SAFETY: `md` is the metadata librdkafka returned; it is read, then destroyed once.
+    let brokers = unsafe { usize::try_from((*md).broker_cnt).unwrap_or(0) };
+    // SAFETY: as above; not used after.
+    unsafe { rd::rd_kafka_metadata_destroy(md) };
+    if brokers == 0 {
+        return Err(AdminError::new(
+            RDKafkaErrorCode::BrokerNotAvailable,
+            "the cluster reports no broker",
+        ));
+    }
+    Ok(brokers)
 }
 
 /// Sends DescribeCluster and reads its result with `read`, while the event that owns it lives.

@@ -58,10 +58,10 @@ pub async fn list_topics(admin: &Admin, timeout: Duration) -> Result<BTreeMap<St
     .map_err(|e| Error::Internal(format!("metadata task: {e}")))?
 }
 
-/// Whether `admin`'s cluster answers: a DescribeCluster request (a few bytes, whatever the
-/// number of topics), or a metadata listing once the cluster said it does not know
-/// DescribeCluster (Kafka before 2.8, some compatible brokers; remembered in `listing`). Runs
-/// on a blocking thread.
+/// Whether `admin`'s cluster answers: a Metadata request naming no topic (a few bytes,
+/// whatever the number of topics; see [`kmirror_admin::count_brokers`]), or a metadata
+/// listing once the cluster refused that (remembered in `listing`). Runs on a blocking
+/// thread.
 pub async fn cluster_answers(
     admin: &Admin,
     timeout: Duration,
@@ -74,7 +74,7 @@ pub async fn cluster_answers(
             kmirror_admin::count_brokers(client.inner(), timeout)
         })
         .await
-        .map_err(|e| Error::Internal(format!("describe cluster task: {e}")))?;
+        .map_err(|e| Error::Internal(format!("cluster probe task: {e}")))?;
         match answer {
             Ok(_) => return Ok(()),
             Err(e)
@@ -88,7 +88,11 @@ pub async fn cluster_answers(
                 );
                 listing.store(true, Ordering::Relaxed);
             }
-            Err(e) => return Err(Error::Retriable(format!("describing the cluster: {e}"))),
+            Err(e) => {
+                return Err(Error::Retriable(format!(
+                    "asking the cluster for its brokers: {e}"
+                )))
+            }
         }
     }
     list_topics(admin, timeout).await.map(|_| ())
