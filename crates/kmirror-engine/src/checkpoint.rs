@@ -271,7 +271,10 @@ impl CheckpointJob {
                     };
                     let key: Key = (group.clone(), target_topic.to_string(), tp.partition);
                     let Some(translation) = map.translate_detail(upstream) else {
+                        // (A map that passed records over waits for the opposite flow's
+                        // map, which this job does not have: not for the copy.)
                         if map.is_empty()
+                            && map.passed().is_empty()
                             && map.known_from_offset().is_none()
                             && !exact_seen.contains(&key)
                         {

@@ -112,25 +112,11 @@ pub fn report(
                 let mut two_sided = false;
                 let translated = stored.maps.get(&tp).and_then(|own| {
                     let key = TopicPartition::new(remote.as_str(), tp.partition);
-                    let opposite_map = two_way.as_ref().and_then(|t| t.maps.get(&key));
-                    two_sided = opposite_map.is_some() || own.first_passed_from(u).is_some();
-                    match opposite_map {
-                        Some(opposite_map) => {
-                            let target_only = opposite_map.copied_end().map(|(from, _)| {
-                                (
-                                    from,
-                                    two_way
-                                        .as_ref()
-                                        .and_then(|t| t.committed.get(&key))
-                                        .copied(),
-                                )
-                            });
-                            let back = kmirror_core::translate::translate_back(
-                                own,
-                                opposite_map,
-                                u,
-                                target_only,
-                            )?;
+                    two_sided = own.first_passed_from(u).is_some();
+                    match two_way.as_ref().and_then(|t| t.back(own, &key, u)) {
+                        Some(back) => {
+                            two_sided = true;
+                            let back = back?;
                             rereads = back.rereads;
                             target_only_unread = back.unread_target_only;
                             Some(back.offset)
@@ -277,6 +263,27 @@ impl TwoWay {
             maps: stored.maps,
             committed,
         })
+    }
+
+    /// Where a group at `u` on the source resumes on the target partition `key`, through both
+    /// flows' maps ([`kmirror_core::translate::translate_back`]); `None` if the opposite flow
+    /// has no map for it.
+    fn back(
+        &self,
+        own: &kmirror_core::translate::OffsetMap,
+        key: &TopicPartition,
+        u: i64,
+    ) -> Option<Option<kmirror_core::translate::Back>> {
+        let opposite = self.maps.get(key)?;
+        let target_only = opposite
+            .copied_end()
+            .map(|(from, _)| (from, self.committed.get(key).copied()));
+        Some(kmirror_core::translate::translate_back(
+            own,
+            opposite,
+            u,
+            target_only,
+        ))
     }
 }
 
