@@ -57,6 +57,9 @@ const QUIET_AFTER: u32 = 20;
 /// visits every partition, which at 10,000 of them on every loop of a busy replicator costs
 /// more than the copy.
 const SLOT_SCAN_EVERY: Duration = Duration::from_millis(100);
+/// How often the partitions are looked at for due retries and resets even when no
+/// partition is known to wait for one (a safety net for the `scan_needed` flag).
+const SLOT_SCAN_AT_LEAST_EVERY: Duration = Duration::from_secs(5);
 /// Records forwarded between two producer polls.
 const BATCH: usize = 2048;
 /// Back-off before a partition stopped by a retriable error is tried again.
@@ -364,6 +367,11 @@ pub struct Replicator {
     consumer_topics: HashSet<Arc<str>>,
     /// Polls in a row that fetched nothing and saw nothing acknowledged.
     quiet_polls: u32,
+    /// When the replicator started, and whether its first fetched and first copied record
+    /// were logged (start-up milestones).
+    started: Instant,
+    first_fetch_logged: bool,
+    first_copy_logged: bool,
 }
 
 /// Everything but the consumer, so that a fetched record (which borrows the consumer) can be
@@ -405,7 +413,7 @@ struct Core {
     /// When the producer was last checked for being stuck.
     wedge_checked_at: Instant,
     /// Whether some partition may wait for a retry or a reset: only then are all of them
-    /// looked at every [`SLOT_SCAN_EVERY`].
+    /// looked at every [`SLOT_SCAN_EVERY`] (otherwise every [`SLOT_SCAN_AT_LEAST_EVERY`]).
     scan_needed: bool,
 }
 
@@ -478,6 +486,9 @@ impl Replicator {
             consumer_errors: HashMap::new(),
             consumer_topics: HashSet::new(),
             quiet_polls: 0,
+            started: Instant::now(),
+            first_fetch_logged: false,
+            first_copy_logged: false,
             core: Core {
                 settings,
                 shutdown: CancellationToken::new(),
@@ -527,6 +538,7 @@ impl Replicator {
         self.core.shutdown = shutdown.clone();
         let mut last_flush = Instant::now();
         let mut last_scan = Instant::now();
+        let mut logged_copied = 0;
         loop {
             loop {
                 match commands.try_recv() {
@@ -541,7 +553,12 @@ impl Replicator {
                 return self.shutdown();
             }
             self.pump()?;
-            if self.core.scan_needed && last_scan.elapsed() >= SLOT_SCAN_EVERY {
+            // Every few seconds even when nothing asked for it: a wait whose flag was not set
+            // is found late, never left forever.
+            let since_scan = last_scan.elapsed();
+            if (self.core.scan_needed && since_scan >= SLOT_SCAN_EVERY)
+                || since_scan >= SLOT_SCAN_AT_LEAST_EVERY
+            {
                 // Set again by the scans while some partition still waits.
                 self.core.scan_needed = false;
                 self.retry_failed()?;
@@ -559,6 +576,17 @@ impl Replicator {
                 });
                 self.core.check_wedged()?;
                 self.reassign_unfetched();
+                if tracing::enabled!(tracing::Level::DEBUG) && self.core.copied != logged_copied {
+                    logged_copied = self.core.copied;
+                    let in_flight: u64 = self
+                        .core
+                        .slots
+                        .iter()
+                        .flatten()
+                        .map(|s| s.tracker.in_flight())
+                        .sum();
+                    tracing::debug!(copied = self.core.copied, in_flight, "copy progress");
+                }
                 last_flush = Instant::now();
             }
         }
@@ -599,6 +627,20 @@ impl Replicator {
         self.core.fire_syncs();
         for tp in &to_pause {
             self.pause(tp);
+        }
+        if fetched && !self.first_fetch_logged {
+            self.first_fetch_logged = true;
+            tracing::info!(
+                after_ms = self.started.elapsed().as_millis(),
+                "first record fetched from the source"
+            );
+        }
+        if self.core.copied != copied_before && !self.first_copy_logged {
+            self.first_copy_logged = true;
+            tracing::info!(
+                after_ms = self.started.elapsed().as_millis(),
+                "first record copied (acknowledged by the target)"
+            );
         }
         if fetched || self.core.copied != copied_before || self.core.progress_in_flight > 0 {
             self.quiet_polls = 0;
