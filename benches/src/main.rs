@@ -345,6 +345,15 @@ impl Running {
         }
     }
 
+    /// How the process ended, if it did (a replicator that refused its configuration ends
+    /// at once: waiting the whole phase for its records would only hide that).
+    fn exited(&mut self) -> Option<String> {
+        match self {
+            Running::Process(c) => c.try_wait().ok().flatten().map(|s| s.to_string()),
+            Running::Java(_) => None,
+        }
+    }
+
     fn stop(self) {
         match self {
             Running::Process(mut c) => {
