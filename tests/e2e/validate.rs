@@ -223,3 +223,75 @@ fn secrets_without_secrets_dir_is_explained() {
     assert_eq!(code, Some(2));
     assert!(stderr.contains("pass --secrets-dir DIR"), "{stderr}");
 }
+
+#[test]
+fn exactly_once_on_the_target_worker_is_refused_not_ignored() {
+    expect_problem(
+        |_, t| {
+            t.replace(
+                "config.storage.replication.factor: 3",
+                "config.storage.replication.factor: 3\n        exactly.once.source.support: enabled",
+            )
+        },
+        "spec.clusters[dest].config.exactly.once.source.support: exactly-once mode is not available in this kmirror version; it copies at least once",
+    );
+}
+
+#[test]
+fn exactly_once_required_by_the_connector_is_refused() {
+    expect_problem(
+        |_, t| {
+            t.replace(
+                "sync.topic.acls.enabled: \"false\"",
+                "sync.topic.acls.enabled: \"false\"\n          exactly.once.support: required",
+            )
+        },
+        "exactly.once.support: exactly-once mode is not available in this kmirror version",
+    );
+}
+
+#[test]
+fn exactly_once_values_are_checked_as_mm2_does() {
+    expect_problem(
+        |_, t| {
+            t.replace(
+                "sync.topic.acls.enabled: \"false\"",
+                "sync.topic.acls.enabled: \"false\"\n          transaction.boundary: connector",
+            )
+        },
+        "transaction.boundary: MirrorSourceConnector does not define transaction boundaries",
+    );
+    expect_problem(
+        |_, t| {
+            t.replace(
+                "sync.topic.acls.enabled: \"false\"",
+                "sync.topic.acls.enabled: \"false\"\n          exactly.once.support: always",
+            )
+        },
+        "`always` is not a value of exactly.once.support (requested or required)",
+    );
+}
+
+#[test]
+fn exactly_once_requested_and_disabled_run_at_least_once() {
+    let dir = tempfile::tempdir().unwrap();
+    strimzi_secrets(dir.path());
+    let config = dir.path().join("mm2.yaml");
+    let text = example()
+        .replace(
+            "config.storage.replication.factor: 3",
+            "config.storage.replication.factor: 3\n        exactly.once.source.support: disabled",
+        )
+        .replace(
+            "sync.topic.acls.enabled: \"false\"",
+            "sync.topic.acls.enabled: \"false\"\n          exactly.once.support: requested\n          transaction.boundary: poll",
+        );
+    fs::write(&config, text).unwrap();
+    let (code, stdout, stderr) = validate(&config, dir.path());
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("configuration OK"), "{stdout}");
+    assert!(
+        stderr.contains("transaction.boundary: applies to exactly-once mode only"),
+        "{stderr}"
+    );
+}

@@ -77,8 +77,13 @@ pub const CONNECTOR_KEYS: &[(&str, KeyStatus)] = {
             "metric.reporters",
             NoEffect("kmirror exports Prometheus metrics on --metrics-addr"),
         ),
-        ("exactly.once.support", NoEffect(CONNECT)),
-        ("transaction.boundary", NoEffect(CONNECT)),
+        // Checked by `exactly_once_keys` (config/mod.rs).
+        ("exactly.once.support", Implemented),
+        ("transaction.boundary", Implemented),
+        (
+            "transaction.boundary.interval.ms",
+            NoEffect("applies to exactly-once mode only, which kmirror does not have yet"),
+        ),
         (
             "topic.filter.class",
             DefaultClassOnly("org.apache.kafka.connect.mirror.DefaultTopicFilter"),

@@ -371,6 +371,8 @@ pub fn resolve(
     ignored_spec_fields(spec, &mut notices);
 
     let mut clusters = BTreeMap::new();
+    // Clusters whose own problems left them out: what names them is not reported again.
+    let mut refused: BTreeSet<ClusterAlias> = BTreeSet::new();
     for (i, c) in spec.clusters.iter().enumerate() {
         let field = if c.alias.is_empty() {
             format!("spec.clusters[{i}]")
@@ -384,13 +386,16 @@ pub fn resolve(
                     format!("alias `{}` is used by more than one cluster", c.alias),
                 ));
             }
+        } else {
+            refused.insert(ClusterAlias::new(c.alias.as_str()));
         }
     }
     if spec.clusters.is_empty() {
         problems.push(Problem::new("spec.clusters", "no clusters are defined"));
     }
     if let Some(connect) = &spec.connect_cluster {
-        if !clusters.contains_key(&ClusterAlias::new(connect.as_str())) {
+        let alias = ClusterAlias::new(connect.as_str());
+        if !clusters.contains_key(&alias) && !refused.contains(&alias) {
             problems.push(Problem::new(
                 "spec.connectCluster",
                 format!("`{connect}` is not the alias of any cluster in spec.clusters"),
@@ -401,7 +406,11 @@ pub fn resolve(
     let mut mirrors = Vec::new();
     for (i, m) in spec.mirrors.iter().enumerate() {
         let field = format!("spec.mirrors[{i}]");
-        if let Some(mirror) = resolve_mirror(m, &field, &clusters, &mut problems, &mut notices) {
+        let known = Known {
+            clusters: &clusters,
+            refused: &refused,
+        };
+        if let Some(mirror) = resolve_mirror(m, &field, &known, &mut problems, &mut notices) {
             mirrors.push(mirror);
         }
     }
@@ -429,6 +438,9 @@ pub fn resolve(
             notices,
         })
     } else {
+        // One line per problem: a Secret named by both a certificate and its key is one.
+        let mut seen = BTreeSet::new();
+        problems.retain(|p| seen.insert((p.field.clone(), p.message.clone())));
         Err(problems)
     }
 }
@@ -612,6 +624,21 @@ fn resolve_cluster(
     for (key, value) in &c.config {
         let value = value.to_string();
         let kfield = format!("{field}.config.{key}");
+        if key == "exactly.once.source.support" {
+            match value.trim().to_ascii_lowercase().as_str() {
+                "disabled" => {}
+                "enabled" | "preparing" => problems.push(Problem::new(
+                    kfield,
+                    format!("exactly-once mode is not available in this kmirror version; {AT_LEAST_ONCE} (remove the key or set it to `disabled`)"),
+                )),
+                other => problems.push(Problem::new(
+                    kfield,
+                    format!("`{other}` is not a value of exactly.once.source.support (disabled, enabled or preparing)"),
+                )),
+            }
+            worker.insert(key.clone(), value);
+            continue;
+        }
         if keys::WORKER_KEYS.contains(&key.as_str()) {
             if !(key.starts_with("offset.storage.") || key == "offset.flush.interval.ms") {
                 notices.push(Notice {
@@ -696,6 +723,50 @@ struct MergedKeys {
 impl MergedKeys {
     fn get(&self, key: &str) -> Option<(&str, &str)> {
         self.values.get(key).map(|(f, v)| (f.as_str(), v.as_str()))
+    }
+}
+
+/// What kmirror does instead of MM2's exactly-once mode, in the errors that refuse it.
+const AT_LEAST_ONCE: &str = "it copies at least once: nothing is lost, and the records in flight when it is killed are copied again";
+
+/// MM2's exactly-once connector keys (KIP-618): `exactly.once.support` and
+/// `transaction.boundary`, checked against the values MM2 accepts. kmirror has no
+/// exactly-once mode yet, so a connector that requires it is refused rather than run at least
+/// once without saying so.
+fn exactly_once_keys(
+    values: &BTreeMap<String, (String, String)>,
+    problems: &mut Vec<Problem>,
+    notices: &mut Vec<Notice>,
+) {
+    if let Some((kfield, value)) = values.get("exactly.once.support") {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "requested" => {}
+            "required" => problems.push(Problem::new(
+                kfield.clone(),
+                format!("exactly-once mode is not available in this kmirror version; {AT_LEAST_ONCE} (set it to `requested` or remove it)"),
+            )),
+            other => problems.push(Problem::new(
+                kfield.clone(),
+                format!("`{other}` is not a value of exactly.once.support (requested or required)"),
+            )),
+        }
+    }
+    if let Some((kfield, value)) = values.get("transaction.boundary") {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "poll" | "interval" => notices.push(Notice {
+                severity: Severity::Info,
+                field: kfield.clone(),
+                message: "applies to exactly-once mode only, which kmirror does not have yet (ignored)".into(),
+            }),
+            "connector" => problems.push(Problem::new(
+                kfield.clone(),
+                "MirrorSourceConnector does not define transaction boundaries (MM2 refuses `connector` too); use `poll` or `interval`",
+            )),
+            other => problems.push(Problem::new(
+                kfield.clone(),
+                format!("`{other}` is not a value of transaction.boundary (poll, interval or connector)"),
+            )),
+        }
     }
 }
 
@@ -860,19 +931,28 @@ fn pattern_of(
     }
 }
 
+/// The clusters a mirror may name: those resolved, and those left out for their own problems.
+struct Known<'a> {
+    clusters: &'a BTreeMap<ClusterAlias, Cluster>,
+    refused: &'a BTreeSet<ClusterAlias>,
+}
+
 #[allow(clippy::too_many_lines)]
 fn resolve_mirror(
     m: &MirrorSpec,
     field: &str,
-    clusters: &BTreeMap<ClusterAlias, Cluster>,
+    known: &Known<'_>,
     problems: &mut Vec<Problem>,
     notices: &mut Vec<Notice>,
 ) -> Option<Mirror> {
+    let clusters = known.clusters;
     let before = problems.len();
     let source = ClusterAlias::new(m.source_cluster.as_str());
     let target = ClusterAlias::new(m.target_cluster.as_str());
+    // A cluster left out for its own problems: they are reported already.
+    let names_refused = known.refused.contains(&source) || known.refused.contains(&target);
     for (name, alias) in [("sourceCluster", &source), ("targetCluster", &target)] {
-        if !clusters.contains_key(alias) {
+        if !clusters.contains_key(alias) && !known.refused.contains(alias) {
             let known: Vec<&str> = clusters.keys().map(ClusterAlias::as_str).collect();
             problems.push(Problem::new(
                 format!("{field}.{name}"),
@@ -891,6 +971,7 @@ fn resolve_mirror(
     }
 
     let keys = merge_connector_keys(m, field, problems);
+    exactly_once_keys(&keys.values, problems, notices);
     let mut clients = MirrorClients::default();
     for (key, (kfield, value)) in &keys.values {
         if let Some(status) = keys::status_of(key) {
@@ -1197,7 +1278,7 @@ fn resolve_mirror(
         }
     });
 
-    if problems.len() > before {
+    if problems.len() > before || names_refused {
         return None;
     }
     if !enabled {
