@@ -240,7 +240,7 @@ impl TargetCount {
             // Assigned once every topic exists, so that none is taken for missing.
             let listed = self
                 .reader
-                .fetch_metadata(None, budget)
+                .fetch_metadata(None, Duration::from_secs(10))
                 .map(|md| {
                     md.topics()
                         .iter()
@@ -276,7 +276,8 @@ impl TargetCount {
                 None => break,
             }
         }
-        // Copies beyond a partition's records (duplicates) do not make up for missing ones.
+        // Records beyond a partition's count do not make up for another partition's missing
+        // ones (duplicates within a partition's range are not told apart, as with end offsets).
         let per_partition = i64::try_from(args.records).unwrap_or(i64::MAX);
         self.ends.values().map(|e| (*e).min(per_partition)).sum()
     }
@@ -475,6 +476,8 @@ fn run_one(who: Replicator, source: &Kafka, args: &ScaleArgs, dir: &Path) -> Res
                 eprintln!("  {second} s: {n} of {total} records on the target");
             }
         }
+        // Its fetches would load the brokers through the checkpoint and idle phases.
+        drop(count);
         if m.copied.is_none() {
             eprintln!("  {n} of {total} records on the target");
         }

@@ -386,7 +386,7 @@ pub fn resolve(
                     format!("alias `{}` is used by more than one cluster", c.alias),
                 ));
             }
-        } else {
+        } else if !c.alias.is_empty() {
             refused.insert(ClusterAlias::new(c.alias.as_str()));
         }
     }
@@ -627,13 +627,19 @@ fn resolve_cluster(
         if key == "exactly.once.source.support" {
             match value.trim().to_ascii_lowercase().as_str() {
                 "disabled" => {}
-                "enabled" | "preparing" => problems.push(Problem::new(
+                // MM2's rolling-upgrade step: its tasks still copy at least once.
+                "preparing" => notices.push(Notice {
+                    severity: Severity::Info,
+                    field: kfield,
+                    message: "`preparing` copies at least once, in MM2 as in kmirror".into(),
+                }),
+                "enabled" => problems.push(Problem::new(
                     kfield,
                     format!("exactly-once mode is not available in this kmirror version; {AT_LEAST_ONCE} (remove the key or set it to `disabled`)"),
                 )),
-                other => problems.push(Problem::new(
+                _ => problems.push(Problem::new(
                     kfield,
-                    format!("`{other}` is not a value of exactly.once.source.support (disabled, enabled or preparing)"),
+                    format!("`{}` is not a value of exactly.once.source.support (disabled, enabled or preparing)", value.trim()),
                 )),
             }
             worker.insert(key.clone(), value);
@@ -745,9 +751,9 @@ fn exactly_once_keys(
                 kfield.clone(),
                 format!("exactly-once mode is not available in this kmirror version; {AT_LEAST_ONCE} (set it to `requested` or remove it)"),
             )),
-            other => problems.push(Problem::new(
+            _ => problems.push(Problem::new(
                 kfield.clone(),
-                format!("`{other}` is not a value of exactly.once.support (requested or required)"),
+                format!("`{}` is not a value of exactly.once.support (requested or required)", value.trim()),
             )),
         }
     }
@@ -762,9 +768,9 @@ fn exactly_once_keys(
                 kfield.clone(),
                 "MirrorSourceConnector does not define transaction boundaries (MM2 refuses `connector` too); use `poll` or `interval`",
             )),
-            other => problems.push(Problem::new(
+            _ => problems.push(Problem::new(
                 kfield.clone(),
-                format!("`{other}` is not a value of transaction.boundary (poll, interval or connector)"),
+                format!("`{}` is not a value of transaction.boundary (poll, interval or connector)", value.trim()),
             )),
         }
     }
