@@ -2,7 +2,6 @@
 //! supervision of the replicator thread.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::atomic::AtomicBool;
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
@@ -1368,15 +1367,14 @@ impl Flow {
     /// Probes both clusters every [`HEALTH_INTERVAL`] until `stop`.
     async fn health_loop(&self, source: Admin, target: Admin, stop: CancellationToken) {
         let mut tick = crate::every(HEALTH_INTERVAL);
-        let listing = [AtomicBool::new(false), AtomicBool::new(false)];
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
                 _ = tick.tick() => {}
             }
             let (s, t) = tokio::join!(
-                crate::topics::cluster_answers(&source, HEALTH_INTERVAL, &listing[0]),
-                crate::topics::cluster_answers(&target, HEALTH_INTERVAL, &listing[1])
+                crate::topics::cluster_answers(&source, HEALTH_INTERVAL),
+                crate::topics::cluster_answers(&target, HEALTH_INTERVAL)
             );
             // The long-lived admin client can sit on a connection that went stale while the
             // cluster was frozen or away: a failed probe is confirmed with a fresh client.

@@ -59,43 +59,15 @@ pub async fn list_topics(admin: &Admin, timeout: Duration) -> Result<BTreeMap<St
 }
 
 /// Whether `admin`'s cluster answers: a Metadata request naming no topic (a few bytes,
-/// whatever the number of topics; see [`kmirror_admin::count_brokers`]), or a metadata
-/// listing once the cluster refused that (remembered in `listing`). Runs on a blocking
-/// thread.
-pub async fn cluster_answers(
-    admin: &Admin,
-    timeout: Duration,
-    listing: &std::sync::atomic::AtomicBool,
-) -> Result<()> {
-    use std::sync::atomic::Ordering;
-    if !listing.load(Ordering::Relaxed) {
-        let client = Arc::clone(admin);
-        let answer = tokio::task::spawn_blocking(move || {
-            kmirror_admin::count_brokers(client.inner(), timeout)
-        })
+/// whatever the number of topics; every Kafka version answers it; see
+/// [`kmirror_admin::count_brokers`]). Runs on a blocking thread.
+pub async fn cluster_answers(admin: &Admin, timeout: Duration) -> Result<()> {
+    let client = Arc::clone(admin);
+    tokio::task::spawn_blocking(move || kmirror_admin::count_brokers(client.inner(), timeout))
         .await
-        .map_err(|e| Error::Internal(format!("cluster probe task: {e}")))?;
-        match answer {
-            Ok(_) => return Ok(()),
-            Err(e)
-                if matches!(
-                    e.code,
-                    RDKafkaErrorCode::UnsupportedFeature | RDKafkaErrorCode::UnsupportedVersion
-                ) =>
-            {
-                tracing::debug!(
-                    "the cluster does not describe itself ({e}): health probes list its metadata"
-                );
-                listing.store(true, Ordering::Relaxed);
-            }
-            Err(e) => {
-                return Err(Error::Retriable(format!(
-                    "asking the cluster for its brokers: {e}"
-                )))
-            }
-        }
-    }
-    list_topics(admin, timeout).await.map(|_| ())
+        .map_err(|e| Error::Internal(format!("cluster probe task: {e}")))?
+        .map(|_| ())
+        .map_err(|e| Error::Retriable(format!("asking the cluster for its brokers: {e}")))
 }
 
 /// Topics per DescribeTopics request.
