@@ -225,20 +225,49 @@ fn secrets_without_secrets_dir_is_explained() {
 }
 
 #[test]
-fn exactly_once_on_the_target_worker_is_refused_not_ignored() {
+fn exactly_once_mode_validates_with_mm2s_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    strimzi_secrets(dir.path());
+    let config = dir.path().join("mm2.yaml");
+    let text = example()
+        .replace(
+            "config.storage.replication.factor: 3",
+            "config.storage.replication.factor: 3\n        exactly.once.source.support: enabled",
+        )
+        .replace(
+            "sync.topic.acls.enabled: \"false\"",
+            "sync.topic.acls.enabled: \"false\"\n          exactly.once.support: required\n          transaction.boundary: interval\n          transaction.boundary.interval.ms: 750",
+        );
+    fs::write(&config, text).unwrap();
+    let (code, stdout, stderr) = validate(&config, dir.path());
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("configuration OK"), "{stdout}");
+    // No key of the mode is reported as ignored.
+    assert!(
+        !stderr.contains("exactly.once") && !stderr.contains("transaction."),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn exactly_once_with_a_read_uncommitted_source_consumer_is_refused() {
     expect_problem(
         |_, t| {
             t.replace(
                 "config.storage.replication.factor: 3",
                 "config.storage.replication.factor: 3\n        exactly.once.source.support: enabled",
             )
+            .replace(
+                "sync.topic.acls.enabled: \"false\"",
+                "sync.topic.acls.enabled: \"false\"\n          source.consumer.isolation.level: read_uncommitted",
+            )
         },
-        "spec.clusters[dest].config.exactly.once.source.support: exactly-once mode is not available in this kmirror version; it copies at least once",
+        "exactly-once mode needs `read_committed` on the source consumer (it is `read_uncommitted`)",
     );
 }
 
 #[test]
-fn exactly_once_required_by_the_connector_is_refused() {
+fn exactly_once_required_without_the_target_worker_enabling_it_is_refused() {
     expect_problem(
         |_, t| {
             t.replace(
@@ -246,7 +275,7 @@ fn exactly_once_required_by_the_connector_is_refused() {
                 "sync.topic.acls.enabled: \"false\"\n          exactly.once.support: required",
             )
         },
-        "exactly.once.support: exactly-once mode is not available in this kmirror version",
+        "exactly.once.support: exactly-once copying needs `exactly.once.source.support: enabled` in the config of the target cluster `dest`",
     );
 }
 

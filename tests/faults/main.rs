@@ -7,6 +7,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod exactly_once;
 mod gaps;
 mod kill;
 mod mock;

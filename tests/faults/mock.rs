@@ -77,6 +77,7 @@ fn mocked(topic: &str, partitions: i32, total: usize, wedged_after: Duration) ->
         wedged_after,
         tails: None,
         provenance: None,
+        transactions: None,
     };
     let status = Arc::new(StatusBoard::default());
     let replicator = Replicator::build(

@@ -22,6 +22,10 @@ pub enum Error {
     /// new clients.
     #[error("{0}")]
     Restart(String),
+    /// Another instance with the same `transactional.id` took over the flow's transactions
+    /// (exactly-once mode): this one stops copying the flow rather than fence it back.
+    #[error("{0}")]
+    Fenced(String),
     /// A bug in kmirror.
     #[error("internal error: {0}")]
     Internal(String),

@@ -71,6 +71,9 @@ pub struct FlowOptions {
 /// A ready-to-run mirror.
 pub struct Flow {
     maps: Arc<crate::status::MapBoard>,
+    /// Exactly-once mode: records the target refused for good, kept across replicator
+    /// restarts (see [`crate::transactions`]).
+    poisoned: crate::transactions::Poisoned,
     mirror: Arc<Mirror>,
     source: ClientFactory,
     target: ClientFactory,
@@ -99,6 +102,7 @@ impl Flow {
         };
         let flow = Self {
             maps: Arc::default(),
+            poisoned: Arc::default(),
             mirror: Arc::new(mirror.clone()),
             source: factory(&mirror.source)?,
             target: factory(&mirror.target)?,
@@ -121,13 +125,7 @@ impl Flow {
                     &[&c.source_all, &c.source_consumer],
                 ),
             ),
-            (
-                "target producer",
-                self.target.config(
-                    Role::ReplicationProducer,
-                    &[&c.target_all, &c.target_producer],
-                ),
-            ),
+            ("target producer", self.producer_config()),
             (
                 "source admin",
                 self.source
@@ -143,6 +141,19 @@ impl Flow {
                 self.target.config(Role::ProgressReader, &[&c.target_all]),
             ),
         ]
+    }
+
+    /// The replication producer's config: transactional in exactly-once mode.
+    fn producer_config(&self) -> rdkafka::ClientConfig {
+        let c = &self.mirror.clients;
+        let mut config = self.target.config(
+            Role::ReplicationProducer,
+            &[&c.target_all, &c.target_producer],
+        );
+        if let Some(eos) = &self.mirror.exactly_once {
+            crate::transactions::producer_config(&mut config, &eos.transactional_id);
+        }
+        config
     }
 
     fn admin(
@@ -341,7 +352,11 @@ impl Flow {
                 .await
             {
                 Ok(()) => return Ok(()),
-                Err(e) if e.is_user_error() || matches!(e, Error::Restart(_)) => return Err(e),
+                Err(e)
+                    if e.is_user_error() || matches!(e, Error::Restart(_) | Error::Fenced(_)) =>
+                {
+                    return Err(e)
+                }
                 Err(e) => {
                     self.options.metrics.error(
                         self.mirror.source.as_str(),
@@ -466,15 +481,28 @@ impl Flow {
             stall_after: self.options.stall_after,
             producers: self.options.producers,
             wedged_after: PRODUCER_WEDGED_AFTER,
-            tails: Some(crate::tail::Readers {
-                source: self.source.config(
-                    Role::ReplicationConsumer,
-                    &[&c.source_all, &c.source_consumer],
-                ),
-                target: self.target.config(Role::ProgressReader, &[&c.target_all]),
-                provenance: provenance.clone(),
-            }),
+            // Exactly-once mode: nothing lies beyond the committed progress that a
+            // read_committed consumer could see.
+            tails: self
+                .mirror
+                .exactly_once
+                .is_none()
+                .then(|| crate::tail::Readers {
+                    source: self.source.config(
+                        Role::ReplicationConsumer,
+                        &[&c.source_all, &c.source_consumer],
+                    ),
+                    target: self.target.config(Role::ProgressReader, &[&c.target_all]),
+                    provenance: provenance.clone(),
+                }),
             provenance,
+            transactions: self.mirror.exactly_once.as_ref().map(|e| {
+                crate::transactions::Transactions {
+                    transactional_id: e.transactional_id.clone(),
+                    commit_interval: e.commit_interval,
+                    poisoned: Arc::clone(&self.poisoned),
+                }
+            }),
         };
         let replicator = Replicator::build(
             settings,
@@ -482,14 +510,29 @@ impl Flow {
                 Role::ReplicationConsumer,
                 &[&c.source_all, &c.source_consumer],
             ),
-            &self.target.config(
-                Role::ReplicationProducer,
-                &[&c.target_all, &c.target_producer],
-            ),
+            &self.producer_config(),
             ClusterContext::new(&self.target),
             Arc::clone(&self.status),
             self.sync_target(),
         )?;
+        // Exactly-once mode: earlier instances are fenced (their open transaction aborted)
+        // before the progress is read, so that nothing they commit is missed.
+        let replicator = if self.mirror.exactly_once.is_some() {
+            let stop = shutdown.clone();
+            let ready = tokio::task::spawn_blocking(move || {
+                // On failure the replicator is dropped here: closing its clients may block.
+                replicator.init_transactions(&stop).map(|()| replicator)
+            })
+            .await
+            .map_err(|e| Error::Internal(format!("initializing transactions: {e}")))?;
+            match ready {
+                Ok(r) => r,
+                Err(_) if shutdown.is_cancelled() => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        } else {
+            replicator
+        };
         let reader = self.target.config(Role::ProgressReader, &[&c.target_all]);
         let (topic, source_alias, timeout) = (
             progress.topic.clone(),
@@ -1092,19 +1135,13 @@ impl Assigner {
 }
 
 impl Flow {
-    /// The replication producer's config, as the operator set it.
-    fn producer_config(&self) -> rdkafka::ClientConfig {
-        let c = &self.mirror.clients;
-        self.target.config(
-            Role::ReplicationProducer,
-            &[&c.target_all, &c.target_producer],
-        )
-    }
-
-    /// Whether the operator set the producer's codec (then every topic uses it).
+    /// Whether every topic's batches use the producer's codec: the operator set it, or
+    /// exactly-once mode has one producer for every topic.
     fn codec_fixed(&self) -> bool {
         let cfg = self.producer_config();
-        cfg.get("compression.type").is_some() || cfg.get("compression.codec").is_some()
+        self.mirror.exactly_once.is_some()
+            || cfg.get("compression.type").is_some()
+            || cfg.get("compression.codec").is_some()
     }
 
     /// The producer's `compression.level`, as logged beside each topic's codec.
@@ -1313,6 +1350,13 @@ impl Flow {
             Arc::clone(&self.options.metrics),
         );
         let mut plan = sync.plan(self.group_lister()).await?;
+        if let Some(eos) = &self.mirror.exactly_once {
+            plan.notes.push(format!(
+                "exactly-once mode: records and their progress are committed together every {} ms in transactions of `{}` (read_committed consumers on the target see each record once)",
+                eos.commit_interval.as_millis(),
+                eos.transactional_id
+            ));
+        }
         let level = self.compression_level();
         if self.codec_fixed() {
             let cfg = self.producer_config();
@@ -1320,8 +1364,13 @@ impl Flow {
                 .get("compression.type")
                 .or_else(|| cfg.get("compression.codec"))
                 .unwrap_or("none");
+            let why = if self.mirror.exactly_once.is_some() {
+                "in exactly-once mode one transactional producer carries every topic: its compression.type (producer.compression.type) applies to all"
+            } else {
+                "as the producer's compression.type says"
+            };
             plan.notes.push(format!(
-                "target compression: every topic's batches use {codec} (level: {level}), as the producer's compression.type says"
+                "target compression: every topic's batches use {codec} (level: {level}), {why}"
             ));
         } else {
             let topics = sync.replicated().await?;

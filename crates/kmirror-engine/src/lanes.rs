@@ -253,6 +253,9 @@ pub(crate) struct Lanes {
     /// and, idempotent, at most 5 at a time per broker connection, so thousands of partitions
     /// with a few records each wait for hundreds of round trips on one producer.
     shards: usize,
+    /// Exactly-once mode: every partition goes through lane 0, the one transactional producer
+    /// (see [`crate::transactions`]).
+    single: bool,
 }
 
 impl Lanes {
@@ -322,7 +325,14 @@ impl Lanes {
             max_record,
             reported: std::collections::HashSet::new(),
             shards,
+            single: false,
         })
+    }
+
+    /// Routes every partition through lane 0 (exactly-once mode: one transaction carries
+    /// every record and the progress that names it).
+    pub fn single(&mut self) {
+        self.single = true;
     }
 
     /// The shared delivery buffer.
@@ -344,6 +354,9 @@ impl Lanes {
         limit: Option<usize>,
         codec: Option<Codec>,
     ) -> Route {
+        if self.single {
+            return Route { lane: 0, limit };
+        }
         let shard = usize::try_from(partition).unwrap_or(0) % self.shards;
         // An operator's codec wins; without one, uncompressed batches are lane 0's.
         let codec = if self.codec_fixed {

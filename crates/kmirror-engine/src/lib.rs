@@ -15,6 +15,7 @@
 //! - [`replicator`]: the per-flow data plane (consumer → producer, per-partition pipelines).
 //! - [`lanes`]: the replication producers, with batches that fit each target topic.
 //! - [`tail`]: copies a crash left on the target beyond the stored progress, found at start.
+//! - [`transactions`]: exactly-once mode (records and progress in one target transaction).
 //! - [`flow`]: one mirror end to end: start-up checks, topic sync loop, replicator supervision.
 //! - [`metrics`]: every exported metric, registered in one place.
 //! - [`checkpoint`]: checkpoints and consumer-group offset sync.
@@ -44,6 +45,7 @@ pub mod status;
 pub mod tail;
 pub mod target_sync;
 pub mod topics;
+pub mod transactions;
 
 pub use error::{Error, Result};
 

@@ -183,6 +183,9 @@ pub struct ReplicatorSettings {
     /// The origin header written on copied records and by which records from the target are
     /// not copied back (`None`: records are copied as they are).
     pub provenance: Option<Provenance>,
+    /// Exactly-once mode (`None`: at least once). The producer config must be transactional
+    /// (see [`crate::transactions::producer_config`]).
+    pub transactions: Option<crate::transactions::Transactions>,
 }
 
 /// The source's (log start, high watermark) of a partition as the consumer last saw them in
@@ -307,6 +310,9 @@ struct Slot {
     start: Start,
     /// When the partition was (last) handed to the consumer.
     handed_at: Instant,
+    /// Exactly-once mode: the first record the target refused for good in an earlier run, and
+    /// why (the partition stops there).
+    poison: Option<(Offset, String)>,
 }
 
 /// Tells a partition that moves from one that does not, for [`PartitionReport`]s.
@@ -415,6 +421,9 @@ struct Core {
     /// Whether some partition may wait for a retry or a reset: only then are all of them
     /// looked at every [`SLOT_SCAN_EVERY`] (otherwise every [`SLOT_SCAN_AT_LEAST_EVERY`]).
     scan_needed: bool,
+    /// Exactly-once mode: whether a transaction is open, and since when.
+    txn_open: bool,
+    txn_began: Instant,
 }
 
 impl Replicator {
@@ -467,6 +476,9 @@ impl Replicator {
         // (a write acknowledged within milliseconds keeps what a crash copies twice small). Its
         // values are acknowledged positions, so it can never get ahead of the data.
         let mut progress_config = producer.clone();
+        // In exactly-once mode progress goes with the records, through the transactional
+        // producer; this one stays idle.
+        progress_config.remove("transactional.id");
         progress_config
             .set("linger.ms", "0")
             .set("statistics.interval.ms", "0")
@@ -474,13 +486,17 @@ impl Replicator {
         let progress_producer: BaseProducer<DeliveryContext> = progress_config
             .create_with_context(progress_context)
             .map_err(|e| Error::client("progress producer", &e))?;
-        let lanes = Lanes::new(
+        let transactional = settings.transactions.is_some();
+        let mut lanes = Lanes::new(
             producer,
             producer_cluster,
             Arc::clone(&settings.metrics),
             settings.target.to_string(),
-            settings.producers,
+            if transactional { 1 } else { settings.producers },
         )?;
+        if transactional {
+            lanes.single();
+        }
         Ok(Self {
             consumer,
             consumer_errors: HashMap::new(),
@@ -511,8 +527,26 @@ impl Replicator {
                 progress_wait: PROGRESS_MIN_INTERVAL,
                 wedge_checked_at: Instant::now(),
                 scan_needed: false,
+                txn_open: false,
+                txn_began: Instant::now(),
             },
         })
+    }
+
+    /// Exactly-once mode: fences earlier instances of the flow (their open transaction is
+    /// aborted) and readies the transactional producer. Call before the stored progress is
+    /// read, so that nothing an earlier instance commits afterwards is missed. Blocking.
+    pub fn init_transactions(&self, shutdown: &CancellationToken) -> Result<()> {
+        let Some(t) = &self.core.settings.transactions else {
+            return Ok(());
+        };
+        crate::transactions::init(self.core.lanes.get(0), &t.transactional_id, shutdown)?;
+        tracing::info!(
+            transactional_id = %t.transactional_id,
+            commit_interval_ms = t.commit_interval.as_millis(),
+            "exactly-once mode: records and their progress are committed together; earlier instances of this flow are fenced"
+        );
+        Ok(())
     }
 
     /// Runs until `shutdown` is cancelled (then drains and stores progress) or a fatal error.
@@ -565,9 +599,23 @@ impl Replicator {
                 self.finish_resets()?;
                 last_scan = Instant::now();
             }
-            self.core.progress_between_flushes();
+            let transactional = self.core.settings.transactions.is_some();
+            if !transactional {
+                self.core.progress_between_flushes();
+            }
             if last_flush.elapsed() >= self.core.settings.flush_interval {
-                self.core.store_progress(false)?;
+                if transactional {
+                    // Progress changed without records (none in flight to carry it).
+                    let mut to_pause = Vec::new();
+                    let stop = self.core.shutdown.clone();
+                    self.core
+                        .commit(&mut to_pause, crate::transactions::COMMIT_PATIENCE, &stop)?;
+                    for tp in &to_pause {
+                        self.pause(tp);
+                    }
+                } else {
+                    self.core.store_progress(false)?;
+                }
                 self.core.promote_delayed_syncs();
                 self.core.finish_releases();
                 let consumer = &self.consumer;
@@ -623,7 +671,13 @@ impl Replicator {
         self.core.lanes.poll(0, Duration::ZERO);
         self.core.progress_producer.poll(Duration::ZERO);
         crate::lanes::drain(&self.core.progress_producer);
-        self.core.apply_deliveries(&mut to_pause)?;
+        if self.core.settings.transactions.is_some() {
+            // Reports are applied when their transaction commits: maps, offset syncs and so
+            // checkpoints never name a record that could still be aborted.
+            self.core.commit_if_due(&mut to_pause)?;
+        } else {
+            self.core.apply_deliveries(&mut to_pause)?;
+        }
         self.core.fire_syncs();
         for tp in &to_pause {
             self.pause(tp);
@@ -1292,15 +1346,28 @@ impl Replicator {
             }
         }
         let mut ignored = Vec::new();
-        while Instant::now() < deadline
-            && !core.slots.iter().flatten().all(|s| s.tracker.is_drained())
-        {
-            core.lanes.poll(0, Duration::from_millis(20));
-            core.progress_producer.poll(Duration::ZERO);
-            crate::lanes::drain(&core.progress_producer);
-            core.apply_deliveries(&mut ignored)?;
+        if core.settings.transactions.is_some() {
+            // Everything forwarded is committed with its progress, or nothing of it.
+            let never = CancellationToken::new();
+            let patience = deadline.saturating_duration_since(Instant::now());
+            if let Err(e) = core.commit(&mut ignored, patience, &never) {
+                tracing::warn!(copied = core.copied, "the last transaction was not committed before the shutdown timeout ({e}); its records are copied again at the next start, and read_committed consumers see them once");
+                return Ok(Report {
+                    copied: core.copied,
+                    clean: false,
+                });
+            }
+        } else {
+            while Instant::now() < deadline
+                && !core.slots.iter().flatten().all(|s| s.tracker.is_drained())
+            {
+                core.lanes.poll(0, Duration::from_millis(20));
+                core.progress_producer.poll(Duration::ZERO);
+                crate::lanes::drain(&core.progress_producer);
+                core.apply_deliveries(&mut ignored)?;
+            }
+            core.store_progress(true)?;
         }
-        core.store_progress(true)?;
         core.promote_delayed_syncs();
         if let Some(s) = core.syncs.as_mut() {
             // Send what is pending, a few at a time as MM2 does, then wait for them, briefly:
@@ -1432,7 +1499,6 @@ impl Core {
             a.source.partition,
         );
         self.slots[idx] = Some(Slot {
-            source: a.source,
             target_topic: a.target_topic,
             route,
             tracker: PartitionTracker::new(next, stored),
@@ -1455,6 +1521,13 @@ impl Core {
             watch: StallWatch::new(),
             map_written: false,
             delivered_at: Instant::now(),
+            poison: self.settings.transactions.as_ref().and_then(|t| {
+                t.poisoned
+                    .lock()
+                    .ok()
+                    .and_then(|p| p.get(&a.source).cloned())
+            }),
+            source: a.source,
             start: a.start,
             handed_at: Instant::now(),
         });
@@ -1509,6 +1582,15 @@ impl Core {
             self.stop_partition(idx, offset, "the target would refuse", reason, to_pause);
             return Ok(());
         }
+        if let Some((at, reason)) = slot.poison.as_ref().filter(|(at, _)| offset >= *at) {
+            let reason = format!(
+                "{reason} (a transaction with record {} was aborted for it)",
+                at.0
+            );
+            self.stop_partition(idx, offset, "the target refused", reason, to_pause);
+            return Ok(());
+        }
+
         let target_topic = Arc::clone(&slot.target_topic);
         let mut record = BaseRecord::<[u8], [u8], usize>::with_opaque_to(&target_topic, opaque)
             .partition(msg.partition());
@@ -1540,6 +1622,9 @@ impl Core {
             Timestamp::NotAvailable => None,
         };
         let value_len = msg.payload_len() as u64;
+        if self.settings.transactions.is_some() && !self.txn_open {
+            self.begin_transaction()?;
+        }
         loop {
             match self.lanes.get(lane).send(record) {
                 Ok(()) => {
@@ -1573,10 +1658,17 @@ impl Core {
                     self.lanes.poll(lane, Duration::from_millis(10));
                     self.progress_producer.poll(Duration::ZERO);
                     crate::lanes::drain(&self.progress_producer);
-                    self.apply_deliveries(to_pause)?;
+                    if self.settings.transactions.is_none() {
+                        // Exactly-once mode applies them when it commits.
+                        self.apply_deliveries(to_pause)?;
+                    }
                     if self.published_at.elapsed() >= self.settings.flush_interval {
                         self.publish_status(watermarks);
                     }
+                }
+                Err((e, _)) if self.settings.transactions.is_some() => {
+                    // The transaction cannot go on without this record.
+                    return Err(self.fail_transaction("sending a record", &e));
                 }
                 Err((e, _)) => {
                     let reason = describe(&e);
@@ -1607,6 +1699,195 @@ impl Core {
                 }
             }
         }
+    }
+
+    /// Exactly-once mode: opens a transaction (a local step: the target hears of it with its
+    /// first record).
+    fn begin_transaction(&mut self) -> Result<()> {
+        if let Err(e) = self.lanes.get(0).begin_transaction() {
+            return Err(self.fail_transaction("beginning a transaction", &e));
+        }
+        self.txn_open = true;
+        self.txn_began = Instant::now();
+        Ok(())
+    }
+
+    /// Exactly-once mode: the open transaction failed. Aborts it (bounded; unless the producer
+    /// was fenced) and returns the error that ends the replicator: it starts again from the
+    /// committed progress.
+    fn fail_transaction(&mut self, what: &str, e: &KafkaError) -> Error {
+        let id = self
+            .settings
+            .transactions
+            .as_ref()
+            .map_or_else(String::new, |t| t.transactional_id.clone());
+        self.settings.metrics.error(
+            self.settings.source.as_str(),
+            self.settings.target.as_str(),
+            "transaction_aborted",
+        );
+        if self.txn_open && !crate::transactions::fatal(e) {
+            // librdkafka's abort waits for the reports of every record purged, and does not
+            // serve them itself: purge, serve the reports, then abort.
+            let producer = self.lanes.get(0);
+            producer.purge(rdkafka::producer::PurgeConfig::default().queue().inflight());
+            let until = Instant::now() + crate::transactions::CALL_TIMEOUT;
+            while producer.in_flight_count() > 0 && Instant::now() < until {
+                producer.poll(Duration::from_millis(10));
+                crate::lanes::drain(producer);
+            }
+            let never = CancellationToken::new();
+            let aborted = crate::transactions::with_retries(
+                "aborting the transaction",
+                crate::transactions::CALL_TIMEOUT * 2,
+                &never,
+                |t| {
+                    crate::lanes::drain(producer);
+                    producer.abort_transaction(t.min(Duration::from_secs(1)))
+                },
+            );
+            if let Err(abort) = aborted {
+                // The next instance's init_transactions aborts it, or the broker after
+                // transaction.timeout.ms.
+                tracing::warn!("cannot abort the transaction: {abort}; it is aborted when the flow starts again, or by the target after transaction.timeout.ms");
+            }
+        }
+        self.txn_open = false;
+        crate::transactions::failure(&id, what, e)
+    }
+
+    /// Exactly-once mode: commits the open transaction once the commit interval passed.
+    fn commit_if_due(&mut self, to_pause: &mut Vec<TopicPartition>) -> Result<()> {
+        let Some(t) = &self.settings.transactions else {
+            return Ok(());
+        };
+        if self.txn_open && self.txn_began.elapsed() >= t.commit_interval {
+            self.commit(
+                to_pause,
+                crate::transactions::COMMIT_PATIENCE,
+                &self.shutdown.clone(),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Exactly-once mode: waits for every record of the open transaction to be acknowledged,
+    /// applies their delivery reports (progress, maps), writes the progress and maps of the
+    /// partitions into the transaction and commits it. Without an open transaction, commits
+    /// one of progress alone if some changed without records (a partition anchored at the
+    /// source's end, records passed over). Retries slow answers for `patience` (until `stop`);
+    /// a failure aborts the transaction and ends the replicator. Returns whether it committed.
+    fn commit(
+        &mut self,
+        to_pause: &mut Vec<TopicPartition>,
+        patience: Duration,
+        stop: &CancellationToken,
+    ) -> Result<bool> {
+        if self.settings.transactions.is_none() {
+            return Ok(false);
+        }
+        if self.txn_open {
+            // Every record acknowledged, or one failed (librdkafka then holds the others back
+            // until the abort).
+            let until = Instant::now() + patience;
+            loop {
+                let flushed = self.lanes.get(0).flush(Duration::from_millis(100));
+                crate::lanes::drain(self.lanes.get(0));
+                let failed = self
+                    .lanes
+                    .buf()
+                    .lock()
+                    .map_or(true, |b| b.events.iter().any(|d| d.error.is_some()));
+                match flushed {
+                    Ok(()) => break,
+                    Err(_) if failed => break,
+                    Err(e) if Instant::now() >= until || stop.is_cancelled() => {
+                        return Err(self.fail_transaction(
+                            "the target did not acknowledge the transaction's records in time",
+                            &e,
+                        ));
+                    }
+                    Err(_) => {}
+                }
+            }
+            self.check_transaction_deliveries()?;
+            self.apply_deliveries(to_pause)?;
+        } else {
+            let pending = self.slots.iter().flatten().any(|s| {
+                s.map_dirty
+                    || s.tracker
+                        .progress_to_store()
+                        .is_some_and(|n| s.final_progress_sent != Some(n))
+            });
+            if !pending {
+                return Ok(false);
+            }
+            self.begin_transaction()?;
+        }
+        self.store_maps(usize::MAX);
+        self.write_progress(false, true);
+        let committed =
+            crate::transactions::with_retries("committing the transaction", patience, stop, |t| {
+                self.lanes.get(0).commit_transaction(t)
+            });
+        if let Err(e) = committed {
+            return Err(self.fail_transaction("committing the transaction", &e));
+        }
+        self.txn_open = false;
+        // The progress records' reports: stored.
+        crate::lanes::drain(self.lanes.get(0));
+        self.apply_deliveries(to_pause)?;
+        Ok(true)
+    }
+
+    /// Exactly-once mode, before a commit: any record of the transaction that failed fails the
+    /// transaction. A record the target refuses for what it is is remembered, so that after
+    /// the restart its partition copies up to it and stops there (the others go on).
+    fn check_transaction_deliveries(&mut self) -> Result<()> {
+        let failed: Vec<(u32, usize, KafkaError)> = match self.lanes.buf().lock() {
+            Ok(buf) => buf
+                .events
+                .iter()
+                .filter_map(|d| d.error.as_ref().map(|e| (d.slot, d.opaque, e.clone())))
+                .collect(),
+            Err(_) => return Err(Error::Internal("delivery buffer poisoned".into())),
+        };
+        let Some((_, _, first)) = failed.first() else {
+            return Ok(());
+        };
+        let first = first.clone();
+        if let Some(t) = &self.settings.transactions {
+            for (slot, opaque, e) in &failed {
+                if opaque & PROGRESS_BIT != 0 || !crate::transactions::refused_for_good(e) {
+                    continue;
+                }
+                let Some(slot) = self.slots.get(*slot as usize).and_then(Option::as_ref) else {
+                    continue;
+                };
+                #[allow(clippy::cast_possible_wrap)]
+                let offset = Offset(*opaque as i64);
+                let reason = describe(e);
+                tracing::error!(
+                    topic = %slot.source.topic, partition = slot.source.partition, offset = offset.0,
+                    "the target refused the record: {reason}; the transaction is aborted, and after the restart the partition copies up to this record and stops there (the others go on); fix the cause (e.g. the target topic's max.message.bytes, or producer.batch.size below it) and restart kmirror"
+                );
+                if let Ok(mut poisoned) = t.poisoned.lock() {
+                    let entry = poisoned
+                        .entry(slot.source.clone())
+                        .or_insert((offset, reason.clone()));
+                    if offset < entry.0 {
+                        *entry = (offset, reason);
+                    }
+                }
+            }
+        }
+        Err(self.fail_transaction(
+            &format!(
+                "{} record(s) of the transaction were not delivered",
+                failed.len()
+            ),
+            &first,
+        ))
     }
 
     /// Stops a partition at a record that `who` refuses for good: loud, counted, and nothing
@@ -1767,6 +2048,12 @@ impl Core {
                 .fatal_error()
                 .map(|(_, s)| s)
         }) {
+            if let Some(t) = &self.settings.transactions {
+                return Err(Error::Fenced(format!(
+                    "the transactional producer failed for good: {reason}: another kmirror with transactional.id `{}` (the same flow) probably took over; this instance stops copying the flow (run one instance per flow)",
+                    t.transactional_id
+                )));
+            }
             return Err(Error::Fatal(format!(
                 "the target producer failed: {reason}"
             )));
@@ -1900,6 +2187,12 @@ impl Core {
     fn write_progress(&mut self, all: bool, block: bool) -> usize {
         self.progress_at = Instant::now();
         let mut written = 0;
+        // Exactly-once mode: in the open transaction, with the records it names.
+        let producer = if self.settings.transactions.is_some() {
+            self.lanes.get(0)
+        } else {
+            &self.progress_producer
+        };
         for idx in 0..self.slots.len() {
             let Some(slot) = self.slots[idx].as_mut() else {
                 continue;
@@ -1923,7 +2216,7 @@ impl Core {
             .key(&key)
             .payload(&value);
             loop {
-                match self.progress_producer.send(record) {
+                match producer.send(record) {
                     Ok(()) => {
                         written += 1;
                         self.progress_in_flight += 1;
@@ -1939,7 +2232,7 @@ impl Core {
                             return written;
                         }
                         record = back;
-                        self.progress_producer.poll(Duration::from_millis(10));
+                        producer.poll(Duration::from_millis(10));
                     }
                     Err((e, _)) => {
                         // Not stored only means a larger replay after a crash: try again at
@@ -1964,6 +2257,11 @@ impl Core {
     /// flush (with `max_runs`, only maps that small, and maps never written yet). A map not written only makes translation of the newest records coarser (towards
     /// re-reading), never skips a record.
     fn store_maps(&mut self, max_runs: usize) {
+        let producer = if self.settings.transactions.is_some() {
+            self.lanes.get(0)
+        } else {
+            &self.progress_producer
+        };
         for idx in 0..self.slots.len() {
             let Some(slot) = self.slots[idx].as_mut() else {
                 continue;
@@ -1982,7 +2280,7 @@ impl Core {
             .partition(partition)
             .key(&key)
             .payload(&value);
-            match self.progress_producer.send(record) {
+            match producer.send(record) {
                 Ok(()) => slot.map_written = true,
                 Err((e, _)) => {
                     slot.map_dirty = true;

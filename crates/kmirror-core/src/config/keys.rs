@@ -77,13 +77,10 @@ pub const CONNECTOR_KEYS: &[(&str, KeyStatus)] = {
             "metric.reporters",
             NoEffect("kmirror exports Prometheus metrics on --metrics-addr"),
         ),
-        // Checked by `exactly_once_keys` (config/mod.rs).
+        // Checked by `exactly_once` (config/mod.rs).
         ("exactly.once.support", Implemented),
         ("transaction.boundary", Implemented),
-        (
-            "transaction.boundary.interval.ms",
-            NoEffect("applies to exactly-once mode only, which kmirror does not have yet"),
-        ),
+        ("transaction.boundary.interval.ms", Implemented),
         (
             "topic.filter.class",
             DefaultClassOnly("org.apache.kafka.connect.mirror.DefaultTopicFilter"),

@@ -231,7 +231,28 @@ pub struct Mirror {
     /// are not copied back (`provenance.header.name`; `None`:
     /// `provenance.header.enabled=false`). See [`crate::provenance`].
     pub provenance: Option<String>,
+    /// Exactly-once mode (`exactly.once.source.support: enabled` on the target cluster; `None`:
+    /// at least once).
+    pub exactly_once: Option<ExactlyOnce>,
 }
+
+/// Exactly-once mode of a flow (MM2's KIP-618 keys): the copied records and their progress are
+/// committed together in transactions on the target.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExactlyOnce {
+    /// The target producer's `transactional.id`: `kmirror-<source>-<target>`. A second
+    /// instance with the same one fences the first.
+    pub transactional_id: String,
+    /// How often the open transaction is committed (`transaction.boundary`: `poll` is
+    /// [`DEFAULT_COMMIT_INTERVAL`]; `interval` is `transaction.boundary.interval.ms`, else
+    /// `offset.flush.interval.ms`, as in MM2).
+    pub commit_interval: Duration,
+}
+
+/// How often a transaction is committed with `transaction.boundary: poll` (MM2's default, which
+/// commits after each poll of at most 500 records): what a `read_committed` consumer on the
+/// target waits for a record at most, beyond the copy itself.
+pub const DEFAULT_COMMIT_INTERVAL: Duration = Duration::from_millis(200);
 
 /// kmirror's default for `sync.topic.configs.interval.seconds` and
 /// `sync.topic.acls.interval.seconds` (MM2: 600 s): the target follows within seconds.
@@ -357,6 +378,10 @@ const RESERVED_CLIENT_KEYS: &[(&str, &str)] = &[
     (
         "group.instance.id",
         "kmirror manages consumer membership itself",
+    ),
+    (
+        "transactional.id",
+        "kmirror names its transactions itself in exactly-once mode (kmirror-<source>-<target>)",
     ),
 ];
 
@@ -633,10 +658,7 @@ fn resolve_cluster(
                     field: kfield,
                     message: "`preparing` copies at least once, in MM2 as in kmirror".into(),
                 }),
-                "enabled" => problems.push(Problem::new(
-                    kfield,
-                    format!("exactly-once mode is not available in this kmirror version; {AT_LEAST_ONCE} (remove the key or set it to `disabled`)"),
-                )),
+                "enabled" => {}
                 _ => problems.push(Problem::new(
                     kfield,
                     format!("`{}` is not a value of exactly.once.source.support (disabled, enabled or preparing)", value.trim()),
@@ -732,48 +754,108 @@ impl MergedKeys {
     }
 }
 
-/// What kmirror does instead of MM2's exactly-once mode, in the errors that refuse it.
-const AT_LEAST_ONCE: &str = "it copies at least once: nothing is lost, and the records in flight when it is killed are copied again";
+/// The source consumer's effective `isolation.level`, as MM2 computes it: the source cluster's
+/// client keys, overlaid by its consumer keys, by the connector's `source.cluster.*` and by
+/// `source.consumer.*` (kmirror's default: `read_committed`).
+fn source_isolation<'a>(source: Option<&'a Cluster>, clients: &'a MirrorClients) -> &'a str {
+    [
+        source.and_then(|c| c.common.get("isolation.level")),
+        source.and_then(|c| c.consumer.get("isolation.level")),
+        clients.source_all.get("isolation.level"),
+        clients.source_consumer.get("isolation.level"),
+    ]
+    .into_iter()
+    .flatten()
+    .next_back()
+    .map_or("read_committed", |v| v.trim())
+}
 
-/// MM2's exactly-once connector keys (KIP-618): `exactly.once.support` and
-/// `transaction.boundary`, checked against the values MM2 accepts. kmirror has no
-/// exactly-once mode yet, so a connector that requires it is refused rather than run at least
-/// once without saying so.
-fn exactly_once_keys(
-    values: &BTreeMap<String, (String, String)>,
+/// Exactly-once mode (KIP-618): `exactly.once.source.support` on the target cluster turns it
+/// on; the connector's `exactly.once.support`, `transaction.boundary` and
+/// `transaction.boundary.interval.ms` are checked against the values MM2 accepts.
+fn exactly_once(
+    keys: &MergedKeys,
+    (source, target): (&ClusterAlias, Option<&Cluster>),
+    isolation: &str,
+    flush_interval: Option<Duration>,
     problems: &mut Vec<Problem>,
     notices: &mut Vec<Notice>,
-) {
-    if let Some((kfield, value)) = values.get("exactly.once.support") {
+) -> Option<ExactlyOnce> {
+    let enabled = target.is_some_and(|t| {
+        t.worker
+            .get("exactly.once.source.support")
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("enabled"))
+    });
+    let target_alias = target.map_or_else(String::new, |t| t.alias.to_string());
+    if let Some((kfield, value)) = keys.get("exactly.once.support") {
         match value.trim().to_ascii_lowercase().as_str() {
             "requested" => {}
-            "required" => problems.push(Problem::new(
-                kfield.clone(),
-                format!("exactly-once mode is not available in this kmirror version; {AT_LEAST_ONCE} (set it to `requested` or remove it)"),
+            "required" if !enabled => problems.push(Problem::new(
+                kfield,
+                format!("exactly-once copying needs `exactly.once.source.support: enabled` in the config of the target cluster `{target_alias}`; without it kmirror copies at least once (nothing is lost, and the records in flight when it is killed are copied again)"),
             )),
+            "required" => {}
             _ => problems.push(Problem::new(
-                kfield.clone(),
+                kfield,
                 format!("`{}` is not a value of exactly.once.support (requested or required)", value.trim()),
             )),
         }
     }
-    if let Some((kfield, value)) = values.get("transaction.boundary") {
+    if enabled && !isolation.eq_ignore_ascii_case("read_committed") {
+        problems.push(Problem::new(
+            format!("mirror {source}->{target_alias}: source consumer isolation.level"),
+            format!("exactly-once mode needs `read_committed` on the source consumer (it is `{isolation}`): records of aborted source transactions would be copied as committed; remove the setting"),
+        ));
+    }
+    let mut boundary_interval = false;
+    if let Some((kfield, value)) = keys.get("transaction.boundary") {
         match value.trim().to_ascii_lowercase().as_str() {
-            "poll" | "interval" => notices.push(Notice {
-                severity: Severity::Info,
-                field: kfield.clone(),
-                message: "applies to exactly-once mode only, which kmirror does not have yet (ignored)".into(),
-            }),
+            "poll" => {}
+            "interval" => boundary_interval = true,
             "connector" => problems.push(Problem::new(
-                kfield.clone(),
+                kfield,
                 "MirrorSourceConnector does not define transaction boundaries (MM2 refuses `connector` too); use `poll` or `interval`",
             )),
             _ => problems.push(Problem::new(
-                kfield.clone(),
+                kfield,
                 format!("`{}` is not a value of transaction.boundary (poll, interval or connector)", value.trim()),
             )),
         }
+        if !enabled {
+            notices.push(Notice {
+                severity: Severity::Info,
+                field: kfield.to_owned(),
+                message: format!("applies to exactly-once mode only (`exactly.once.source.support: enabled` on the target cluster `{target_alias}`); ignored"),
+            });
+        }
     }
+    let interval_ms = keys
+        .get("transaction.boundary.interval.ms")
+        .and_then(|(f, v)| parse_int(f, v, 1, problems).map(|ms| (f, ms)));
+    if let Some((f, _)) = interval_ms {
+        if !(enabled && boundary_interval) {
+            notices.push(Notice {
+                severity: Severity::Info,
+                field: f.to_owned(),
+                message: "applies with `transaction.boundary: interval` in exactly-once mode only (ignored)".into(),
+            });
+        }
+    }
+    if !enabled {
+        return None;
+    }
+    let commit_interval = if boundary_interval {
+        interval_ms
+            .map(|(_, ms)| Duration::from_millis(ms.unsigned_abs()))
+            .or(flush_interval)
+            .unwrap_or(DEFAULT_FLUSH_INTERVAL)
+    } else {
+        DEFAULT_COMMIT_INTERVAL
+    };
+    Some(ExactlyOnce {
+        transactional_id: format!("kmirror-{source}-{target_alias}"),
+        commit_interval,
+    })
 }
 
 fn merge_connector_keys(m: &MirrorSpec, field: &str, problems: &mut Vec<Problem>) -> MergedKeys {
@@ -977,7 +1059,6 @@ fn resolve_mirror(
     }
 
     let keys = merge_connector_keys(m, field, problems);
-    exactly_once_keys(&keys.values, problems, notices);
     let mut clients = MirrorClients::default();
     for (key, (kfield, value)) in &keys.values {
         if let Some(status) = keys::status_of(key) {
@@ -1145,6 +1226,14 @@ fn resolve_mirror(
     let progress = clusters
         .get(&target)
         .map(|t| progress_settings(t, &source, problems));
+    let exactly_once = exactly_once(
+        &keys,
+        (&source, clusters.get(&target)),
+        source_isolation(source_cluster, &clients),
+        progress.as_ref().map(|p| p.flush_interval),
+        problems,
+        notices,
+    );
     let offset_syncs = if bool_key("emit.offset-syncs.enabled", true, problems) {
         let location = match keys.get("offset-syncs.topic.location") {
             None => SyncLocation::Source,
@@ -1315,6 +1404,7 @@ fn resolve_mirror(
         sync_topic_configs,
         sync_topic_acls,
         provenance,
+        exactly_once,
     })
 }
 
@@ -1427,6 +1517,10 @@ impl Config {
                     "startFrom": format!("{:?}", m.start_from),
                     "progressTopic": m.progress.topic,
                     "progressFlushMs": u64::try_from(m.progress.flush_interval.as_millis()).unwrap_or(u64::MAX),
+                    "exactlyOnce": m.exactly_once.as_ref().map(|e| serde_json::json!({
+                        "transactionalId": e.transactional_id,
+                        "commitIntervalMs": u64::try_from(e.commit_interval.as_millis()).unwrap_or(u64::MAX),
+                    })),
                     "sourceConsumer": masked(&m.clients.source_consumer),
                     "targetProducer": masked(&m.clients.target_producer),
                     "sourceAll": masked(&m.clients.source_all),
