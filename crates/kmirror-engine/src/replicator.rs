@@ -1726,12 +1726,18 @@ impl Core {
             self.settings.target.as_str(),
             "transaction_aborted",
         );
-        if self.txn_open && !crate::transactions::fatal(e) {
+        // At shutdown, only what is left of its deadline (the next start aborts it anyway).
+        let budget = self
+            .deadline
+            .map_or(crate::transactions::CALL_TIMEOUT * 3, |d| {
+                d.saturating_duration_since(Instant::now())
+            });
+        if self.txn_open && !crate::transactions::fatal(e) && !budget.is_zero() {
             // librdkafka's abort waits for the reports of every record purged, and does not
             // serve them itself: purge, serve the reports, then abort.
             let producer = self.lanes.get(0);
             producer.purge(rdkafka::producer::PurgeConfig::default().queue().inflight());
-            let until = Instant::now() + crate::transactions::CALL_TIMEOUT;
+            let until = Instant::now() + budget / 3;
             while producer.in_flight_count() > 0 && Instant::now() < until {
                 producer.poll(Duration::from_millis(10));
                 crate::lanes::drain(producer);
@@ -1739,7 +1745,7 @@ impl Core {
             let never = CancellationToken::new();
             let aborted = crate::transactions::with_retries(
                 "aborting the transaction",
-                crate::transactions::CALL_TIMEOUT * 2,
+                budget * 2 / 3,
                 &never,
                 |t| {
                     crate::lanes::drain(producer);

@@ -77,8 +77,9 @@ pub fn producer_config(config: &mut ClientConfig, transactional_id: &str) {
         .set("message.timeout.ms", message_timeout.to_string());
 }
 
-/// Runs a transactional call of at most [`CALL_TIMEOUT`] until it succeeds, fails for good,
-/// `patience` passes or `shutdown` is cancelled (then the last error is returned).
+/// Runs a transactional call of at most [`CALL_TIMEOUT`] (and at most what is left of
+/// `patience`) until it succeeds, fails for good, `patience` passes or `shutdown` is cancelled
+/// (then the last error is returned).
 pub(crate) fn with_retries(
     what: &str,
     patience: Duration,
@@ -87,7 +88,8 @@ pub(crate) fn with_retries(
 ) -> std::result::Result<(), KafkaError> {
     let until = Instant::now() + patience;
     loop {
-        match call(CALL_TIMEOUT) {
+        let left = until.saturating_duration_since(Instant::now());
+        match call(CALL_TIMEOUT.min(left.max(Duration::from_millis(100)))) {
             Ok(()) => return Ok(()),
             Err(e) if retriable(&e) && Instant::now() < until && !shutdown.is_cancelled() => {
                 tracing::debug!("{what}: {e}; trying again");
