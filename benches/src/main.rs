@@ -124,6 +124,8 @@ enum Replicator {
     Loop,
     /// kmirror.
     Kmirror,
+    /// kmirror in exactly-once mode (`exactly.once.source.support: enabled` on the target).
+    KmirrorEos,
     /// MirrorMaker 2 in dedicated mode.
     Mm2,
 }
@@ -133,6 +135,7 @@ impl Replicator {
         match self {
             Replicator::Loop => "bare loop",
             Replicator::Kmirror => "kmirror",
+            Replicator::KmirrorEos => "kmirror exactly-once",
             Replicator::Mm2 => "MM2",
         }
     }
@@ -173,6 +176,19 @@ fn warm_up(bootstrap: &str) -> Result<()> {
         BaseRecord::<[u8], [u8]>::to("bench-warm-up").payload(b"warm"),
     )?;
     producer.flush(Duration::from_secs(60))?;
+    // The transaction coordinator too: its topic is created at the first transactional
+    // producer's request.
+    let transactional: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("transactional.id", "bench-warm-up")
+        .create()?;
+    transactional.init_transactions(Duration::from_secs(60))?;
+    transactional.begin_transaction()?;
+    produce::send(
+        &transactional,
+        BaseRecord::<[u8], [u8]>::to("bench-warm-up").payload(b"warm"),
+    )?;
+    transactional.commit_transaction(Duration::from_secs(60))?;
     Ok(())
 }
 
@@ -368,12 +384,18 @@ impl Running {
 }
 
 /// Watches the target until `records` arrived; measures the process meanwhile.
+/// How long the record count must stay unchanged, in exactly-once mode, to take the last change
+/// for the end of the copy (transaction markers take offsets too, so the count reaches the
+/// number of records up to one commit early).
+const SETTLE: Duration = Duration::from_secs(2);
+
 fn measure(
     running: Running,
     started: Instant,
     target: &str,
     topic: &str,
     args: &Args,
+    settle: bool,
 ) -> Result<(Measure, Running)> {
     let watcher: BaseConsumer = kmirror_testbed::client(target).create()?;
     let total = i64::try_from(args.records)?;
@@ -400,10 +422,32 @@ fn measure(
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let seconds = started.elapsed().as_secs_f64();
+    // The watermarks read here are read_committed (the last stable offsets): in exactly-once
+    // mode, the copy ends when they stop moving.
+    let mut end = started.elapsed();
+    if settle {
+        let mut last = on_target(&watcher, topic, args.partitions);
+        let mut changed = Instant::now();
+        while changed.elapsed() < SETTLE {
+            std::thread::sleep(Duration::from_millis(50));
+            let n = on_target(&watcher, topic, args.partitions);
+            if n != last {
+                (last, changed, end) = (n, Instant::now(), started.elapsed());
+                // CPU and memory as of the end of the copy, not of the wait after it.
+                if let Some(pid) = running.pid() {
+                    if let (Ok(c), Ok(r)) = (cpu_seconds(pid), peak_rss_mb(pid)) {
+                        (cpu, rss) = (c, r);
+                    }
+                }
+            }
+        }
+    }
+    let seconds = end.as_secs_f64();
     let pid = running.pid().context("the replicator's pid")?;
-    if let (Ok(c), Ok(r)) = (cpu_seconds(pid), peak_rss_mb(pid)) {
-        (cpu, rss) = (c, r);
+    if !settle {
+        if let (Ok(c), Ok(r)) = (cpu_seconds(pid), peak_rss_mb(pid)) {
+            (cpu, rss) = (c, r);
+        }
     }
     if rss == 0.0 {
         bail!("the replicator (pid {pid}) ended before its CPU and memory could be read");
@@ -510,9 +554,9 @@ fn run_one(
                 ])
                 .stdout(Stdio::null())
                 .spawn()?;
-            measure(Running::Process(child), started, target, out, args)
+            measure(Running::Process(child), started, target, out, args, false)
         }
-        Replicator::Kmirror => {
+        Replicator::Kmirror | Replicator::KmirrorEos => {
             // Identity naming: a fresh target topic needs a fresh target cluster, or a topic
             // name of its own on a given one.
             let config = write_kmirror_config(
@@ -529,6 +573,18 @@ fn run_one(
                     })
                     .collect::<String>(),
             )?;
+            if who == Replicator::KmirrorEos {
+                let plain = fs::read_to_string(&config)?;
+                let at = format!("    bootstrapServers: {target}\n");
+                if !plain.contains(&at) {
+                    bail!("the target cluster is missing from {}", config.display());
+                }
+                let text = plain.replace(
+                    &at,
+                    &format!("{at}    config:\n      exactly.once.source.support: enabled\n"),
+                );
+                fs::write(&config, text)?;
+            }
             let (level, log) = match &args.logs {
                 Some(logs) => {
                     fs::create_dir_all(logs)?;
@@ -549,13 +605,20 @@ fn run_one(
                 .stderr(log)
                 .spawn()
                 .with_context(|| format!("starting {}", kmirror.display()))?;
-            measure(Running::Process(child), started, target, out, args)
+            measure(
+                Running::Process(child),
+                started,
+                target,
+                out,
+                args,
+                who == Replicator::KmirrorEos,
+            )
         }
         Replicator::Mm2 => {
             let props = write_mm2_properties(dir, "mm2.properties", (source, target), topic, "")?;
             let started = Instant::now();
             let mm2 = JavaProcess::mirror_maker(&props);
-            measure(Running::Java(mm2), started, target, out, args)
+            measure(Running::Java(mm2), started, target, out, args, false)
         }
     }
 }

@@ -402,6 +402,9 @@ fn run_one(who: Replicator, source: &Kafka, args: &ScaleArgs, dir: &Path) -> Res
     };
     let started = Instant::now();
     let mut running = match who {
+        Replicator::KmirrorEos => {
+            anyhow::bail!("the scale benchmark runs kmirror in its default mode; exactly-once mode is measured by the throughput benchmark")
+        }
         Replicator::Kmirror => {
             let config = write_kmirror_config(
                 dir,

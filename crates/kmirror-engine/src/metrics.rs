@@ -31,6 +31,9 @@ pub mod names {
     pub const RPO_SECONDS: &str = "kmirror_recovery_point_objective_seconds";
     /// Source timestamp to target acknowledgement.
     pub const LATENCY: &str = "kmirror_replication_latency_seconds";
+    /// Exactly-once mode: how long each commit took, from waiting for the transaction's
+    /// records to the commit's answer (its count is the number of commits).
+    pub const TRANSACTION_COMMIT: &str = "kmirror_transaction_commit_seconds";
     /// 1 for the partition's current state.
     pub const PARTITION_STATE: &str = "kmirror_partition_state";
     /// Records acknowledged by the target.
@@ -194,6 +197,8 @@ pub struct Metrics {
     pub rpo_seconds: GaugeVec,
     /// See [`names::LATENCY`].
     pub latency: HistogramVec,
+    /// See [`names::TRANSACTION_COMMIT`].
+    pub transaction_commit: HistogramVec,
     /// See [`names::PARTITION_STATE`].
     pub partition_state: GaugeVec,
     /// See [`names::RECORDS`].
@@ -302,6 +307,19 @@ impl Metrics {
         .unwrap_or_else(|e| panic!("histogram: {e}"));
         r.register(Box::new(latency.clone()))
             .unwrap_or_else(|e| panic!("histogram: {e}"));
+        let transaction_commit = HistogramVec::new(
+            HistogramOpts::new(
+                names::TRANSACTION_COMMIT,
+                "Exactly-once mode: time to commit a transaction (waiting for its records, writing progress, committing)",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ]),
+            &[SOURCE, TARGET],
+        )
+        .unwrap_or_else(|e| panic!("histogram: {e}"));
+        r.register(Box::new(transaction_commit.clone()))
+            .unwrap_or_else(|e| panic!("histogram: {e}"));
         let flow = [SOURCE, TARGET];
         Self {
             mm2_source,
@@ -310,6 +328,7 @@ impl Metrics {
             lag_seconds: gauge(&r, names::LAG_SECONDS, "Seconds since the newest replicated record was written, while behind (0 when caught up)", &part),
             rpo_seconds: gauge(&r, names::RPO_SECONDS, "Seconds of source data that would be lost if the source vanished now (highest partition lag in seconds)", &flow),
             latency,
+            transaction_commit,
             partition_state: gauge(&r, names::PARTITION_STATE, "1 for the partition's current state", &[SOURCE, TARGET, TOPIC, PARTITION, STATE]),
             records: counter(&r, names::RECORDS, "Records acknowledged by the target", &part),
             errors: counter(&r, names::ERRORS, "Errors by kind", &[SOURCE, TARGET, KIND]),

@@ -82,6 +82,10 @@ const TRUNCATION_WAIT: Duration = Duration::from_secs(15);
 /// Longest look for copies on the target beyond the stored progress, per assignment.
 const TAIL_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Exactly-once mode: when the first transaction of a replicator is committed (after the first
+/// batch of records forwarded).
+const FIRST_COMMIT_AFTER: Duration = Duration::ZERO;
+
 /// Longest wait at shutdown for offset syncs to be acknowledged by the source.
 const SYNC_DRAIN: Duration = Duration::from_secs(1);
 
@@ -421,9 +425,11 @@ struct Core {
     /// Whether some partition may wait for a retry or a reset: only then are all of them
     /// looked at every [`SLOT_SCAN_EVERY`] (otherwise every [`SLOT_SCAN_AT_LEAST_EVERY`]).
     scan_needed: bool,
-    /// Exactly-once mode: whether a transaction is open, and since when.
+    /// Exactly-once mode: whether a transaction is open, and since when; transactions
+    /// committed so far.
     txn_open: bool,
     txn_began: Instant,
+    txn_commits: u64,
 }
 
 impl Replicator {
@@ -529,6 +535,7 @@ impl Replicator {
                 scan_needed: false,
                 txn_open: false,
                 txn_began: Instant::now(),
+                txn_commits: 0,
             },
         })
     }
@@ -1767,7 +1774,14 @@ impl Core {
         let Some(t) = &self.settings.transactions else {
             return Ok(());
         };
-        if self.txn_open && self.txn_began.elapsed() >= t.commit_interval {
+        // The first transaction is committed as soon as it can be, so that a start shows its
+        // first records on the target at once.
+        let interval = if self.txn_commits == 0 {
+            FIRST_COMMIT_AFTER.min(t.commit_interval)
+        } else {
+            t.commit_interval
+        };
+        if self.txn_open && self.txn_began.elapsed() >= interval {
             self.commit(
                 to_pause,
                 crate::transactions::COMMIT_PATIENCE,
@@ -1792,30 +1806,10 @@ impl Core {
         if self.settings.transactions.is_none() {
             return Ok(false);
         }
+        let started = Instant::now();
         if self.txn_open {
-            // Every record acknowledged, or one failed (librdkafka then holds the others back
-            // until the abort).
             let until = Instant::now() + patience;
-            loop {
-                let flushed = self.lanes.get(0).flush(Duration::from_millis(100));
-                crate::lanes::drain(self.lanes.get(0));
-                let failed = self
-                    .lanes
-                    .buf()
-                    .lock()
-                    .map_or(true, |b| b.events.iter().any(|d| d.error.is_some()));
-                match flushed {
-                    Ok(()) => break,
-                    Err(_) if failed => break,
-                    Err(e) if Instant::now() >= until || stop.is_cancelled() => {
-                        return Err(self.fail_transaction(
-                            "the target did not acknowledge the transaction's records in time",
-                            &e,
-                        ));
-                    }
-                    Err(_) => {}
-                }
-            }
+            self.await_acks(until, stop)?;
             self.check_transaction_deliveries()?;
             self.apply_deliveries(to_pause)?;
         } else {
@@ -1830,8 +1824,12 @@ impl Core {
             }
             self.begin_transaction()?;
         }
+        let acknowledged = started.elapsed();
         self.store_maps(usize::MAX);
-        self.write_progress(false, true);
+        let progress = self.write_progress(false, true);
+        // The progress records acknowledged too, so that the commit only ends the transaction.
+        self.await_acks(Instant::now() + patience, stop)?;
+        self.check_transaction_deliveries()?;
         let committed =
             crate::transactions::with_retries("committing the transaction", patience, stop, |t| {
                 self.lanes.get(0).commit_transaction(t)
@@ -1840,10 +1838,52 @@ impl Core {
             return Err(self.fail_transaction("committing the transaction", &e));
         }
         self.txn_open = false;
+        self.txn_commits += 1;
+        tracing::debug!(
+            acknowledged_ms = acknowledged.as_millis(),
+            total_ms = started.elapsed().as_millis(),
+            progress,
+            "transaction committed"
+        );
+        self.settings
+            .metrics
+            .transaction_commit
+            .with_label_values(&[self.settings.source.as_str(), self.settings.target.as_str()])
+            .observe(started.elapsed().as_secs_f64());
         // The progress records' reports: stored.
         crate::lanes::drain(self.lanes.get(0));
         self.apply_deliveries(to_pause)?;
         Ok(true)
+    }
+
+    /// Exactly-once mode: serves the transactional producer until every record sent is
+    /// acknowledged and its report served, or one failed (librdkafka then holds the others
+    /// back until the abort), or `until` passes (the transaction is aborted). librdkafka's own
+    /// flush, with reports delivered as events, waits its whole timeout: it counts a record as
+    /// outstanding until the application has served its report.
+    fn await_acks(&mut self, until: Instant, stop: &CancellationToken) -> Result<()> {
+        loop {
+            let producer = self.lanes.get(0);
+            if producer.in_flight_count() == 0 {
+                return Ok(());
+            }
+            producer.poll(Duration::from_millis(5));
+            crate::lanes::drain(producer);
+            let failed = self
+                .lanes
+                .buf()
+                .lock()
+                .map_or(true, |b| b.events.iter().any(|d| d.error.is_some()));
+            if failed {
+                return Ok(());
+            }
+            if Instant::now() >= until || stop.is_cancelled() {
+                return Err(self.fail_transaction(
+                    "the target did not acknowledge the transaction's records in time",
+                    &KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut),
+                ));
+            }
+        }
     }
 
     /// Exactly-once mode, before a commit: any record of the transaction that failed fails the
