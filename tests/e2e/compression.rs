@@ -55,6 +55,16 @@ fn codecs_on(bootstrap: &str, topics: &[&str]) -> HashMap<String, Codec> {
 
 #[test]
 fn compressed_topics_stay_compressed_with_their_codec() {
+    compressed_topics_stay_compressed(false);
+}
+
+/// The same in exactly-once mode: a transactional producer per codec.
+#[test]
+fn compressed_topics_stay_compressed_in_exactly_once_mode() {
+    compressed_topics_stay_compressed(true);
+}
+
+fn compressed_topics_stay_compressed(exactly_once: bool) {
     let env = Env::shared();
     let (source, target) = (&env.source, &env.target);
     let id = rand_suffix();
@@ -95,10 +105,15 @@ fn compressed_topics_stay_compressed_with_their_codec() {
 
     // compression.type is not synced: the target topic keeps the broker's `producer`, so what
     // it stores is what kmirror sent (a synced gzip would make the broker recompress).
-    let config = env.config(
-        &format!("zc{id}-.*"),
+    let (topics, extra) = (
+        format!("zc{id}-.*"),
         "        config.properties.exclude: \"compression\\\\.type\"\n",
     );
+    let config = if exactly_once {
+        env.exactly_once_config(&topics, extra)
+    } else {
+        env.config(&topics, extra)
+    };
     let (code, plan, stderr) = kmirror_command(&["plan", "--config", config.to_str().unwrap()]);
     assert_eq!(code, Some(0), "{stderr}");
     for line in [

@@ -19,18 +19,6 @@ const KILLS: usize = 20;
 /// Records written every 5 ms: 20,000 records/s.
 const STEP: usize = 100;
 
-/// The flow's config with exactly-once mode on (and `extra_connector` lines).
-fn exactly_once_config(env: &Env, topics: &str, extra_connector: &str) -> std::path::PathBuf {
-    let path = env.config(topics, extra_connector);
-    let text = std::fs::read_to_string(&path).unwrap().replace(
-        "      offset.flush.interval.ms: 500\n",
-        "      offset.flush.interval.ms: 500\n      exactly.once.source.support: enabled\n",
-    );
-    assert!(text.contains("exactly.once.source.support"));
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
 /// Writes 100 records every 5 ms to `topic` until `stop`; returns what it wrote and for how long.
 fn steady_writer(
     bootstrap: &str,
@@ -65,7 +53,7 @@ fn kill_minus_nine_twenty_times_copies_each_record_once() {
     let env = Env::shared();
     let topic = format!("eos-killed-{}", rand_suffix());
     create_topic(&env.source.bootstrap, &topic, PARTITIONS);
-    let config = exactly_once_config(&env, &topic, "");
+    let config = env.exactly_once_config(&topic, "");
     let stop = Arc::new(AtomicBool::new(false));
     let writer = steady_writer(&env.source.bootstrap, &topic, &stop);
 
@@ -133,7 +121,7 @@ fn a_second_instance_of_the_flow_fences_the_first_and_nothing_is_copied_twice() 
     let env = Env::shared();
     let topic = format!("eos-fenced-{}", rand_suffix());
     create_topic(&env.source.bootstrap, &topic, PARTITIONS);
-    let config = exactly_once_config(&env, &topic, "");
+    let config = env.exactly_once_config(&topic, "");
     let stop = Arc::new(AtomicBool::new(false));
     let writer = steady_writer(&env.source.bootstrap, &topic, &stop);
 
@@ -175,7 +163,7 @@ fn checkpoints_translate_exactly_in_exactly_once_mode() {
     let topic = format!("eos-cp-{}", rand_suffix());
     create_topic(&env.source.bootstrap, &topic, 1);
     let extra = "        emit.checkpoints.interval.seconds: 1\n        refresh.groups.interval.seconds: 1\n";
-    let config = exactly_once_config(&env, &topic, extra);
+    let config = env.exactly_once_config(&topic, extra);
     let mut kmirror = Kmirror::start(&config, &[]);
     // Several transactions: a batch, a pause longer than the commit interval, and so on.
     let mut sent = Vec::new();
@@ -279,9 +267,7 @@ fn a_record_the_target_refuses_stops_only_its_partition() {
         (0, rec(1000 + i, value))
     }));
     produce(&env.source.bootstrap, &topic, &records);
-    let config = exactly_once_config(
-        &env,
-        &topic,
+    let config = env.exactly_once_config(&topic,
         "        config.properties.exclude: \"max\\\\.message\\\\.bytes\"\n        producer.compression.type: lz4\n        producer.batch.size: 50000\n",
     );
     let mut kmirror = Kmirror::start(&config, &[]);
@@ -339,7 +325,7 @@ fn target_broker_killed_or_frozen_mid_transaction_copies_each_record_once() {
     let env = Env::dedicated();
     let topic = format!("eos-broker-{}", rand_suffix());
     create_topic(&env.source.bootstrap, &topic, PARTITIONS);
-    let config = exactly_once_config(&env, &topic, "");
+    let config = env.exactly_once_config(&topic, "");
     let mut kmirror = Kmirror::start(&config, &["--shutdown-timeout", "5s"]);
     let stop = Arc::new(AtomicBool::new(false));
     let writer = steady_writer(&env.source.bootstrap, &topic, &stop);

@@ -80,6 +80,19 @@ impl Env {
         )
     }
 
+    /// [`Env::config`] with exactly-once mode on (`exactly.once.source.support: enabled` in the
+    /// target cluster's config).
+    pub fn exactly_once_config(&self, topics: &str, extra_connector: &str) -> PathBuf {
+        let path = self.config(topics, extra_connector);
+        let text = fs::read_to_string(&path).unwrap().replace(
+            "      offset.flush.interval.ms: 500\n",
+            "      offset.flush.interval.ms: 500\n      exactly.once.source.support: enabled\n",
+        );
+        assert!(text.contains("exactly.once.source.support"));
+        fs::write(&path, text).unwrap();
+        path
+    }
+
     /// The flow's metric labels.
     pub fn flow_labels(&self) -> [(&'static str, &str); 2] {
         [("source", self.src.as_str()), ("target", self.tgt.as_str())]

@@ -1135,13 +1135,10 @@ impl Assigner {
 }
 
 impl Flow {
-    /// Whether every topic's batches use the producer's codec: the operator set it, or
-    /// exactly-once mode has one producer for every topic.
+    /// Whether the operator set the producer's codec (then every topic uses it).
     fn codec_fixed(&self) -> bool {
         let cfg = self.producer_config();
-        self.mirror.exactly_once.is_some()
-            || cfg.get("compression.type").is_some()
-            || cfg.get("compression.codec").is_some()
+        cfg.get("compression.type").is_some() || cfg.get("compression.codec").is_some()
     }
 
     /// The producer's `compression.level`, as logged beside each topic's codec.
@@ -1364,13 +1361,8 @@ impl Flow {
                 .get("compression.type")
                 .or_else(|| cfg.get("compression.codec"))
                 .unwrap_or("none");
-            let why = if self.mirror.exactly_once.is_some() {
-                "in exactly-once mode one transactional producer carries every topic: its compression.type (producer.compression.type) applies to all"
-            } else {
-                "as the producer's compression.type says"
-            };
             plan.notes.push(format!(
-                "target compression: every topic's batches use {codec} (level: {level}), {why}"
+                "target compression: every topic's batches use {codec} (level: {level}), as the producer's compression.type says"
             ));
         } else {
             let topics = sync.replicated().await?;

@@ -22,10 +22,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{BaseProducer, DeliveryResult, Producer, ProducerContext};
 use rdkafka::ClientConfig;
+
+use tokio_util::sync::CancellationToken;
 
 use crate::client::ClusterContext;
 use crate::codec::Codec;
@@ -253,10 +255,13 @@ pub(crate) struct Lanes {
     /// and, idempotent, at most 5 at a time per broker connection, so thousands of partitions
     /// with a few records each wait for hundreds of round trips on one producer.
     shards: usize,
-    /// Exactly-once mode: every partition goes through lane 0, the one transactional producer
-    /// (see [`crate::transactions`]).
-    single: bool,
+    /// Exactly-once mode: the `transactional.id` of lane 0 (see [`crate::transactions`]). Lanes
+    /// are then per codec only, each transactional (`<id>-<codec>`), with lane 0's batch size.
+    transactional: Option<String>,
 }
+
+/// The codecs that may get a lane of their own besides lane 0's.
+const LANE_CODECS: [Codec; 4] = [Codec::Gzip, Codec::Snappy, Codec::Lz4, Codec::Zstd];
 
 impl Lanes {
     /// Creates lane 0 from `config`; each (batch size, codec) gets `shards` producers, the
@@ -325,14 +330,55 @@ impl Lanes {
             max_record,
             reported: std::collections::HashSet::new(),
             shards,
-            single: false,
+            transactional: None,
         })
     }
 
-    /// Routes every partition through lane 0 (exactly-once mode: one transaction carries
-    /// every record and the progress that names it).
-    pub fn single(&mut self) {
-        self.single = true;
+    /// Exactly-once mode: lane 0's producer is transactional with `id` (its config must say
+    /// so), and further lanes are created per codec only, transactional too.
+    pub fn transactional(&mut self, id: &str) {
+        self.transactional = Some(id.to_owned());
+        self.shards = 1;
+    }
+
+    /// Exactly-once mode: readies lane 0's transactions and fences every earlier instance of
+    /// the flow on each `transactional.id` it may use (lane 0's and one per codec), so that none
+    /// of them commits after the stored progress is read. Blocking; gives up at shutdown.
+    pub fn fence(&self, shutdown: &CancellationToken) -> Result<()> {
+        let Some(id) = &self.transactional else {
+            return Ok(());
+        };
+        let codecs: &[Codec] = if self.codec_fixed { &[] } else { &LANE_CODECS };
+        std::thread::scope(|scope| {
+            let others: Vec<_> = codecs
+                .iter()
+                .map(|codec| {
+                    let mut config = self.config.clone();
+                    let lane_id = lane_transactional_id(id, *codec);
+                    config
+                        .set("transactional.id", &lane_id)
+                        .set("statistics.interval.ms", "0");
+                    scope.spawn(move || -> Result<()> {
+                        let producer: BaseProducer = config
+                            .create()
+                            .map_err(|e| Error::client("replication producer (fencing)", &e))?;
+                        crate::transactions::init(&producer, &lane_id, shutdown)
+                    })
+                })
+                .collect();
+            crate::transactions::init(&self.lanes[0].producer, id, shutdown)?;
+            for handle in others {
+                handle
+                    .join()
+                    .map_err(|_| Error::Internal("fencing thread panicked".into()))??;
+            }
+            Ok(())
+        })
+    }
+
+    /// The transactional producers in use (exactly-once mode), by lane.
+    pub fn count(&self) -> usize {
+        self.lanes.len()
     }
 
     /// The shared delivery buffer.
@@ -354,8 +400,8 @@ impl Lanes {
         limit: Option<usize>,
         codec: Option<Codec>,
     ) -> Route {
-        if self.single {
-            return Route { lane: 0, limit };
+        if self.transactional.is_some() {
+            return self.transactional_route(topic, limit, codec);
         }
         let shard = usize::try_from(partition).unwrap_or(0) % self.shards;
         // An operator's codec wins; without one, uncompressed batches are lane 0's.
@@ -420,6 +466,45 @@ impl Lanes {
         }
     }
 
+    /// Exactly-once mode: one lane per codec, all with lane 0's batch size (a lane per batch
+    /// size would be a `transactional.id` that could not be fenced at start).
+    fn transactional_route(
+        &mut self,
+        topic: &str,
+        limit: Option<usize>,
+        codec: Option<Codec>,
+    ) -> Route {
+        let codec = if self.codec_fixed {
+            None
+        } else {
+            codec.filter(|c| *c != Codec::None)
+        };
+        let main = self.lanes[0].batch;
+        if let Some(limit) = limit.filter(|l| *l < main) {
+            if self.reported.insert(limit) {
+                tracing::warn!(
+                    target_topic = topic,
+                    max_message_bytes = limit,
+                    batch_size = main,
+                    "exactly-once mode: the target topic's max.message.bytes is below the producer's batch.size, and batches larger than it are refused (stopping the partition): set producer.batch.size below {limit}"
+                );
+            }
+        }
+        if let Some(lane) = self.lanes.iter().position(|l| l.codec == codec) {
+            return Route { lane, limit };
+        }
+        match self.add(main, codec, 0) {
+            Ok(lane) => Route { lane, limit },
+            Err(e) => {
+                tracing::warn!(
+                    target_topic = topic,
+                    "{e}; its batches go through the main transactional producer (its codec)"
+                );
+                Route { lane: 0, limit }
+            }
+        }
+    }
+
     fn add(&mut self, batch: usize, codec: Option<Codec>, shard: usize) -> Result<usize> {
         let mut config = self.config.clone();
         let configured = config
@@ -444,6 +529,13 @@ impl Lanes {
         if let Some(codec) = codec {
             config.set("compression.type", codec.name());
         }
+        let transactional_id = self
+            .transactional
+            .as_deref()
+            .map(|id| lane_transactional_id(id, codec.unwrap_or(Codec::None)));
+        if let Some(id) = &transactional_id {
+            config.set("transactional.id", id);
+        }
         let context = DeliveryContext::new(
             self.cluster.sibling(),
             Arc::clone(&self.buf),
@@ -453,6 +545,11 @@ impl Lanes {
         let producer: BaseProducer<DeliveryContext> = config
             .create_with_context(context)
             .map_err(|e| Error::client("replication producer (lane)", &e))?;
+        if let Some(id) = &transactional_id {
+            // Fenced at start already (see `fence`): this only readies it.
+            crate::transactions::init(&producer, id, &CancellationToken::new())?;
+            tracing::info!(transactional_id = %id, "exactly-once mode: a transactional producer for the topics compressed with {}", codec.map_or("none", Codec::name));
+        }
         self.lanes.push(Lane {
             batch,
             codec,
@@ -482,6 +579,13 @@ impl Lanes {
                 .is_ok();
         }
         all
+    }
+
+    /// The first fatal error of any lane, with its code.
+    pub fn fatal(&self) -> Option<(RDKafkaErrorCode, String)> {
+        self.lanes
+            .iter()
+            .find_map(|l| l.producer.client().fatal_error())
     }
 
     /// The first fatal error of any lane.
@@ -558,6 +662,12 @@ pub(crate) fn record_size<M: Message>(msg: &M) -> usize {
         None => body += 1,
     }
     body + varint_len(i64::try_from(body).unwrap_or(i64::MAX))
+}
+
+/// The `transactional.id` of the lane for `codec` in exactly-once mode (lane 0, the codec the
+/// producer is configured with, has the base id itself).
+fn lane_transactional_id(base: &str, codec: Codec) -> String {
+    format!("{base}-{}", codec.name())
 }
 
 #[cfg(test)]

@@ -427,9 +427,11 @@ struct Core {
     scan_needed: bool,
     /// Exactly-once mode: whether a transaction is open, and since when; transactions
     /// committed so far.
-    txn_open: bool,
+    txn_open: Vec<bool>,
     txn_began: Instant,
     txn_commits: u64,
+    /// When every changed map was last written into a transaction.
+    maps_stored_at: Instant,
 }
 
 impl Replicator {
@@ -500,8 +502,8 @@ impl Replicator {
             settings.target.to_string(),
             if transactional { 1 } else { settings.producers },
         )?;
-        if transactional {
-            lanes.single();
+        if let Some(t) = &settings.transactions {
+            lanes.transactional(&t.transactional_id);
         }
         Ok(Self {
             consumer,
@@ -533,9 +535,10 @@ impl Replicator {
                 progress_wait: PROGRESS_MIN_INTERVAL,
                 wedge_checked_at: Instant::now(),
                 scan_needed: false,
-                txn_open: false,
+                txn_open: Vec::new(),
                 txn_began: Instant::now(),
                 txn_commits: 0,
+                maps_stored_at: Instant::now(),
             },
         })
     }
@@ -547,7 +550,7 @@ impl Replicator {
         let Some(t) = &self.core.settings.transactions else {
             return Ok(());
         };
-        crate::transactions::init(self.core.lanes.get(0), &t.transactional_id, shutdown)?;
+        self.core.lanes.fence(shutdown)?;
         tracing::info!(
             transactional_id = %t.transactional_id,
             commit_interval_ms = t.commit_interval.as_millis(),
@@ -1629,8 +1632,8 @@ impl Core {
             Timestamp::NotAvailable => None,
         };
         let value_len = msg.payload_len() as u64;
-        if self.settings.transactions.is_some() && !self.txn_open {
-            self.begin_transaction()?;
+        if self.settings.transactions.is_some() && !self.lane_open(lane) {
+            self.begin_transaction(lane)?;
         }
         loop {
             match self.lanes.get(lane).send(record) {
@@ -1708,20 +1711,35 @@ impl Core {
         }
     }
 
-    /// Exactly-once mode: opens a transaction (a local step: the target hears of it with its
-    /// first record).
-    fn begin_transaction(&mut self) -> Result<()> {
-        if let Err(e) = self.lanes.get(0).begin_transaction() {
+    /// Exactly-once mode: whether `lane` has an open transaction.
+    fn lane_open(&self, lane: usize) -> bool {
+        self.txn_open.get(lane).copied().unwrap_or(false)
+    }
+
+    /// Exactly-once mode: whether any lane has an open transaction.
+    fn any_open(&self) -> bool {
+        self.txn_open.iter().any(|o| *o)
+    }
+
+    /// Exactly-once mode: opens a transaction on `lane` (a local step: the target hears of it
+    /// with its first record).
+    fn begin_transaction(&mut self, lane: usize) -> Result<()> {
+        if let Err(e) = self.lanes.get(lane).begin_transaction() {
             return Err(self.fail_transaction("beginning a transaction", &e));
         }
-        self.txn_open = true;
-        self.txn_began = Instant::now();
+        if !self.any_open() {
+            self.txn_began = Instant::now();
+        }
+        if self.txn_open.len() <= lane {
+            self.txn_open.resize(lane + 1, false);
+        }
+        self.txn_open[lane] = true;
         Ok(())
     }
 
-    /// Exactly-once mode: the open transaction failed. Aborts it (bounded; unless the producer
-    /// was fenced) and returns the error that ends the replicator: it starts again from the
-    /// committed progress.
+    /// Exactly-once mode: the open transactions failed. Aborts them (bounded; unless the
+    /// producer was fenced) and returns the error that ends the replicator: it starts again
+    /// from the committed progress.
     fn fail_transaction(&mut self, what: &str, e: &KafkaError) -> Error {
         let id = self
             .settings
@@ -1733,43 +1751,66 @@ impl Core {
             self.settings.target.as_str(),
             "transaction_aborted",
         );
-        // At shutdown, only what is left of its deadline (the next start aborts it anyway).
+        // At shutdown, only what is left of its deadline (the next start aborts them anyway).
         let budget = self
             .deadline
             .map_or(crate::transactions::CALL_TIMEOUT * 3, |d| {
                 d.saturating_duration_since(Instant::now())
             });
-        if self.txn_open && !crate::transactions::fatal(e) && !budget.is_zero() {
+        let open: Vec<usize> = (0..self.txn_open.len())
+            .filter(|l| self.txn_open[*l])
+            .collect();
+        if !open.is_empty() && !crate::transactions::fatal(e) && !budget.is_zero() {
             // librdkafka's abort waits for the reports of every record purged, and does not
             // serve them itself: purge, serve the reports, then abort.
-            let producer = self.lanes.get(0);
-            producer.purge(rdkafka::producer::PurgeConfig::default().queue().inflight());
+            let lanes = &self.lanes;
+            for &lane in &open {
+                lanes
+                    .get(lane)
+                    .purge(rdkafka::producer::PurgeConfig::default().queue().inflight());
+            }
             let until = Instant::now() + budget / 3;
-            while producer.in_flight_count() > 0 && Instant::now() < until {
-                producer.poll(Duration::from_millis(10));
-                crate::lanes::drain(producer);
+            while open.iter().any(|l| lanes.get(*l).in_flight_count() > 0) && Instant::now() < until
+            {
+                lanes.poll(0, Duration::from_millis(10));
             }
             let never = CancellationToken::new();
-            let aborted = crate::transactions::with_retries(
-                "aborting the transaction",
-                budget * 2 / 3,
-                &never,
-                |t| {
-                    crate::lanes::drain(producer);
-                    producer.abort_transaction(t.min(Duration::from_secs(1)))
-                },
-            );
-            if let Err(abort) = aborted {
-                // The next instance's init_transactions aborts it, or the broker after
-                // transaction.timeout.ms.
-                tracing::warn!("cannot abort the transaction: {abort}; it is aborted when the flow starts again, or by the target after transaction.timeout.ms");
+            let share = budget * 2 / 3 / u32::try_from(open.len()).unwrap_or(1);
+            for &lane in &open {
+                let producer = lanes.get(lane);
+                let aborted = crate::transactions::with_retries(
+                    "aborting the transaction",
+                    share,
+                    &never,
+                    |t| {
+                        crate::lanes::drain(producer);
+                        producer.abort_transaction(t.min(Duration::from_secs(1)))
+                    },
+                );
+                if let Err(abort) = aborted {
+                    // The next instance's init_transactions aborts it, or the broker after
+                    // transaction.timeout.ms.
+                    tracing::warn!("cannot abort the transaction: {abort}; it is aborted when the flow starts again, or by the target after transaction.timeout.ms");
+                }
             }
         }
-        self.txn_open = false;
-        crate::transactions::failure(&id, what, e)
+        self.txn_open.iter_mut().for_each(|o| *o = false);
+        // The records' own errors may not say it (librdkafka fails them with `_FATAL`): the
+        // producer's fatal error does.
+        match self.lanes.fatal() {
+            Some((code, reason)) if crate::transactions::fenced_code(code) => {
+                Error::Fenced(format!(
+                    "{what}: {reason}: another kmirror with transactional.id `{id}` (the same flow) started and took over this flow's transactions; this instance stops copying it (run one instance per flow)"
+                ))
+            }
+            Some((_, reason)) => Error::Fatal(format!(
+                "{what}: the transactional producer failed for good: {reason}; the flow starts again from the committed progress"
+            )),
+            None => crate::transactions::failure(&id, what, e),
+        }
     }
 
-    /// Exactly-once mode: commits the open transaction once the commit interval passed.
+    /// Exactly-once mode: commits the open transactions once the commit interval passed.
     fn commit_if_due(&mut self, to_pause: &mut Vec<TopicPartition>) -> Result<()> {
         let Some(t) = &self.settings.transactions else {
             return Ok(());
@@ -1781,7 +1822,7 @@ impl Core {
         } else {
             t.commit_interval
         };
-        if self.txn_open && self.txn_began.elapsed() >= interval {
+        if self.any_open() && self.txn_began.elapsed() >= interval {
             self.commit(
                 to_pause,
                 crate::transactions::COMMIT_PATIENCE,
@@ -1791,12 +1832,13 @@ impl Core {
         Ok(())
     }
 
-    /// Exactly-once mode: waits for every record of the open transaction to be acknowledged,
+    /// Exactly-once mode: waits for every record of the open transactions to be acknowledged,
     /// applies their delivery reports (progress, maps), writes the progress and maps of the
-    /// partitions into the transaction and commits it. Without an open transaction, commits
-    /// one of progress alone if some changed without records (a partition anchored at the
-    /// source's end, records passed over). Retries slow answers for `patience` (until `stop`);
-    /// a failure aborts the transaction and ends the replicator. Returns whether it committed.
+    /// partitions into the transaction of their lane and commits them. Without an open
+    /// transaction, commits progress alone if some changed without records (a partition
+    /// anchored at the source's end, records passed over). Retries slow answers for
+    /// `patience` (until `stop`); a failure aborts what is open and ends the replicator.
+    /// Returns whether it committed.
     fn commit(
         &mut self,
         to_pause: &mut Vec<TopicPartition>,
@@ -1807,37 +1849,65 @@ impl Core {
             return Ok(false);
         }
         let started = Instant::now();
-        if self.txn_open {
+        if self.any_open() {
             let until = Instant::now() + patience;
             self.await_acks(until, stop)?;
             self.check_transaction_deliveries()?;
             self.apply_deliveries(to_pause)?;
-        } else {
-            let pending = self.slots.iter().flatten().any(|s| {
-                s.map_dirty
+        }
+        // Each commit's marker starts a new run in the maps of the partitions it covers: large
+        // maps are stored every flush interval, small ones (and first ones) with each commit;
+        // a map stored behind its progress translates conservatively (re-read, never skip).
+        let all_maps = self.maps_stored_at.elapsed() >= self.settings.flush_interval;
+        let max_runs = if all_maps { usize::MAX } else { FAST_MAP_RUNS };
+        let mut lanes: Vec<usize> = self
+            .slots
+            .iter()
+            .flatten()
+            .filter(|s| {
+                (s.map_dirty && (!s.map_written || s.map.entries() <= max_runs))
                     || s.tracker
                         .progress_to_store()
                         .is_some_and(|n| s.final_progress_sent != Some(n))
-            });
-            if !pending {
-                return Ok(false);
+            })
+            .map(|s| s.route.lane)
+            .collect();
+        lanes.sort_unstable();
+        lanes.dedup();
+        if lanes.is_empty() && !self.any_open() {
+            return Ok(false);
+        }
+        for lane in lanes {
+            if !self.lane_open(lane) {
+                self.begin_transaction(lane)?;
             }
-            self.begin_transaction()?;
         }
         let acknowledged = started.elapsed();
-        self.store_maps(usize::MAX);
+        self.store_maps(max_runs);
+        if all_maps {
+            self.maps_stored_at = Instant::now();
+        }
         let progress = self.write_progress(false, true);
-        // The progress records acknowledged too, so that the commit only ends the transaction.
+        // The progress records acknowledged too, so that each commit only ends its
+        // transaction.
         self.await_acks(Instant::now() + patience, stop)?;
         self.check_transaction_deliveries()?;
-        let committed =
-            crate::transactions::with_retries("committing the transaction", patience, stop, |t| {
-                self.lanes.get(0).commit_transaction(t)
-            });
-        if let Err(e) = committed {
-            return Err(self.fail_transaction("committing the transaction", &e));
+        for lane in 0..self.txn_open.len() {
+            if !self.txn_open[lane] {
+                continue;
+            }
+            let producer = self.lanes.get(lane);
+            let committed = crate::transactions::with_retries(
+                "committing the transaction",
+                patience,
+                stop,
+                |t| producer.commit_transaction(t),
+            );
+            if let Err(e) = committed {
+                return Err(self.fail_transaction("committing the transaction", &e));
+            }
+            self.txn_open[lane] = false;
         }
-        self.txn_open = false;
         self.txn_commits += 1;
         tracing::debug!(
             acknowledged_ms = acknowledged.as_millis(),
@@ -1851,24 +1921,25 @@ impl Core {
             .with_label_values(&[self.settings.source.as_str(), self.settings.target.as_str()])
             .observe(started.elapsed().as_secs_f64());
         // The progress records' reports: stored.
-        crate::lanes::drain(self.lanes.get(0));
+        self.lanes.poll(0, Duration::ZERO);
         self.apply_deliveries(to_pause)?;
         Ok(true)
     }
 
-    /// Exactly-once mode: serves the transactional producer until every record sent is
+    /// Exactly-once mode: serves the transactional producers until every record sent is
     /// acknowledged and its report served, or one failed (librdkafka then holds the others
-    /// back until the abort), or `until` passes (the transaction is aborted). librdkafka's own
-    /// flush, with reports delivered as events, waits its whole timeout: it counts a record as
-    /// outstanding until the application has served its report.
+    /// back until the abort), or `until` passes (the transactions are aborted). librdkafka's
+    /// own flush, with reports delivered as events, waits its whole timeout: it counts a
+    /// record as outstanding until the application has served its report.
     fn await_acks(&mut self, until: Instant, stop: &CancellationToken) -> Result<()> {
         loop {
-            let producer = self.lanes.get(0);
-            if producer.in_flight_count() == 0 {
+            let outstanding: i32 = (0..self.lanes.count())
+                .map(|l| self.lanes.get(l).in_flight_count())
+                .sum();
+            if outstanding == 0 {
                 return Ok(());
             }
-            producer.poll(Duration::from_millis(5));
-            crate::lanes::drain(producer);
+            self.lanes.poll(0, Duration::from_millis(5));
             let failed = self
                 .lanes
                 .buf()
@@ -2095,10 +2166,16 @@ impl Core {
                 .map(|(_, s)| s)
         }) {
             if let Some(t) = &self.settings.transactions {
-                return Err(Error::Fenced(format!(
-                    "the transactional producer failed for good: {reason}: another kmirror with transactional.id `{}` (the same flow) probably took over; this instance stops copying the flow (run one instance per flow)",
-                    t.transactional_id
-                )));
+                if self
+                    .lanes
+                    .fatal()
+                    .is_some_and(|(code, _)| crate::transactions::fenced_code(code))
+                {
+                    return Err(Error::Fenced(format!(
+                        "the transactional producer failed for good: {reason}: another kmirror with transactional.id `{}` (the same flow) took over; this instance stops copying the flow (run one instance per flow)",
+                        t.transactional_id
+                    )));
+                }
             }
             return Err(Error::Fatal(format!(
                 "the target producer failed: {reason}"
@@ -2233,12 +2310,7 @@ impl Core {
     fn write_progress(&mut self, all: bool, block: bool) -> usize {
         self.progress_at = Instant::now();
         let mut written = 0;
-        // Exactly-once mode: in the open transaction, with the records it names.
-        let producer = if self.settings.transactions.is_some() {
-            self.lanes.get(0)
-        } else {
-            &self.progress_producer
-        };
+        let transactional = self.settings.transactions.is_some();
         for idx in 0..self.slots.len() {
             let Some(slot) = self.slots[idx].as_mut() else {
                 continue;
@@ -2251,6 +2323,12 @@ impl Core {
                 continue;
             }
             slot.final_progress_sent = Some(next);
+            // Exactly-once mode: in the open transaction of its lane, with the records it names.
+            let producer = if transactional {
+                self.lanes.get(slot.route.lane)
+            } else {
+                &self.progress_producer
+            };
             let key = encode_key(self.settings.source.as_str(), &slot.source);
             let value = encode_value(next, &slot.ids);
             let partition = partition_for_key(&key, self.settings.progress_partitions);
@@ -2303,11 +2381,7 @@ impl Core {
     /// flush (with `max_runs`, only maps that small, and maps never written yet). A map not written only makes translation of the newest records coarser (towards
     /// re-reading), never skips a record.
     fn store_maps(&mut self, max_runs: usize) {
-        let producer = if self.settings.transactions.is_some() {
-            self.lanes.get(0)
-        } else {
-            &self.progress_producer
-        };
+        let transactional = self.settings.transactions.is_some();
         for idx in 0..self.slots.len() {
             let Some(slot) = self.slots[idx].as_mut() else {
                 continue;
@@ -2316,6 +2390,11 @@ impl Core {
                 continue;
             }
             slot.map_dirty = false;
+            let producer = if transactional {
+                self.lanes.get(slot.route.lane)
+            } else {
+                &self.progress_producer
+            };
             let key = encode_map_key(self.settings.source.as_str(), &slot.source);
             let value = encode_map_value(&slot.map, &slot.ids);
             let partition = partition_for_key(&key, self.settings.progress_partitions);

@@ -113,11 +113,15 @@ pub(crate) fn retriable(e: &KafkaError) -> bool {
 pub(crate) fn fatal(e: &KafkaError) -> bool {
     match e {
         KafkaError::Transaction(t) => t.is_fatal() || fenced_code(t.code()),
-        other => other.rdkafka_error_code().is_some_and(fenced_code),
+        // After a fatal error librdkafka fails every queued record with `_FATAL`.
+        other => other
+            .rdkafka_error_code()
+            .is_some_and(|c| fenced_code(c) || c == RDKafkaErrorCode::Fatal),
     }
 }
 
-fn fenced_code(code: RDKafkaErrorCode) -> bool {
+/// Whether `code` says that a newer instance with the same `transactional.id` took over.
+pub(crate) fn fenced_code(code: RDKafkaErrorCode) -> bool {
     matches!(
         code,
         RDKafkaErrorCode::Fenced
