@@ -143,6 +143,19 @@ impl Flow {
         ]
     }
 
+    /// The progress reader's config: in exactly-once mode `read_committed` whatever the
+    /// target's client settings say (progress of aborted transactions names records that
+    /// are not there).
+    fn progress_reader_config(&self) -> rdkafka::ClientConfig {
+        let mut config = self
+            .target
+            .config(Role::ProgressReader, &[&self.mirror.clients.target_all]);
+        if self.mirror.exactly_once.is_some() {
+            config.set("isolation.level", "read_committed");
+        }
+        config
+    }
+
     /// The replication producer's config: transactional in exactly-once mode.
     fn producer_config(&self) -> rdkafka::ClientConfig {
         let c = &self.mirror.clients;
@@ -481,20 +494,16 @@ impl Flow {
             stall_after: self.options.stall_after,
             producers: self.options.producers,
             wedged_after: PRODUCER_WEDGED_AFTER,
-            // Exactly-once mode: nothing lies beyond the committed progress that a
-            // read_committed consumer could see.
-            tails: self
-                .mirror
-                .exactly_once
-                .is_none()
-                .then(|| crate::tail::Readers {
-                    source: self.source.config(
-                        Role::ReplicationConsumer,
-                        &[&c.source_all, &c.source_consumer],
-                    ),
-                    target: self.target.config(Role::ProgressReader, &[&c.target_all]),
-                    provenance: provenance.clone(),
-                }),
+            // In exactly-once mode too: committed copies beyond the stored progress are left
+            // by an at-least-once run before, or by a partition released and assigned again.
+            tails: Some(crate::tail::Readers {
+                source: self.source.config(
+                    Role::ReplicationConsumer,
+                    &[&c.source_all, &c.source_consumer],
+                ),
+                target: self.progress_reader_config(),
+                provenance: provenance.clone(),
+            }),
             provenance,
             transactions: self.mirror.exactly_once.as_ref().map(|e| {
                 crate::transactions::Transactions {
@@ -533,7 +542,7 @@ impl Flow {
         } else {
             replicator
         };
-        let reader = self.target.config(Role::ProgressReader, &[&c.target_all]);
+        let reader = self.progress_reader_config();
         let (topic, source_alias, timeout) = (
             progress.topic.clone(),
             self.mirror.source.to_string(),

@@ -13,6 +13,9 @@
 //! target topic's batches use its source topic's codec (see [`crate::codec`]), so a topic's
 //! partitions go through the lane of its (batch size, codec).
 //!
+//! In exactly-once mode lanes are per codec only, each a transactional producer (see
+//! [`crate::transactions`]).
+//!
 //! A record that alone does not fit its topic's limit is refused before it is sent (when the
 //! producer does not compress: the broker checks the compressed size), so that nothing after it
 //! can reach the target first.
@@ -348,9 +351,10 @@ impl Lanes {
         let Some(id) = &self.transactional else {
             return Ok(());
         };
-        let codecs: &[Codec] = if self.codec_fixed { &[] } else { &LANE_CODECS };
+        // Every id, whatever this instance's config: an earlier instance may have had other
+        // codecs.
         std::thread::scope(|scope| {
-            let others: Vec<_> = codecs
+            let others: Vec<_> = LANE_CODECS
                 .iter()
                 .map(|codec| {
                     let mut config = self.config.clone();
@@ -362,11 +366,21 @@ impl Lanes {
                         let producer: BaseProducer = config
                             .create()
                             .map_err(|e| Error::client("replication producer (fencing)", &e))?;
-                        crate::transactions::init(&producer, &lane_id, shutdown)
+                        crate::transactions::init(
+                            &producer,
+                            &lane_id,
+                            crate::transactions::INIT_PATIENCE,
+                            shutdown,
+                        )
                     })
                 })
                 .collect();
-            crate::transactions::init(&self.lanes[0].producer, id, shutdown)?;
+            crate::transactions::init(
+                &self.lanes[0].producer,
+                id,
+                crate::transactions::INIT_PATIENCE,
+                shutdown,
+            )?;
             for handle in others {
                 handle
                     .join()
@@ -546,8 +560,14 @@ impl Lanes {
             .create_with_context(context)
             .map_err(|e| Error::client("replication producer (lane)", &e))?;
         if let Some(id) = &transactional_id {
-            // Fenced at start already (see `fence`): this only readies it.
-            crate::transactions::init(&producer, id, &CancellationToken::new())?;
+            // Fenced at start already (see `fence`): this only readies it, briefly (on failure
+            // the topic goes through lane 0).
+            crate::transactions::init(
+                &producer,
+                id,
+                crate::transactions::CALL_TIMEOUT * 2,
+                &CancellationToken::new(),
+            )?;
             tracing::info!(transactional_id = %id, "exactly-once mode: a transactional producer for the topics compressed with {}", codec.map_or("none", Codec::name));
         }
         self.lanes.push(Lane {

@@ -347,6 +347,20 @@ struct Reported {
     error: Option<String>,
 }
 
+impl Slot {
+    /// Exactly-once mode: the progress to write into the open transaction. Every record
+    /// forwarded is in it and commits with it, or none does: so the position after the last
+    /// one forwarded, written before they are acknowledged (the commit then waits for both at
+    /// once). `None` if that is stored already.
+    fn transaction_progress(&self) -> Option<Offset> {
+        if self.tracker.in_flight() == 0 {
+            return self.tracker.progress_to_store();
+        }
+        let next = self.tracker.fetch_next();
+        (self.tracker.stored() != Some(next)).then_some(next)
+    }
+}
+
 impl StallWatch {
     fn new() -> Self {
         let now = Instant::now();
@@ -432,6 +446,8 @@ struct Core {
     txn_commits: u64,
     /// When every changed map was last written into a transaction.
     maps_stored_at: Instant,
+    /// A progress record could not be queued since the last look.
+    progress_unqueued: bool,
 }
 
 impl Replicator {
@@ -539,6 +555,7 @@ impl Replicator {
                 txn_began: Instant::now(),
                 txn_commits: 0,
                 maps_stored_at: Instant::now(),
+                progress_unqueued: false,
             },
         })
     }
@@ -1219,6 +1236,14 @@ impl Replicator {
     /// Partitions whose topic was recreated: stop fetching and drain; [`Self::finish_resets`]
     /// starts them again once nothing of theirs is in flight.
     fn reset(&mut self, list: Vec<Assignment>) -> Result<()> {
+        if let Some(t) = &self.core.settings.transactions {
+            // A topic created again: what its old incarnation refused says nothing of it.
+            if let Ok(mut poisoned) = t.poisoned.lock() {
+                for a in &list {
+                    poisoned.remove(&a.source);
+                }
+            }
+        }
         let mut fresh = Vec::new();
         let mut tpl = TopicPartitionList::new();
         for a in list {
@@ -1676,8 +1701,13 @@ impl Core {
                         self.publish_status(watermarks);
                     }
                 }
-                Err((e, _)) if self.settings.transactions.is_some() => {
-                    // The transaction cannot go on without this record.
+                Err((e, _))
+                    if self.settings.transactions.is_some()
+                        && crate::transactions::ends_transaction(&e) =>
+                {
+                    // The transaction cannot go on (a record of it failed, or the producer is
+                    // fenced): abort it. Other refusals are this record's own, handled as in
+                    // at-least-once mode (nothing of it is in the transaction).
                     return Err(self.fail_transaction("sending a record", &e));
                 }
                 Err((e, _)) => {
@@ -1774,6 +1804,8 @@ impl Core {
             {
                 lanes.poll(0, Duration::from_millis(10));
             }
+            self.remember_refused();
+            let lanes = &self.lanes;
             let never = CancellationToken::new();
             let share = budget * 2 / 3 / u32::try_from(open.len()).unwrap_or(1);
             for &lane in &open {
@@ -1793,6 +1825,10 @@ impl Core {
                     tracing::warn!("cannot abort the transaction: {abort}; it is aborted when the flow starts again, or by the target after transaction.timeout.ms");
                 }
             }
+        }
+        if open.is_empty() || crate::transactions::fatal(e) || budget.is_zero() {
+            self.lanes.poll(0, Duration::ZERO);
+            self.remember_refused();
         }
         self.txn_open.iter_mut().for_each(|o| *o = false);
         // The records' own errors may not say it (librdkafka fails them with `_FATAL`): the
@@ -1832,13 +1868,13 @@ impl Core {
         Ok(())
     }
 
-    /// Exactly-once mode: waits for every record of the open transactions to be acknowledged,
-    /// applies their delivery reports (progress, maps), writes the progress and maps of the
-    /// partitions into the transaction of their lane and commits them. Without an open
-    /// transaction, commits progress alone if some changed without records (a partition
-    /// anchored at the source's end, records passed over). Retries slow answers for
-    /// `patience` (until `stop`); a failure aborts what is open and ends the replicator.
-    /// Returns whether it committed.
+    /// Exactly-once mode: writes the progress (the position after the last record forwarded)
+    /// and maps of the partitions into the transaction of their lane, waits for every record of
+    /// the open transactions to be acknowledged, applies their delivery reports and commits
+    /// the transactions. Without an open transaction, commits progress alone if some changed
+    /// without records (a partition anchored at the source's end, records passed over).
+    /// Retries slow answers for `patience` (until `stop`); a failure aborts what is open and
+    /// ends the replicator. Returns whether it committed.
     fn commit(
         &mut self,
         to_pause: &mut Vec<TopicPartition>,
@@ -1849,15 +1885,11 @@ impl Core {
             return Ok(false);
         }
         let started = Instant::now();
-        if self.any_open() {
-            let until = Instant::now() + patience;
-            self.await_acks(until, stop)?;
-            self.check_transaction_deliveries()?;
-            self.apply_deliveries(to_pause)?;
-        }
-        // Each commit's marker starts a new run in the maps of the partitions it covers: large
-        // maps are stored every flush interval, small ones (and first ones) with each commit;
-        // a map stored behind its progress translates conservatively (re-read, never skip).
+        // Maps as the last commit left them (they learn where records landed from the
+        // acknowledgements): large ones every flush interval, small ones (and first ones)
+        // with each commit. Each commit's marker starts a new run in the maps of the
+        // partitions it covers; a map stored behind its progress translates conservatively
+        // (re-read, never skip).
         let all_maps = self.maps_stored_at.elapsed() >= self.settings.flush_interval;
         let max_runs = if all_maps { usize::MAX } else { FAST_MAP_RUNS };
         let mut lanes: Vec<usize> = self
@@ -1866,8 +1898,7 @@ impl Core {
             .flatten()
             .filter(|s| {
                 (s.map_dirty && (!s.map_written || s.map.entries() <= max_runs))
-                    || s.tracker
-                        .progress_to_store()
+                    || s.transaction_progress()
                         .is_some_and(|n| s.final_progress_sent != Some(n))
             })
             .map(|s| s.route.lane)
@@ -1882,16 +1913,29 @@ impl Core {
                 self.begin_transaction(lane)?;
             }
         }
-        let acknowledged = started.elapsed();
         self.store_maps(max_runs);
         if all_maps {
             self.maps_stored_at = Instant::now();
         }
+        self.progress_unqueued = false;
         let progress = self.write_progress(false, true);
-        // The progress records acknowledged too, so that each commit only ends its
-        // transaction.
-        self.await_acks(Instant::now() + patience, stop)?;
+        if std::mem::take(&mut self.progress_unqueued) {
+            // Committing records without their progress would copy them again after a crash.
+            return Err(self.fail_transaction(
+                "a progress record could not be queued",
+                &KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull),
+            ));
+        }
+        // Records, progress and maps acknowledged: the commit then only ends the transactions.
+        let until = started + patience;
+        if !self.await_acks(until, stop)? {
+            // Stopping: the shutdown commits what is open, within its deadline.
+            return Ok(false);
+        }
         self.check_transaction_deliveries()?;
+        self.apply_deliveries(to_pause)?;
+        let acknowledged = started.elapsed();
+        let never = CancellationToken::new();
         for lane in 0..self.txn_open.len() {
             if !self.txn_open[lane] {
                 continue;
@@ -1899,8 +1943,8 @@ impl Core {
             let producer = self.lanes.get(lane);
             let committed = crate::transactions::with_retries(
                 "committing the transaction",
-                patience,
-                stop,
+                until.saturating_duration_since(Instant::now()),
+                &never,
                 |t| producer.commit_transaction(t),
             );
             if let Err(e) = committed {
@@ -1920,24 +1964,22 @@ impl Core {
             .transaction_commit
             .with_label_values(&[self.settings.source.as_str(), self.settings.target.as_str()])
             .observe(started.elapsed().as_secs_f64());
-        // The progress records' reports: stored.
-        self.lanes.poll(0, Duration::ZERO);
-        self.apply_deliveries(to_pause)?;
         Ok(true)
     }
 
     /// Exactly-once mode: serves the transactional producers until every record sent is
     /// acknowledged and its report served, or one failed (librdkafka then holds the others
-    /// back until the abort), or `until` passes (the transactions are aborted). librdkafka's
+    /// back until the abort): `true`; or `stop` is cancelled: `false` (nothing is aborted, the
+    /// shutdown commits); or `until` passes (the transactions are aborted). librdkafka's
     /// own flush, with reports delivered as events, waits its whole timeout: it counts a
     /// record as outstanding until the application has served its report.
-    fn await_acks(&mut self, until: Instant, stop: &CancellationToken) -> Result<()> {
+    fn await_acks(&mut self, until: Instant, stop: &CancellationToken) -> Result<bool> {
         loop {
             let outstanding: i32 = (0..self.lanes.count())
                 .map(|l| self.lanes.get(l).in_flight_count())
                 .sum();
             if outstanding == 0 {
-                return Ok(());
+                return Ok(true);
             }
             self.lanes.poll(0, Duration::from_millis(5));
             let failed = self
@@ -1946,9 +1988,12 @@ impl Core {
                 .lock()
                 .map_or(true, |b| b.events.iter().any(|d| d.error.is_some()));
             if failed {
-                return Ok(());
+                return Ok(true);
             }
-            if Instant::now() >= until || stop.is_cancelled() {
+            if stop.is_cancelled() {
+                return Ok(false);
+            }
+            if Instant::now() >= until {
                 return Err(self.fail_transaction(
                     "the target did not acknowledge the transaction's records in time",
                     &KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut),
@@ -1958,53 +2003,55 @@ impl Core {
     }
 
     /// Exactly-once mode, before a commit: any record of the transaction that failed fails the
-    /// transaction. A record the target refuses for what it is is remembered, so that after
-    /// the restart its partition copies up to it and stops there (the others go on).
+    /// transaction.
     fn check_transaction_deliveries(&mut self) -> Result<()> {
-        let failed: Vec<(u32, usize, KafkaError)> = match self.lanes.buf().lock() {
-            Ok(buf) => buf
-                .events
-                .iter()
-                .filter_map(|d| d.error.as_ref().map(|e| (d.slot, d.opaque, e.clone())))
-                .collect(),
+        let first = match self.lanes.buf().lock() {
+            Ok(buf) => buf.events.iter().find_map(|d| d.error.clone()),
             Err(_) => return Err(Error::Internal("delivery buffer poisoned".into())),
         };
-        let Some((_, _, first)) = failed.first() else {
-            return Ok(());
+        match first {
+            None => Ok(()),
+            Some(e) => {
+                Err(self.fail_transaction("a record of the transaction was not delivered", &e))
+            }
+        }
+    }
+
+    /// Exactly-once mode, when a transaction fails: records the target refused for what they
+    /// are (too large, invalid) are remembered, so that after the restart their partition
+    /// copies up to the first of them and stops there (the others go on).
+    fn remember_refused(&mut self) {
+        let Some(t) = &self.settings.transactions else {
+            return;
         };
-        let first = first.clone();
-        if let Some(t) = &self.settings.transactions {
-            for (slot, opaque, e) in &failed {
-                if opaque & PROGRESS_BIT != 0 || !crate::transactions::refused_for_good(e) {
-                    continue;
-                }
-                let Some(slot) = self.slots.get(*slot as usize).and_then(Option::as_ref) else {
-                    continue;
-                };
-                #[allow(clippy::cast_possible_wrap)]
-                let offset = Offset(*opaque as i64);
-                let reason = describe(e);
+        let Ok(buf) = self.lanes.buf().lock() else {
+            return;
+        };
+        for d in &buf.events {
+            let Some(e) = &d.error else { continue };
+            if d.opaque & PROGRESS_BIT != 0 || !crate::transactions::refused_for_good(e) {
+                continue;
+            }
+            let Some(slot) = self.slots.get(d.slot as usize).and_then(Option::as_ref) else {
+                continue;
+            };
+            #[allow(clippy::cast_possible_wrap)]
+            let offset = Offset(d.opaque as i64);
+            let reason = describe(e);
+            let Ok(mut poisoned) = t.poisoned.lock() else {
+                return;
+            };
+            let first = poisoned
+                .get(&slot.source)
+                .is_none_or(|(at, _)| offset < *at);
+            if first {
                 tracing::error!(
                     topic = %slot.source.topic, partition = slot.source.partition, offset = offset.0,
                     "the target refused the record: {reason}; the transaction is aborted, and after the restart the partition copies up to this record and stops there (the others go on); fix the cause (e.g. the target topic's max.message.bytes, or producer.batch.size below it) and restart kmirror"
                 );
-                if let Ok(mut poisoned) = t.poisoned.lock() {
-                    let entry = poisoned
-                        .entry(slot.source.clone())
-                        .or_insert((offset, reason.clone()));
-                    if offset < entry.0 {
-                        *entry = (offset, reason);
-                    }
-                }
+                poisoned.insert(slot.source.clone(), (offset, reason));
             }
         }
-        Err(self.fail_transaction(
-            &format!(
-                "{} record(s) of the transaction were not delivered",
-                failed.len()
-            ),
-            &first,
-        ))
     }
 
     /// Stops a partition at a record that `who` refuses for good: loud, counted, and nothing
@@ -2315,7 +2362,12 @@ impl Core {
             let Some(slot) = self.slots[idx].as_mut() else {
                 continue;
             };
-            let Some(next) = slot.tracker.progress_to_store() else {
+            let next = if transactional {
+                slot.transaction_progress()
+            } else {
+                slot.tracker.progress_to_store()
+            };
+            let Some(next) = next else {
                 continue;
             };
             if !all && slot.final_progress_sent == Some(next) {
@@ -2353,6 +2405,7 @@ impl Core {
                             // Tried again at the next flush (the shutdown path reports what is
                             // not stored).
                             slot.final_progress_sent = None;
+                            self.progress_unqueued = true;
                             return written;
                         }
                         record = back;
@@ -2362,6 +2415,7 @@ impl Core {
                         // Not stored only means a larger replay after a crash: try again at
                         // the next flush rather than stopping replication.
                         slot.final_progress_sent = None;
+                        self.progress_unqueued = true;
                         tracing::warn!(
                             topic = %slot.source.topic,
                             partition = slot.source.partition,

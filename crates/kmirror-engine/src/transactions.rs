@@ -1,12 +1,13 @@
 //! Exactly-once mode: the copied records and their progress committed together.
 //!
-//! In this mode one transactional producer (`transactional.id` = `kmirror-<source>-<target>`)
-//! carries every record of the flow, and the progress and translation-map records of the
-//! partitions it copied, in one transaction, committed every commit interval. A `read_committed`
+//! In this mode transactional producers carry every record of the flow, and the progress and
+//! translation-map records of the partitions they copied, in transactions committed every
+//! commit interval: one with `transactional.id` = `kmirror-<source>-<target>`, and one per codec
+//! the source topics use (`<id>-<codec>`, see [`crate::lanes`]). A `read_committed`
 //! consumer on the target sees each source record once: a crash, a kill or a fenced instance
-//! leaves an open transaction that the next instance's `init_transactions` aborts (fencing the
-//! old one), and the progress it then reads (`read_committed` too) names exactly the records
-//! committed. Offset syncs, published translation maps and so checkpoints follow commits only:
+//! leaves open transactions that the next instance's `init_transactions` abort (fencing the
+//! old one: every id it may use is fenced before the progress is read), and the progress it
+//! then reads (`read_committed` too) names exactly the records committed. Offset syncs, published translation maps and so checkpoints follow commits only:
 //! they never name a record that was aborted.
 //!
 //! A transaction that fails (a record refused, the target unreachable beyond the transaction
@@ -130,6 +131,18 @@ pub(crate) fn fenced_code(code: RDKafkaErrorCode) -> bool {
     )
 }
 
+/// Whether a failed send means the transaction cannot go on (it is in an abortable state, or
+/// the producer failed for good), rather than a refusal of this one record before it was
+/// queued (too large for the producer, an unknown partition), which leaves the transaction
+/// as it was.
+pub(crate) fn ends_transaction(e: &KafkaError) -> bool {
+    fatal(e)
+        || matches!(
+            e.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::State | RDKafkaErrorCode::Fatal)
+        )
+}
+
 /// Whether the target refused a record for what it is (its size, its content): copying it
 /// again fails again, whatever the transaction.
 pub(crate) fn refused_for_good(e: &KafkaError) -> bool {
@@ -151,9 +164,17 @@ pub(crate) fn refused_for_good(e: &KafkaError) -> bool {
 /// The error a failed transaction ends the replicator with: [`Error::Fenced`] when another
 /// instance took over, else retriable (restarted from the committed progress).
 pub(crate) fn failure(transactional_id: &str, what: &str, e: &KafkaError) -> Error {
-    if fatal(e) {
+    let fenced = match e {
+        KafkaError::Transaction(t) => fenced_code(t.code()),
+        other => other.rdkafka_error_code().is_some_and(fenced_code),
+    };
+    if fenced {
         Error::Fenced(format!(
             "{what}: {e}: another kmirror with transactional.id `{transactional_id}` (the same flow) started and took over this flow's transactions; this instance stops copying it (run one instance per flow)"
+        ))
+    } else if fatal(e) {
+        Error::Fatal(format!(
+            "{what}: the transactional producer failed for good: {e}; nothing of the open transaction is visible to read_committed consumers, and copying resumes from the committed progress"
         ))
     } else {
         Error::Retriable(format!(
@@ -162,23 +183,35 @@ pub(crate) fn failure(transactional_id: &str, what: &str, e: &KafkaError) -> Err
     }
 }
 
+fn failure_is_fenced(e: &KafkaError) -> bool {
+    matches!(failure("", "", e), Error::Fenced(_))
+}
+
+/// How long fencing at start may wait for the target (retried after that by the flow).
+pub(crate) const INIT_PATIENCE: Duration = Duration::from_secs(120);
+
 /// Fences earlier instances with the same `transactional.id` (their open transaction is
 /// aborted) and readies the producer. Blocking; gives up at shutdown.
 pub fn init<C: rdkafka::producer::ProducerContext>(
     producer: &rdkafka::producer::BaseProducer<C>,
     transactional_id: &str,
+    patience: Duration,
     shutdown: &CancellationToken,
 ) -> Result<()> {
     use rdkafka::producer::Producer;
     with_retries(
         "initializing transactions",
-        Duration::from_secs(120),
+        patience,
         shutdown,
         |t| producer.init_transactions(t),
     )
     .map_err(|e| {
         if shutdown.is_cancelled() {
             Error::Retriable(format!("stopped while initializing transactions: {e}"))
+        } else if fatal(&e) && !failure_is_fenced(&e) {
+            Error::Retriable(format!(
+                "the target refused transactions for `{transactional_id}`: {e} (kmirror's principal needs Write and Describe on TransactionalId `{transactional_id}` and, with compressed topics, `{transactional_id}-<codec>`: a prefixed ACL on `{transactional_id}`; transaction.timeout.ms must not exceed the broker's transaction.max.timeout.ms)"
+            ))
         } else if fatal(&e) {
             failure(transactional_id, "initializing transactions", &e)
         } else {

@@ -240,8 +240,9 @@ pub struct Mirror {
 /// committed together in transactions on the target.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExactlyOnce {
-    /// The target producer's `transactional.id`: `kmirror-<source>-<target>`. A second
-    /// instance with the same one fences the first.
+    /// The target producer's `transactional.id`: `kmirror-<source>-<target>` (and
+    /// `<that>-<codec>` for the producers of compressed topics). A second instance with the
+    /// same ones fences the first.
     pub transactional_id: String,
     /// How often the open transaction is committed (`transaction.boundary`: `poll` is
     /// [`DEFAULT_COMMIT_INTERVAL`]; `interval` is `transaction.boundary.interval.ms`, else
