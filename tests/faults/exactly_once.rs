@@ -9,44 +9,12 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::producer::Producer;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::support::*;
 
 const PARTITIONS: i32 = 4;
 const KILLS: usize = 20;
-/// Records written every 5 ms: 20,000 records/s.
-const STEP: usize = 100;
-
-/// Writes 100 records every 5 ms to `topic` until `stop`; returns what it wrote and for how long.
-fn steady_writer(
-    bootstrap: &str,
-    topic: &str,
-    stop: &Arc<AtomicBool>,
-) -> std::thread::JoinHandle<(Vec<(i32, TestRecord)>, Duration)> {
-    let (stop, bootstrap, topic) = (Arc::clone(stop), bootstrap.to_owned(), topic.to_owned());
-    std::thread::spawn(move || {
-        let producer = test_producer(&bootstrap);
-        let mut sent = Vec::new();
-        let started = Instant::now();
-        let mut next = 0;
-        while !stop.load(Ordering::Relaxed) {
-            for i in next..next + STEP {
-                let partition = i32::try_from(i).unwrap() % PARTITIONS;
-                let r = numbered(i, 100);
-                send_record(&producer, &topic, partition, &r);
-                sent.push((partition, r));
-            }
-            next += STEP;
-            producer.poll(Duration::ZERO);
-            let due = Duration::from_millis(5) * u32::try_from(next / STEP).unwrap();
-            std::thread::sleep(due.saturating_sub(started.elapsed()));
-        }
-        producer.flush(Duration::from_secs(60)).unwrap();
-        (sent, started.elapsed())
-    })
-}
 
 #[test]
 fn kill_minus_nine_twenty_times_copies_each_record_once() {
@@ -55,23 +23,9 @@ fn kill_minus_nine_twenty_times_copies_each_record_once() {
     create_topic(&env.source.bootstrap, &topic, PARTITIONS);
     let config = env.exactly_once_config(&topic, "");
     let stop = Arc::new(AtomicBool::new(false));
-    let writer = steady_writer(&env.source.bootstrap, &topic, &stop);
+    let writer = steady_writer(&env.source.bootstrap, &topic, PARTITIONS, &stop);
 
-    let mut seed = u64::from(std::process::id());
-    for _ in 0..KILLS {
-        let mut kmirror = Kmirror::start(&config, &[]);
-        seed = seed
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        std::thread::sleep(Duration::from_millis(3_000 + (seed >> 33) % 3_000));
-        assert_eq!(
-            kmirror.exit_code(),
-            None,
-            "kmirror ended by itself:\n{}",
-            kmirror.logs()
-        );
-        kmirror.kill();
-    }
+    kill_repeatedly(&config, KILLS);
     stop.store(true, Ordering::Relaxed);
     let (sent, writing) = writer.join().unwrap();
 
@@ -123,7 +77,7 @@ fn a_second_instance_of_the_flow_fences_the_first_and_nothing_is_copied_twice() 
     create_topic(&env.source.bootstrap, &topic, PARTITIONS);
     let config = env.exactly_once_config(&topic, "");
     let stop = Arc::new(AtomicBool::new(false));
-    let writer = steady_writer(&env.source.bootstrap, &topic, &stop);
+    let writer = steady_writer(&env.source.bootstrap, &topic, PARTITIONS, &stop);
 
     let mut first = Kmirror::start(&config, &[]);
     std::thread::sleep(Duration::from_secs(5));
@@ -328,7 +282,7 @@ fn target_broker_killed_or_frozen_mid_transaction_copies_each_record_once() {
     let config = env.exactly_once_config(&topic, "");
     let mut kmirror = Kmirror::start(&config, &["--shutdown-timeout", "5s"]);
     let stop = Arc::new(AtomicBool::new(false));
-    let writer = steady_writer(&env.source.bootstrap, &topic, &stop);
+    let writer = steady_writer(&env.source.bootstrap, &topic, PARTITIONS, &stop);
     std::thread::sleep(Duration::from_secs(4));
     env.target.kill_node(0);
     std::thread::sleep(Duration::from_secs(5));

@@ -4,16 +4,12 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-use rdkafka::producer::Producer;
+use std::time::Duration;
 
 use crate::support::*;
 
 const PARTITIONS: i32 = 4;
 const KILLS: usize = 20;
-/// Records written every 5 ms: 20,000 records/s.
-const STEP: usize = 100;
 
 #[test]
 fn kill_minus_nine_twenty_times_while_writing_loses_nothing() {
@@ -23,51 +19,8 @@ fn kill_minus_nine_twenty_times_while_writing_loses_nothing() {
     let config = env.config(&topic, "");
 
     let stop = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let (stop, bootstrap, topic) = (
-            Arc::clone(&stop),
-            env.source.bootstrap.clone(),
-            topic.clone(),
-        );
-        std::thread::spawn(move || {
-            // One producer writing a steady stream: 100 records every 5 ms.
-            let producer = test_producer(&bootstrap);
-            let mut sent = Vec::new();
-            let started = Instant::now();
-            let mut next = 0;
-            while !stop.load(Ordering::Relaxed) {
-                for i in next..next + STEP {
-                    let partition = i32::try_from(i).unwrap() % PARTITIONS;
-                    let r = numbered(i, 100);
-                    send_record(&producer, &topic, partition, &r);
-                    sent.push((partition, r));
-                }
-                next += STEP;
-                producer.poll(Duration::ZERO);
-                let due = Duration::from_millis(5) * u32::try_from(next / STEP).unwrap();
-                std::thread::sleep(due.saturating_sub(started.elapsed()));
-            }
-            producer.flush(Duration::from_secs(60)).unwrap();
-            (sent, started.elapsed())
-        })
-    };
-
-    // Kill at varied moments: while catching up after the restart, and while keeping up.
-    let mut seed = u64::from(std::process::id());
-    for _ in 0..KILLS {
-        let mut kmirror = Kmirror::start(&config, &[]);
-        seed = seed
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        std::thread::sleep(Duration::from_millis(3_000 + (seed >> 33) % 3_000));
-        assert_eq!(
-            kmirror.exit_code(),
-            None,
-            "kmirror ended by itself:\n{}",
-            kmirror.logs()
-        );
-        kmirror.kill();
-    }
+    let writer = steady_writer(&env.source.bootstrap, &topic, PARTITIONS, &stop);
+    kill_repeatedly(&config, KILLS);
     stop.store(true, Ordering::Relaxed);
     let (sent, writing) = writer.join().unwrap();
 

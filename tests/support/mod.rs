@@ -862,6 +862,58 @@ pub fn recreate_topic(bootstrap: &str, topic: &str, partitions: i32) {
     }
 }
 
+/// A source written at a steady rate: 100 numbered records every 5 ms (20,000 records/s)
+/// spread over `partitions` of `topic`, until `stop`. Returns what it wrote and for how long.
+pub fn steady_writer(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    stop: &Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<(Vec<(i32, TestRecord)>, Duration)> {
+    const STEP: usize = 100;
+    let (stop, bootstrap, topic) = (Arc::clone(stop), bootstrap.to_owned(), topic.to_owned());
+    std::thread::spawn(move || {
+        let producer = test_producer(&bootstrap);
+        let mut sent = Vec::new();
+        let started = Instant::now();
+        let mut next = 0;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            for i in next..next + STEP {
+                let partition = i32::try_from(i).unwrap() % partitions;
+                let r = numbered(i, 100);
+                send_record(&producer, &topic, partition, &r);
+                sent.push((partition, r));
+            }
+            next += STEP;
+            producer.poll(Duration::ZERO);
+            let due = Duration::from_millis(5) * u32::try_from(next / STEP).unwrap();
+            std::thread::sleep(due.saturating_sub(started.elapsed()));
+        }
+        producer.flush(Duration::from_secs(60)).unwrap();
+        (sent, started.elapsed())
+    })
+}
+
+/// Starts kmirror on `config` and kills it (-9) `kills` times, at varied moments (3 to 6 s
+/// after each start: while catching up after the restart, and while keeping up).
+pub fn kill_repeatedly(config: &Path, kills: usize) {
+    let mut seed = u64::from(std::process::id());
+    for _ in 0..kills {
+        let mut kmirror = Kmirror::start(config, &[]);
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        std::thread::sleep(Duration::from_millis(3_000 + (seed >> 33) % 3_000));
+        assert_eq!(
+            kmirror.exit_code(),
+            None,
+            "kmirror ended by itself:\n{}",
+            kmirror.logs()
+        );
+        kmirror.kill();
+    }
+}
+
 pub fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> Result<(), String>) {
     let deadline = Instant::now() + timeout;
     loop {
