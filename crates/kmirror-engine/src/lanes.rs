@@ -390,7 +390,7 @@ impl Lanes {
         })
     }
 
-    /// The transactional producers in use (exactly-once mode), by lane.
+    /// How many producers (lanes) there are.
     pub fn count(&self) -> usize {
         self.lanes.len()
     }

@@ -1835,9 +1835,7 @@ impl Core {
         // producer's fatal error does.
         match self.lanes.fatal() {
             Some((code, reason)) if crate::transactions::fenced_code(code) => {
-                Error::Fenced(format!(
-                    "{what}: {reason}: another kmirror with transactional.id `{id}` (the same flow) started and took over this flow's transactions; this instance stops copying it (run one instance per flow)"
-                ))
+                crate::transactions::fenced(&id, what, reason)
             }
             Some((_, reason)) => Error::Fatal(format!(
                 "{what}: the transactional producer failed for good: {reason}; the flow starts again from the committed progress"
@@ -2218,10 +2216,11 @@ impl Core {
                     .fatal()
                     .is_some_and(|(code, _)| crate::transactions::fenced_code(code))
                 {
-                    return Err(Error::Fenced(format!(
-                        "the transactional producer failed for good: {reason}: another kmirror with transactional.id `{}` (the same flow) took over; this instance stops copying the flow (run one instance per flow)",
-                        t.transactional_id
-                    )));
+                    return Err(crate::transactions::fenced(
+                        &t.transactional_id,
+                        "the transactional producer failed for good",
+                        reason,
+                    ));
                 }
             }
             return Err(Error::Fatal(format!(

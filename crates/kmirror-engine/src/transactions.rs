@@ -161,6 +161,14 @@ pub(crate) fn refused_for_good(e: &KafkaError) -> bool {
     )
 }
 
+/// The error of an instance whose transactions another instance of the flow took over: it
+/// stops copying the flow rather than fence the other back.
+pub(crate) fn fenced(transactional_id: &str, what: &str, reason: impl std::fmt::Display) -> Error {
+    Error::Fenced(format!(
+        "{what}: {reason}: another kmirror with transactional.id `{transactional_id}` (the same flow) started and took over this flow's transactions; this instance stops copying it (run one instance per flow)"
+    ))
+}
+
 /// The error a failed transaction ends the replicator with: [`Error::Fenced`] when another
 /// instance took over, else retriable (restarted from the committed progress).
 pub(crate) fn failure(transactional_id: &str, what: &str, e: &KafkaError) -> Error {
@@ -169,9 +177,7 @@ pub(crate) fn failure(transactional_id: &str, what: &str, e: &KafkaError) -> Err
         other => other.rdkafka_error_code().is_some_and(fenced_code),
     };
     if fenced {
-        Error::Fenced(format!(
-            "{what}: {e}: another kmirror with transactional.id `{transactional_id}` (the same flow) started and took over this flow's transactions; this instance stops copying it (run one instance per flow)"
-        ))
+        self::fenced(transactional_id, what, e)
     } else if fatal(e) {
         Error::Fatal(format!(
             "{what}: the transactional producer failed for good: {e}; nothing of the open transaction is visible to read_committed consumers, and copying resumes from the committed progress"
