@@ -14,4 +14,5 @@ mod mock;
 mod outages;
 mod prometheus;
 mod recreate;
+mod scale_out;
 mod shutdown;

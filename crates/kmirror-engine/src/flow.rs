@@ -79,6 +79,8 @@ pub struct Flow {
     target: ClientFactory,
     status: Arc<StatusBoard>,
     options: FlowOptions,
+    /// Whether this replica runs the singleton jobs (always, without scale-out).
+    leadership: crate::ownership::Leadership,
 }
 
 impl Flow {
@@ -108,6 +110,7 @@ impl Flow {
             target: factory(&mirror.target)?,
             status,
             options,
+            leadership: crate::ownership::Leadership::new(mirror.scale_out.is_none()),
         };
         for (role, cfg) in flow.client_configs() {
             check_properties(&cfg).map_err(|e| Error::Config(format!("{role}: {e}")))?;
@@ -236,14 +239,25 @@ impl Flow {
             Arc::clone(&target_admin),
             side_stop.clone(),
         );
-        let heartbeats = self.heartbeats(Arc::clone(&target_admin), side_stop.clone());
-        let checkpoints = self.checkpoints(Arc::clone(&target_admin), side_stop.clone());
-        let target_sync = self.config_and_acl_sync(
+        // Scale-out: one replica at a time emits heartbeats and syncs configs and ACLs; every
+        // replica checkpoints the partitions it copies (their maps are its own).
+        let (heartbeat_admin, sync_source, sync_target) = (
+            Arc::clone(&target_admin),
             Arc::clone(&source_admin),
             Arc::clone(&target_admin),
-            topics_synced.clone(),
-            side_stop.clone(),
         );
+        let heartbeats = self.leadership.run_while_leading(&side_stop, |stop| {
+            self.heartbeats(Arc::clone(&heartbeat_admin), stop)
+        });
+        let checkpoints = self.checkpoints(Arc::clone(&target_admin), side_stop.clone());
+        let target_sync = self.leadership.run_while_leading(&side_stop, |stop| {
+            self.config_and_acl_sync(
+                Arc::clone(&sync_source),
+                Arc::clone(&sync_target),
+                topics_synced.clone(),
+                stop,
+            )
+        });
         let permissions = crate::permissions::run(
             Arc::clone(&self.mirror),
             Arc::clone(&source_admin),
@@ -322,7 +336,7 @@ impl Flow {
         let progress_partitions = prepared.partitions;
         // A progress topic created just now holds nothing: reading it would only wait for
         // its end.
-        let mut progress_empty = prepared.created;
+        let progress_empty = prepared.created;
         if progress_partitions != progress.partitions {
             tracing::info!(topic = %progress.topic, partitions = progress_partitions, "the progress topic exists with its own partition count; using it");
         }
@@ -344,23 +358,75 @@ impl Flow {
             target_admin,
             Arc::clone(&self.options.metrics),
         );
-        // Partitions that existed at the first topic sync: only these start where
-        // `auto.offset.reset` says when they have no stored progress.
-        let mut initial: Option<HashSet<TopicPartition>> = None;
-        // Since when every topic refresh has failed (across replicator restarts).
-        let mut failing_since: Option<tokio::time::Instant> = None;
+        let mut carried = Carried {
+            initial: None,
+            failing_since: None,
+            membership: match &self.mirror.scale_out {
+                Some(scale_out) => Some(self.join_group(scale_out)?),
+                None => None,
+            },
+        };
+        let result = self
+            .replicate(
+                &sync,
+                progress_partitions,
+                progress_empty,
+                &mut carried,
+                topics_synced,
+                &shutdown,
+            )
+            .await;
+        if let Some(m) = carried.membership {
+            m.close(CLIENT_CLOSE_WAIT).await;
+        }
+        result
+    }
+
+    /// Scale-out: joins the flow's group on the target.
+    fn join_group(
+        &self,
+        scale_out: &kmirror_core::config::ScaleOut,
+    ) -> Result<crate::ownership::Membership> {
+        let (source, target) = (self.mirror.source.as_str(), self.mirror.target.as_str());
+        let metrics = &self.options.metrics;
+        crate::ownership::Membership::start(
+            self.target
+                .config(Role::ProgressReader, &[&self.mirror.clients.target_all]),
+            ClusterContext::new(&self.target),
+            crate::ownership::Settings {
+                scale_out: scale_out.clone(),
+                leader_topic: self.mirror.progress.topic.clone(),
+                handover_timeout: self.options.shutdown_timeout,
+                leadership: self.leadership.clone(),
+                singleton_gauge: metrics.singleton_owner.with_label_values(&[source, target]),
+                timed_out: metrics
+                    .handovers
+                    .with_label_values(&[source, target, "timed_out"]),
+            },
+        )
+    }
+
+    /// Runs replicators one after the other (a new one after a failure) until shutdown.
+    async fn replicate(
+        &self,
+        sync: &TopicSync,
+        progress_partitions: i32,
+        mut progress_empty: bool,
+        carried: &mut Carried,
+        topics_synced: &CancellationToken,
+        shutdown: &CancellationToken,
+    ) -> Result<()> {
         loop {
             match self
                 .run_replicator(
-                    &sync,
+                    sync,
                     Prepared {
                         partitions: progress_partitions,
                         created: std::mem::take(&mut progress_empty),
                     },
-                    &mut initial,
-                    &mut failing_since,
+                    carried,
                     topics_synced,
-                    &shutdown,
+                    shutdown,
                 )
                 .await
             {
@@ -380,7 +446,7 @@ impl Flow {
                         "replication stopped: {e}; restarting from the stored progress in {}s",
                         RESTART_BACKOFF.as_secs()
                     );
-                    if sleep_or_cancel(RESTART_BACKOFF, &shutdown).await {
+                    if sleep_or_cancel(RESTART_BACKOFF, shutdown).await {
                         return Ok(());
                     }
                 }
@@ -469,11 +535,15 @@ impl Flow {
         &self,
         sync: &TopicSync,
         progress_topic: Prepared,
-        initial: &mut Option<HashSet<TopicPartition>>,
-        failing_since: &mut Option<tokio::time::Instant>,
+        carried: &mut Carried,
         topics_synced: &CancellationToken,
         shutdown: &CancellationToken,
     ) -> Result<()> {
+        let Carried {
+            initial,
+            failing_since,
+            membership,
+        } = carried;
         let c = &self.mirror.clients;
         let progress = &self.mirror.progress;
         let (progress_partitions, progress_empty) =
@@ -542,22 +612,12 @@ impl Flow {
         } else {
             replicator
         };
-        let reader = self.progress_reader_config();
-        let (topic, source_alias, timeout) = (
-            progress.topic.clone(),
-            self.mirror.source.to_string(),
-            self.mirror.admin_timeout,
-        );
         // Read once the replicator's clients exist, so that they connect (and the producer gets
         // its id) meanwhile.
         let stored = if progress_empty {
             crate::progress_store::Stored::default()
         } else {
-            tokio::task::spawn_blocking(move || {
-                crate::progress_store::read(&reader, &topic, &source_alias, timeout)
-            })
-            .await
-            .map_err(|e| Error::Internal(format!("progress reader: {e}")))??
+            self.read_progress().await?
         };
         tracing::info!(partitions = stored.positions.len(), maps = stored.maps.len(), topic = %progress.topic, "read stored progress");
 
@@ -579,6 +639,13 @@ impl Flow {
         let mut stored = stored;
         let refresh = self.mirror.refresh_topics.unwrap_or(Duration::MAX);
         let mut first = true;
+        // Scale-out: the last topic refresh, applied again to the partitions the group gives.
+        let mut last_round: Option<crate::topics::SyncRound> = None;
+        let owned_gauge = self
+            .options
+            .metrics
+            .owned_partitions
+            .with_label_values(&[self.mirror.source.as_str(), self.mirror.target.as_str()]);
 
         let mut next_sync = tokio::time::Instant::now();
         loop {
@@ -588,7 +655,14 @@ impl Flow {
                 next_sync.saturating_duration_since(tokio::time::Instant::now())
             };
             first = false;
+            let mut event = None;
             tokio::select! {
+                e = async {
+                    match membership.as_mut() {
+                        Some(m) => m.next().await,
+                        None => std::future::pending().await,
+                    }
+                } => event = Some(e),
 
                 outcome = &mut done => {
                     let Ok(outcome) = outcome else {
@@ -681,9 +755,26 @@ impl Flow {
                                     .collect();
                                 plan.learn_codecs(decided, &self.compression_level());
                             }
+                            let round = match membership.as_ref() {
+                                Some(m) => {
+                                    let mut topics: Vec<String> = round
+                                        .partitions
+                                        .iter()
+                                        .map(|r| r.target_topic.to_string())
+                                        .collect();
+                                    topics.push(progress.topic.clone());
+                                    m.subscribe(topics);
+                                    last_round = Some(round.clone());
+                                    owned_only(round, &m.owned)
+                                }
+                                None => round,
+                            };
                             for command in plan.apply(round, &mut stored, initial.as_ref(), self) {
                                 // A send error means the replicator ended; the next loop turn reports why.
                                 let _ = tx.send(command);
+                            }
+                            if membership.is_some() {
+                                owned_gauge.set(plan.assigned.len() as f64);
                             }
                         }
                         Err(e) => {
@@ -713,8 +804,94 @@ impl Flow {
                     }
                 }
             }
+            let (Some(event), Some(m)) = (event, membership.as_mut()) else {
+                continue;
+            };
+            match event {
+                crate::ownership::Event::Assigned(list) => {
+                    tracing::info!(
+                        partitions = list.len(),
+                        "scale-out: the group gave this replica partitions"
+                    );
+                    m.owned.extend(list);
+                    // Their last owner stored its final progress before letting them go.
+                    stored = self.read_progress().await?;
+                    if let Some(round) = &last_round {
+                        let round = owned_only(round.clone(), &m.owned);
+                        for command in plan.apply(round, &mut stored, initial.as_ref(), self) {
+                            let _ = tx.send(command);
+                        }
+                    }
+                }
+                crate::ownership::Event::Revoked { partitions, done } => {
+                    tracing::info!(
+                        partitions = partitions.len(),
+                        "scale-out: the group moves partitions to another replica"
+                    );
+                    for p in &partitions {
+                        m.owned.remove(p);
+                    }
+                    let revoked: HashSet<(&str, i32)> =
+                        partitions.iter().map(|(t, p)| (t.as_str(), *p)).collect();
+                    let policy = &self.mirror.policy;
+                    let leaving: Vec<TopicPartition> = plan
+                        .assigned
+                        .iter()
+                        .filter(|tp| {
+                            let remote = policy.format_remote_topic(&self.mirror.source, &tp.topic);
+                            revoked.contains(&(remote.as_str(), tp.partition))
+                        })
+                        .cloned()
+                        .collect();
+                    for tp in &leaving {
+                        plan.assigned.remove(tp);
+                    }
+                    // Not sent (the replicator ended): `done` is dropped, and the group goes on.
+                    let _ = tx.send(Command::HandOver(leaving, done));
+                }
+            }
+            owned_gauge.set(plan.assigned.len() as f64);
         }
     }
+
+    /// Reads the stored progress of every partition of the flow.
+    async fn read_progress(&self) -> Result<crate::progress_store::Stored> {
+        let reader = self.progress_reader_config();
+        let (topic, source_alias, timeout) = (
+            self.mirror.progress.topic.clone(),
+            self.mirror.source.to_string(),
+            self.mirror.admin_timeout,
+        );
+        tokio::task::spawn_blocking(move || {
+            crate::progress_store::read(&reader, &topic, &source_alias, timeout)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("progress reader: {e}")))?
+    }
+}
+
+/// What one replicator run leaves to the next.
+struct Carried {
+    /// Partitions that existed at the first topic sync: only these start where
+    /// `auto.offset.reset` says when they have no stored progress.
+    initial: Option<HashSet<TopicPartition>>,
+    /// Since when every topic refresh has failed.
+    failing_since: Option<tokio::time::Instant>,
+    /// Scale-out: the group membership, which outlives replicator restarts (a restart is no
+    /// reason to move partitions) and is left once the final progress is stored.
+    membership: Option<crate::ownership::Membership>,
+}
+
+/// Scale-out: the partitions of `round` whose target partition this replica owns.
+fn owned_only(
+    mut round: crate::topics::SyncRound,
+    owned: &HashSet<crate::ownership::TargetPartition>,
+) -> crate::topics::SyncRound {
+    round.partitions.retain(|r| {
+        // Looked up without building a key per partition.
+        owned.contains(&(r.target_topic.to_string(), r.source.partition))
+    });
+    round
 }
 
 /// Turns topic refreshes into commands for the replicator: new partitions assigned where their

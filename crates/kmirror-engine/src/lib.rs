@@ -16,6 +16,8 @@
 //! - [`lanes`]: the replication producers, with batches that fit each target topic.
 //! - [`tail`]: copies a crash left on the target beyond the stored progress, found at start.
 //! - [`transactions`]: exactly-once mode (records and progress in one target transaction).
+//! - [`ownership`]: scale-out: which replica copies which partition and runs the singleton
+//!   jobs, decided by a consumer group on the target.
 //! - [`flow`]: one mirror end to end: start-up checks, topic sync loop, replicator supervision.
 //! - [`metrics`]: every exported metric, registered in one place.
 //! - [`checkpoint`]: checkpoints and consumer-group offset sync.
@@ -36,6 +38,7 @@ pub mod lanes;
 pub mod load;
 pub mod metrics;
 pub mod offsets;
+pub mod ownership;
 pub mod permissions;
 pub mod polled;
 pub mod progress_store;

@@ -79,6 +79,14 @@ pub mod names {
     /// Records found on the target at assignment beyond the stored progress (acknowledged
     /// before a crash, progress not yet stored), and therefore not copied again.
     pub const FOUND_ON_TARGET: &str = "kmirror_records_found_on_target_total";
+    /// Scale-out: source partitions this replica owns (by the flow's consumer group).
+    pub const OWNED_PARTITIONS: &str = "kmirror_owned_partitions";
+    /// Scale-out: 1 while this replica runs the flow's singleton jobs (heartbeats, topic
+    /// config and ACL sync).
+    pub const SINGLETON_OWNER: &str = "kmirror_singleton_jobs_owner";
+    /// Scale-out: partitions handed to another replica, by outcome (`stored`: final progress
+    /// stored first; `timed_out`: records were still in flight, and may be copied twice).
+    pub const HANDOVERS: &str = "kmirror_partition_handovers_total";
 
     /// Every `kmirror_` family.
     pub const ALL_OWN: &[&str] = &[
@@ -107,6 +115,9 @@ pub mod names {
         SOURCE_RECORDS_DELETED,
         TOPICS_RECREATED,
         FOUND_ON_TARGET,
+        OWNED_PARTITIONS,
+        SINGLETON_OWNER,
+        HANDOVERS,
     ];
 }
 
@@ -243,6 +254,12 @@ pub struct Metrics {
     pub topics_recreated: IntCounterVec,
     /// See [`names::FOUND_ON_TARGET`].
     pub found_on_target: IntCounterVec,
+    /// See [`names::OWNED_PARTITIONS`].
+    pub owned_partitions: GaugeVec,
+    /// See [`names::SINGLETON_OWNER`].
+    pub singleton_owner: GaugeVec,
+    /// See [`names::HANDOVERS`].
+    pub handovers: IntCounterVec,
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
@@ -351,6 +368,9 @@ impl Metrics {
             group_sync_skipped: counter(&r, names::GROUP_SYNC_SKIPPED, "Group partitions that offset sync left alone: active on the target, or committed there by someone else", &[SOURCE, TARGET, KIND]),
             topics_recreated: counter(&r, names::TOPICS_RECREATED, "Replicated topics found deleted and created again (copied again from the source's beginning), by side", &[SOURCE, TARGET, TOPIC, KIND]),
             found_on_target: counter(&r, names::FOUND_ON_TARGET, "Records found already on the target when a partition was assigned (copied before a crash, progress not yet stored) and not copied again", &flow),
+            owned_partitions: gauge(&r, names::OWNED_PARTITIONS, "Scale-out: source partitions this replica owns", &flow),
+            singleton_owner: gauge(&r, names::SINGLETON_OWNER, "Scale-out: 1 while this replica runs the flow's heartbeats and topic config and ACL sync", &flow),
+            handovers: counter(&r, names::HANDOVERS, "Scale-out: partitions handed to another replica, by outcome (stored: final progress stored first; timed_out: records may be copied twice)", &[SOURCE, TARGET, "outcome"]),
             registry: r,
         }
     }

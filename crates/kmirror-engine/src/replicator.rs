@@ -138,7 +138,24 @@ pub enum Command {
     /// Topic ids learned after the topic's partitions were assigned (a side not known then,
     /// or a target topic created again): stored with progress and maps from now on.
     SetIds(Vec<(Arc<str>, TopicIds)>),
+    /// Scale-out: these partitions go to another replica. Like a release, and `done` is
+    /// answered once each is dropped with its final progress acknowledged by the target (or
+    /// at once for partitions not held).
+    HandOver(Vec<TopicPartition>, std::sync::mpsc::Sender<()>),
 }
+
+/// Partitions being handed to another replica (see [`Command::HandOver`]).
+struct HandOver {
+    pending: HashSet<TopicPartition>,
+    count: u64,
+    done: std::sync::mpsc::Sender<()>,
+}
+
+/// How often a replicator with partitions to hand over stores progress and drops what drained.
+const HANDOVER_TICK: Duration = Duration::from_millis(50);
+
+/// How long the final progress of handed-over partitions may take to be acknowledged.
+const HANDOVER_FLUSH: Duration = Duration::from_secs(10);
 
 /// How the replicator ended.
 #[derive(Debug, Default)]
@@ -278,6 +295,8 @@ struct Slot {
     route: Route,
     tracker: PartitionTracker,
     releasing: bool,
+    /// Released for another replica: its map leaves this process with it.
+    handed_over: bool,
     retry_at: Option<Instant>,
     /// The producer did not know the target partition: refresh its metadata before retrying.
     refresh_target: bool,
@@ -448,6 +467,8 @@ struct Core {
     maps_stored_at: Instant,
     /// A progress record could not be queued since the last look.
     progress_unqueued: bool,
+    /// Scale-out hand-overs not finished yet.
+    handovers: Vec<HandOver>,
 }
 
 impl Replicator {
@@ -556,6 +577,7 @@ impl Replicator {
                 txn_commits: 0,
                 maps_stored_at: Instant::now(),
                 progress_unqueued: false,
+                handovers: Vec::new(),
             },
         })
     }
@@ -607,6 +629,7 @@ impl Replicator {
                     Ok(Command::Release(list)) => self.release(&list),
                     Ok(Command::Reset(list)) => self.reset(list)?,
                     Ok(Command::SetIds(list)) => self.core.set_ids(list),
+                    Ok(Command::HandOver(list, done)) => self.hand_over(&list, done),
                     Err(mpsc::TryRecvError::Empty | mpsc::TryRecvError::Disconnected) => break,
                 }
             }
@@ -630,7 +653,9 @@ impl Replicator {
             if !transactional {
                 self.core.progress_between_flushes();
             }
-            if last_flush.elapsed() >= self.core.settings.flush_interval {
+            if last_flush.elapsed() >= self.core.settings.flush_interval
+                || (!self.core.handovers.is_empty() && last_flush.elapsed() >= HANDOVER_TICK)
+            {
                 if transactional {
                     // Progress changed without records (none in flight to carry it).
                     let mut to_pause = Vec::new();
@@ -1365,6 +1390,36 @@ impl Replicator {
         }
     }
 
+    /// Scale-out: stops copying `list` for another replica; `done` is answered once their final
+    /// progress is acknowledged.
+    fn hand_over(&mut self, list: &[TopicPartition], done: std::sync::mpsc::Sender<()>) {
+        let mut pending = HashSet::new();
+        for tp in list {
+            if let Some(idx) = self.core.slot_index(&tp.topic, tp.partition) {
+                if let Some(slot) = self.core.slots[idx].as_mut() {
+                    slot.handed_over = true;
+                    pending.insert(tp.clone());
+                }
+            }
+        }
+        self.release(list);
+        tracing::info!(
+            partitions = list.len(),
+            held = pending.len(),
+            "scale-out: handing partitions over to another replica"
+        );
+        if pending.is_empty() {
+            let _ = done.send(());
+        } else {
+            let count = pending.len() as u64;
+            self.core.handovers.push(HandOver {
+                pending,
+                count,
+                done,
+            });
+        }
+    }
+
     fn shutdown(&mut self) -> Result<Report> {
         let core = &mut self.core;
         let deadline = Instant::now() + core.settings.shutdown_timeout;
@@ -1538,6 +1593,7 @@ impl Core {
             route,
             tracker: PartitionTracker::new(next, stored),
             releasing: false,
+            handed_over: false,
             retry_at: None,
             refresh_target: false,
             position_known: stored.is_some(),
@@ -2315,8 +2371,34 @@ impl Core {
                 }
                 self.status.remove(&slot.source);
                 slot.metrics.remove(&self.settings.metrics);
+                if slot.handed_over {
+                    // Its checkpoints are the next owner's to write.
+                    self.settings.maps.remove(&slot.source);
+                    for h in &mut self.handovers {
+                        h.pending.remove(&slot.source);
+                    }
+                }
                 tracing::info!(topic = %slot.source.topic, partition = slot.source.partition, "partition released");
             }
+        }
+        if self.handovers.iter().any(|h| h.pending.is_empty()) {
+            // Their final progress is queued: the next owner reads it once acknowledged.
+            if let Err(e) = self.progress_producer.flush(HANDOVER_FLUSH) {
+                tracing::warn!("scale-out: the final progress of handed-over partitions was not acknowledged within {}s: {e}", HANDOVER_FLUSH.as_secs());
+            }
+            let (source, target) = (self.settings.source.as_str(), self.settings.target.as_str());
+            self.handovers.retain(|h| {
+                if !h.pending.is_empty() {
+                    return true;
+                }
+                self.settings
+                    .metrics
+                    .handovers
+                    .with_label_values(&[source, target, "stored"])
+                    .inc_by(h.count);
+                let _ = h.done.send(());
+                false
+            });
         }
     }
 

@@ -160,7 +160,7 @@ fn push_partitions(
 }
 
 /// What one topic refresh found.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct SyncRound {
     /// Every source partition that has a counterpart on the target.
     pub partitions: Vec<Replicable>,

@@ -59,6 +59,10 @@ pub const CONNECTOR_KEYS: &[(&str, KeyStatus)] = {
         ("use.defaults.from", Implemented),
         ("provenance.header.enabled", Implemented),
         ("provenance.header.name", Implemented),
+        ("scale.out.enabled", Implemented),
+        ("scale.out.group.id", Implemented),
+        ("scale.out.group.protocol", Implemented),
+        ("scale.out.session.timeout.ms", Implemented),
         (
             "consumer.poll.timeout.ms",
             NoEffect("kmirror polls continuously"),

@@ -234,7 +234,46 @@ pub struct Mirror {
     /// Exactly-once mode (`exactly.once.source.support: enabled` on the target cluster; `None`:
     /// at least once).
     pub exactly_once: Option<ExactlyOnce>,
+    /// Scale-out across replicas (`scale.out.enabled`; `None`: this instance copies every
+    /// partition and runs every job).
+    pub scale_out: Option<ScaleOut>,
 }
+
+/// Scale-out: replicas of the same config share a flow's partitions through a consumer group
+/// on the target cluster (see the engine's `ownership` module).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScaleOut {
+    /// The group (`scale.out.group.id`, default `kmirror-<source>-<target>`).
+    pub group_id: String,
+    /// The group protocol (`scale.out.group.protocol`).
+    pub protocol: GroupProtocol,
+    /// `scale.out.session.timeout.ms` (classic protocol; the `consumer` protocol's session
+    /// timeout is the broker's `group.consumer.session.timeout.ms`).
+    pub session_timeout: Duration,
+}
+
+/// The consumer group protocol replicas coordinate with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GroupProtocol {
+    /// JoinGroup/SyncGroup with incremental cooperative rebalancing (`cooperative-sticky`):
+    /// every Kafka since 2.4.
+    Classic,
+    /// KIP-848's broker-driven protocol (Kafka 4.0 and later): no stop-the-world rebalance.
+    Consumer,
+}
+
+impl GroupProtocol {
+    /// The value of librdkafka's `group.protocol`.
+    pub fn name(self) -> &'static str {
+        match self {
+            GroupProtocol::Classic => "classic",
+            GroupProtocol::Consumer => "consumer",
+        }
+    }
+}
+
+/// Default `scale.out.session.timeout.ms` (Kafka Connect's worker default).
+pub const DEFAULT_SCALE_OUT_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Exactly-once mode of a flow (MM2's KIP-618 keys): the copied records and their progress are
 /// committed together in transactions on the target.
@@ -1235,6 +1274,45 @@ fn resolve_mirror(
         problems,
         notices,
     );
+    let scale_out = bool_key("scale.out.enabled", false, problems).then(|| ScaleOut {
+        group_id: match keys.get("scale.out.group.id") {
+            Some((f, v)) if v.trim().is_empty() => {
+                problems.push(Problem::new(f, "the group id is empty (leave the key out for kmirror-<source>-<target>)"));
+                String::new()
+            }
+            Some((_, v)) => v.trim().to_owned(),
+            None => format!("kmirror-{source}-{target}"),
+        },
+        protocol: match keys.get("scale.out.group.protocol") {
+            None => GroupProtocol::Classic,
+            Some((f, v)) => match v.trim() {
+                "classic" => GroupProtocol::Classic,
+                "consumer" => GroupProtocol::Consumer,
+                other => {
+                    problems.push(Problem::new(
+                        f,
+                        format!("`{other}` is not a group protocol (classic, or consumer on Kafka 4.0 and later)"),
+                    ));
+                    GroupProtocol::Classic
+                }
+            },
+        },
+        session_timeout: match keys.get("scale.out.session.timeout.ms") {
+            Some((f, v)) => parse_int(f, v, 1000, problems).map_or(
+                DEFAULT_SCALE_OUT_SESSION_TIMEOUT,
+                |ms| Duration::from_millis(ms.unsigned_abs()),
+            ),
+            None => DEFAULT_SCALE_OUT_SESSION_TIMEOUT,
+        },
+    });
+    if scale_out.is_some() && exactly_once.is_some() {
+        if let Some((f, _)) = keys.get("scale.out.enabled") {
+            problems.push(Problem::new(
+                f,
+                "scale-out and exactly-once mode do not go together yet: run one replica in exactly-once mode (a second one would fence the first), or copy at least once with several",
+            ));
+        }
+    }
     let offset_syncs = if bool_key("emit.offset-syncs.enabled", true, problems) {
         let location = match keys.get("offset-syncs.topic.location") {
             None => SyncLocation::Source,
@@ -1406,6 +1484,7 @@ fn resolve_mirror(
         sync_topic_acls,
         provenance,
         exactly_once,
+        scale_out,
     })
 }
 
@@ -1521,6 +1600,11 @@ impl Config {
                     "exactlyOnce": m.exactly_once.as_ref().map(|e| serde_json::json!({
                         "transactionalId": e.transactional_id,
                         "commitIntervalMs": u64::try_from(e.commit_interval.as_millis()).unwrap_or(u64::MAX),
+                    })),
+                    "scaleOut": m.scale_out.as_ref().map(|s| serde_json::json!({
+                        "groupId": s.group_id,
+                        "protocol": s.protocol.name(),
+                        "sessionTimeoutMs": u64::try_from(s.session_timeout.as_millis()).unwrap_or(u64::MAX),
                     })),
                     "sourceConsumer": masked(&m.clients.source_consumer),
                     "targetProducer": masked(&m.clients.target_producer),
