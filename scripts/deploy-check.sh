@@ -262,7 +262,7 @@ for values in "$CHART"/ci/*-values.yaml; do
     rm -f "$TMP"/split-*.yaml
   fi
 done
-refuses "the chart refuses replicas=3 (kmirror runs one replica per flow)" "one replica per flow" \
+refuses "the chart refuses replicas=3 without scale-out in the configuration" "does not turn scale-out on" \
   "$HELM" template kmirror "$CHART" --set replicas=3
 refuses "the chart refuses a ServiceMonitor without its Service" "needs service.enabled" \
   "$HELM" template kmirror "$CHART" --set serviceMonitor.enabled=true --set service.enabled=false

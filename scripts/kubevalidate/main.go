@@ -239,7 +239,7 @@ func manifestsCmd(args []string) error {
 		case *appsv1.Deployment:
 			c.checkWorkload(d, o.Spec.Selector, &o.Spec.Template)
 			if o.Spec.Replicas != nil && *o.Spec.Replicas > 1 && isKmirror(&o.Spec.Template.Spec) {
-				c.fail(d, "replicas %d: kmirror runs one replica per flow; more copy every record once per replica", *o.Spec.Replicas)
+				c.checkScaleOut(d, *o.Spec.Replicas, o)
 			}
 		case *appsv1.StatefulSet:
 			c.checkWorkload(d, o.Spec.Selector, &o.Spec.Template)
@@ -609,6 +609,36 @@ func isKmirrorContainer(ct *corev1.Container) bool {
 		}
 	}
 	return false
+}
+
+// scaleOutOn matches a kmirror configuration that turns scale-out on: the Strimzi resource's
+// spec.replicas above 1, or scale.out.enabled: true in a mirror's config.
+var scaleOutOn = regexp.MustCompile(`scale\.out\.enabled: *"?true|(?m)^ *replicas: *"?([2-9]|[1-9][0-9]+)`)
+
+// checkScaleOut: several kmirror replicas copy every record once each unless the configuration
+// they mount (a ConfigMap among the documents) turns scale-out on; and their update strategy
+// must not be Recreate (an upgrade would stop every replica at once).
+func (c *checker) checkScaleOut(d *doc, replicas int32, o *appsv1.Deployment) {
+	if o.Spec.Strategy.Type == appsv1.RecreateDeploymentStrategyType {
+		c.fail(d, "replicas %d with the Recreate strategy: an upgrade stops every replica at once; use RollingUpdate (scale-out hands partitions over)", replicas)
+	}
+	for _, v := range o.Spec.Template.Spec.Volumes {
+		if v.ConfigMap == nil {
+			continue
+		}
+		for _, other := range c.docs {
+			cm, ok := other.obj.(*corev1.ConfigMap)
+			if !ok || cm.Name != v.ConfigMap.Name {
+				continue
+			}
+			for _, text := range cm.Data {
+				if scaleOutOn.MatchString(text) {
+					return
+				}
+			}
+		}
+	}
+	c.fail(d, "replicas %d: no mounted configuration turns scale-out on (spec.replicas above 1, or scale.out.enabled: true): every replica would copy every record", replicas)
 }
 
 func isKmirror(spec *corev1.PodSpec) bool {

@@ -79,6 +79,7 @@ fn every_yaml_file_parses() {
         "deploy/kubernetes/deployment.yaml",
         "deploy/kubernetes/service.yaml",
         "deploy/kubernetes/podmonitor.yaml",
+        "deploy/kubernetes/pdb.yaml",
         "docker/compose.yaml",
         "docker/kmirror-compose.yaml",
         "config/kmirror.yaml",
@@ -178,6 +179,12 @@ fn kubernetes_manifests_match_the_binary() {
         .as_str()
         .expect("the ConfigMap holds the config file");
     let resource = &YamlLoader::load_from_str(resource_text).unwrap()[0];
+    // The Deployment runs as many replicas as the resource says (above 1, the resource turns
+    // scale-out on, so that they share the partitions).
+    assert_eq!(
+        deployment["spec"]["replicas"].as_i64(),
+        resource["spec"]["replicas"].as_i64()
+    );
     let mut secrets = BTreeSet::new();
     collect_secret_names(resource, &mut secrets);
     assert!(!secrets.is_empty());

@@ -324,3 +324,44 @@ fn exactly_once_requested_and_disabled_run_at_least_once() {
         "{stderr}"
     );
 }
+
+#[test]
+fn strimzi_replicas_turn_scale_out_on() {
+    let dir = tempfile::tempdir().unwrap();
+    strimzi_secrets(dir.path());
+    let config = dir.path().join("mm2.yaml");
+    fs::write(&config, example().replace("  replicas: 1", "  replicas: 3")).unwrap();
+    let (code, stdout, stderr) = validate(&config, dir.path());
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.contains("source->dest: scale-out: replicas share its partitions through the group `kmirror-source-dest` on dest (classic protocol)"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("3 replicas: scale-out is on for every flow"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn scale_out_keys_are_checked() {
+    expect_problem(
+        |_, t| {
+            t.replace(
+                "sync.topic.acls.enabled: \"false\"",
+                "sync.topic.acls.enabled: \"false\"\n          scale.out.enabled: true\n          scale.out.group.protocol: eager",
+            )
+        },
+        "scale.out.group.protocol: `eager` is not a group protocol (classic, or consumer on Kafka 4.0 and later)",
+    );
+    expect_problem(
+        |_, t| {
+            t.replace(
+                "config.storage.replication.factor: 3",
+                "config.storage.replication.factor: 3\n        exactly.once.source.support: enabled",
+            )
+            .replace("  replicas: 1", "  replicas: 2")
+        },
+        "spec.replicas: scale-out and exactly-once mode do not go together yet",
+    );
+}

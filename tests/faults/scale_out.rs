@@ -218,6 +218,13 @@ fn scale_one_to_three_to_one_while_writing() {
         12.0,
         Duration::from_secs(60),
     );
+    for r in [&first, &more[0], &more[1]] {
+        let (code, body) = http_get(r.port, "/readyz");
+        assert_eq!(
+            code, 200,
+            "a replica that owns its partitions and copies them is ready: {body}"
+        );
+    }
     let handed = first.ownership(&env).2;
     assert!(
         handed > 0.0,

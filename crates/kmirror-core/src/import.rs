@@ -34,7 +34,7 @@ struct ClusterOut {
 const NO_EQUIVALENT: &[(&str, &str)] = &[
     (
         "dedicated.mode.enable.internal.rest",
-        "kmirror has no REST API; replicas need no coordination",
+        "kmirror has no REST API; replicas coordinate through a consumer group (scale.out.enabled)",
     ),
     ("listeners", "kmirror has no REST API"),
     (

@@ -402,6 +402,7 @@ impl Flow {
                 timed_out: metrics
                     .handovers
                     .with_label_values(&[source, target, "timed_out"]),
+                readiness: (Arc::clone(&self.options.connectivity), self.mirror.name()),
             },
         )
     }

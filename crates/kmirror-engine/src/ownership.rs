@@ -134,6 +134,8 @@ pub struct Settings {
     pub singleton_gauge: prometheus::Gauge,
     /// Partitions released when the hand-over timed out.
     pub timed_out: prometheus::IntCounter,
+    /// Readiness: not ready until the group's first assignment.
+    pub readiness: (Arc<crate::status::Connectivity>, String),
 }
 
 impl Membership {
@@ -165,6 +167,11 @@ impl Membership {
         // Its partitions stay paused: it never needs a fetch buffer.
         config.set("queued.max.messages.kbytes", "64");
         config.remove("isolation.level");
+        let (connectivity, flow) = &settings.readiness;
+        connectivity.set_group_waiting(
+            flow,
+            Some(format!("flow {flow}: waiting for its scale-out group `{}` to give this replica its partitions", s.group_id)),
+        );
         let (tx, events) = mpsc::unbounded_channel();
         let stop = CancellationToken::new();
         let ctx = MemberContext {
@@ -175,6 +182,7 @@ impl Membership {
             leadership: settings.leadership,
             singleton_gauge: settings.singleton_gauge,
             timed_out: settings.timed_out,
+            readiness: settings.readiness,
             stop: stop.clone(),
         };
         let consumer: BaseConsumer<MemberContext> = config
@@ -269,6 +277,7 @@ struct MemberContext {
     leadership: Leadership,
     singleton_gauge: prometheus::Gauge,
     timed_out: prometheus::IntCounter,
+    readiness: (Arc<crate::status::Connectivity>, String),
     stop: CancellationToken,
 }
 
@@ -366,6 +375,8 @@ impl ConsumerContext for MemberContext {
         if leader {
             self.lead(true);
         }
+        // Joined: this replica owns what the group gave it (possibly nothing).
+        self.readiness.0.set_group_waiting(&self.readiness.1, None);
         if !data.is_empty() {
             let _ = self.events.send(Event::Assigned(data));
         }

@@ -89,6 +89,8 @@ impl StatusBoard {
 pub struct Connectivity {
     clusters: Mutex<BTreeMap<String, Option<String>>>,
     permissions: Mutex<BTreeMap<String, Vec<String>>>,
+    /// Scale-out: flows whose group has not given this replica its partitions yet.
+    groups: Mutex<BTreeMap<String, String>>,
 }
 
 impl Connectivity {
@@ -116,6 +118,23 @@ impl Connectivity {
         }
     }
 
+    /// Scale-out: `Some(reason)` while a flow waits for its group's first assignment.
+    pub fn set_group_waiting(&self, flow: &str, waiting: Option<String>) {
+        if let Ok(mut m) = self.groups.lock() {
+            match waiting {
+                Some(reason) => m.insert(flow.to_owned(), reason),
+                None => m.remove(flow),
+            };
+        }
+    }
+
+    fn groups_waiting(&self) -> Vec<String> {
+        self.groups
+            .lock()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
     fn missing_permissions(&self) -> Vec<String> {
         self.permissions
             .lock()
@@ -140,6 +159,7 @@ impl StatusBoard {
         }
         reasons.extend(conn.into_values().flatten());
         reasons.extend(clusters.missing_permissions());
+        reasons.extend(clusters.groups_waiting());
         for p in self.snapshot() {
             if p.stuck {
                 let why = p.error.as_deref().unwrap_or("");

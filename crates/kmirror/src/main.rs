@@ -284,6 +284,17 @@ fn main() -> ExitCode {
                     flows.len(),
                     flows.join(", ")
                 );
+                for m in &cfg.mirrors {
+                    if let Some(s) = &m.scale_out {
+                        println!(
+                            "{}: scale-out: replicas share its partitions through the group `{}` on {} ({} protocol)",
+                            m.name(),
+                            s.group_id,
+                            m.target,
+                            s.protocol.name()
+                        );
+                    }
+                }
                 ExitCode::SUCCESS
             }
             Err(problems) => report(&problems),

@@ -474,6 +474,7 @@ pub fn resolve(
         let known = Known {
             clusters: &clusters,
             refused: &refused,
+            replicated: spec.replicas.is_some_and(|r| r > 1),
         };
         if let Some(mirror) = resolve_mirror(m, &field, &known, &mut problems, &mut notices) {
             mirrors.push(mirror);
@@ -541,9 +542,9 @@ fn ignored_spec_fields(spec: &Spec, notices: &mut Vec<Notice>) {
     if let Some(replicas) = spec.replicas {
         if replicas > 1 {
             notices.push(Notice {
-                severity: Severity::Warning,
+                severity: Severity::Info,
                 field: "spec.replicas".into(),
-                message: format!("{replicas} replicas requested; this kmirror version runs as one replica per flow (ignored)"),
+                message: format!("{replicas} replicas: scale-out is on for every flow (scale.out.enabled), so that replicas share the partitions; run the Deployment with {replicas} replicas"),
             });
         }
     }
@@ -1063,6 +1064,8 @@ fn pattern_of(
 struct Known<'a> {
     clusters: &'a BTreeMap<ClusterAlias, Cluster>,
     refused: &'a BTreeSet<ClusterAlias>,
+    /// `spec.replicas` above 1: scale-out is on unless a flow says otherwise.
+    replicated: bool,
 }
 
 #[allow(clippy::too_many_lines)]
@@ -1274,7 +1277,7 @@ fn resolve_mirror(
         problems,
         notices,
     );
-    let scale_out = bool_key("scale.out.enabled", false, problems).then(|| ScaleOut {
+    let scale_out = bool_key("scale.out.enabled", known.replicated, problems).then(|| ScaleOut {
         group_id: match keys.get("scale.out.group.id") {
             Some((f, v)) if v.trim().is_empty() => {
                 problems.push(Problem::new(f, "the group id is empty (leave the key out for kmirror-<source>-<target>)"));
@@ -1306,12 +1309,13 @@ fn resolve_mirror(
         },
     });
     if scale_out.is_some() && exactly_once.is_some() {
-        if let Some((f, _)) = keys.get("scale.out.enabled") {
-            problems.push(Problem::new(
-                f,
-                "scale-out and exactly-once mode do not go together yet: run one replica in exactly-once mode (a second one would fence the first), or copy at least once with several",
-            ));
-        }
+        let f = keys
+            .get("scale.out.enabled")
+            .map_or_else(|| "spec.replicas".to_owned(), |(f, _)| (*f).to_owned());
+        problems.push(Problem::new(
+            f,
+            "scale-out and exactly-once mode do not go together yet: run one replica in exactly-once mode (a second one would fence the first), or copy at least once with several",
+        ));
     }
     let offset_syncs = if bool_key("emit.offset-syncs.enabled", true, problems) {
         let location = match keys.get("offset-syncs.topic.location") {
