@@ -126,6 +126,10 @@ enum Replicator {
     Kmirror,
     /// kmirror in exactly-once mode (`exactly.once.source.support: enabled` on the target).
     KmirrorEos,
+    /// Two kmirror replicas sharing the partitions (`scale.out.enabled`); CPU and RSS summed.
+    Kmirror2,
+    /// Three kmirror replicas sharing the partitions.
+    Kmirror3,
     /// MirrorMaker 2 in dedicated mode.
     Mm2,
 }
@@ -136,6 +140,8 @@ impl Replicator {
             Replicator::Loop => "bare loop",
             Replicator::Kmirror => "kmirror",
             Replicator::KmirrorEos => "kmirror exactly-once",
+            Replicator::Kmirror2 => "kmirror, 2 replicas",
+            Replicator::Kmirror3 => "kmirror, 3 replicas",
             Replicator::Mm2 => "MM2",
         }
     }
@@ -347,36 +353,60 @@ fn on_target(watcher: &BaseConsumer, topic: &str, partitions: i32) -> i64 {
         .sum()
 }
 
-/// A replicator process being measured.
+/// The replicator processes being measured (several replicas of one kmirror config count as
+/// one replicator: their CPU and peak RSS are summed).
 enum Running {
-    Process(Child),
+    Processes(Vec<Child>),
     Java(JavaProcess),
 }
 
 impl Running {
-    fn pid(&self) -> Option<u32> {
+    fn pids(&self) -> Vec<u32> {
         match self {
-            Running::Process(c) => Some(c.id()),
-            Running::Java(j) => j.pid(),
+            Running::Processes(c) => c.iter().map(Child::id).collect(),
+            Running::Java(j) => j.pid().into_iter().collect(),
         }
     }
 
-    /// How the process ended, if it did (a replicator that refused its configuration ends
+    /// CPU seconds and peak RSS in MB of every process, summed.
+    fn usage(&self) -> Option<(f64, f64)> {
+        let pids = self.pids();
+        if pids.is_empty() {
+            return None;
+        }
+        let (mut cpu, mut rss) = (0.0, 0.0);
+        for pid in pids {
+            let (Ok(c), Ok(r)) = (cpu_seconds(pid), peak_rss_mb(pid)) else {
+                return None;
+            };
+            cpu += c;
+            rss += r;
+        }
+        Some((cpu, rss))
+    }
+
+    /// How a process ended, if one did (a replicator that refused its configuration ends
     /// at once: waiting the whole phase for its records would only hide that).
     fn exited(&mut self) -> Option<String> {
         match self {
-            Running::Process(c) => c.try_wait().ok().flatten().map(|s| s.to_string()),
+            Running::Processes(c) => c
+                .iter_mut()
+                .find_map(|c| c.try_wait().ok().flatten().map(|s| s.to_string())),
             Running::Java(_) => None,
         }
     }
 
     fn stop(self) {
         match self {
-            Running::Process(mut c) => {
-                let _ = Command::new("kill")
-                    .args(["-TERM", &c.id().to_string()])
-                    .status();
-                let _ = c.wait();
+            Running::Processes(children) => {
+                for c in &children {
+                    let _ = Command::new("kill")
+                        .args(["-TERM", &c.id().to_string()])
+                        .status();
+                }
+                for mut c in children {
+                    let _ = c.wait();
+                }
             }
             Running::Java(mut j) => j.stop(),
         }
@@ -405,10 +435,8 @@ fn measure(
     let (mut cpu, mut rss) = (0.0, 0.0);
     loop {
         let n = on_target(&watcher, topic, args.partitions);
-        if let Some(pid) = running.pid() {
-            if let (Ok(c), Ok(r)) = (cpu_seconds(pid), peak_rss_mb(pid)) {
-                (cpu, rss) = (c, r);
-            }
+        if let Some(usage) = running.usage() {
+            (cpu, rss) = usage;
         }
         if n > 0 && first.is_none() {
             first = Some(started.elapsed());
@@ -434,23 +462,23 @@ fn measure(
             if n != last {
                 (last, changed, end) = (n, Instant::now(), started.elapsed());
                 // CPU and memory as of the end of the copy, not of the wait after it.
-                if let Some(pid) = running.pid() {
-                    if let (Ok(c), Ok(r)) = (cpu_seconds(pid), peak_rss_mb(pid)) {
-                        (cpu, rss) = (c, r);
-                    }
+                if let Some(usage) = running.usage() {
+                    (cpu, rss) = usage;
                 }
             }
         }
     }
     let seconds = end.as_secs_f64();
-    let pid = running.pid().context("the replicator's pid")?;
     if !settle {
-        if let (Ok(c), Ok(r)) = (cpu_seconds(pid), peak_rss_mb(pid)) {
-            (cpu, rss) = (c, r);
+        if let Some(usage) = running.usage() {
+            (cpu, rss) = usage;
         }
     }
     if rss == 0.0 {
-        bail!("the replicator (pid {pid}) ended before its CPU and memory could be read");
+        bail!(
+            "the replicator (pids {:?}) ended before its CPU and memory could be read",
+            running.pids()
+        );
     }
     let measure = Measure {
         seconds,
@@ -554,9 +582,29 @@ fn run_one(
                 ])
                 .stdout(Stdio::null())
                 .spawn()?;
-            measure(Running::Process(child), started, target, out, args, false)
+            measure(
+                Running::Processes(vec![child]),
+                started,
+                target,
+                out,
+                args,
+                false,
+            )
         }
-        Replicator::Kmirror | Replicator::KmirrorEos => {
+        Replicator::Kmirror
+        | Replicator::KmirrorEos
+        | Replicator::Kmirror2
+        | Replicator::Kmirror3 => {
+            let replicas = match who {
+                Replicator::Kmirror2 => 2,
+                Replicator::Kmirror3 => 3,
+                _ => 1,
+            };
+            let scale_out = if replicas > 1 {
+                "        scale.out.enabled: \"true\"\n"
+            } else {
+                ""
+            };
             // Identity naming: a fresh target topic needs a fresh target cluster, or a topic
             // name of its own on a given one.
             let config = write_kmirror_config(
@@ -564,14 +612,15 @@ fn run_one(
                 "kmirror.yaml",
                 (source, target),
                 &format!("    topicsPattern: \"{topic}\"\n"),
-                &args
+                &(args
                     .kmirror_keys
                     .iter()
                     .map(|kv| {
                         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
                         format!("        {k}: \"{v}\"\n")
                     })
-                    .collect::<String>(),
+                    .collect::<String>()
+                    + scale_out),
             )?;
             if who == Replicator::KmirrorEos {
                 let plain = fs::read_to_string(&config)?;
@@ -598,15 +647,26 @@ fn run_one(
                 None => ("warn".into(), Stdio::null()),
             };
             let started = Instant::now();
-            let child = Command::new(kmirror)
+            let mut children = vec![Command::new(kmirror)
                 .args(["run", "--config", config.to_str().context("path")?])
-                .env("RUST_LOG", level)
+                .env("RUST_LOG", &level)
                 .stdout(Stdio::null())
                 .stderr(log)
                 .spawn()
-                .with_context(|| format!("starting {}", kmirror.display()))?;
+                .with_context(|| format!("starting {}", kmirror.display()))?];
+            for _ in 1..replicas {
+                children.push(
+                    Command::new(kmirror)
+                        .args(["run", "--config", config.to_str().context("path")?])
+                        .env("RUST_LOG", "warn")
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .spawn()
+                        .with_context(|| format!("starting {}", kmirror.display()))?,
+                );
+            }
             measure(
-                Running::Process(child),
+                Running::Processes(children),
                 started,
                 target,
                 out,
@@ -741,9 +801,9 @@ fn print_table(
     #[allow(clippy::cast_precision_loss)]
     let n = args.records as f64;
     println!(
-        "| source compression | replicator | records/s | CPU s | peak RSS | target stores | first record |"
+        "| source compression | replicator | records/s | CPU s | records per CPU s | peak RSS | target stores | first record |"
     );
-    println!("|---|---|---:|---:|---:|---:|---:|");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|");
     for (ci, compression) in args.compression.iter().enumerate() {
         let loop_rate = args
             .only
@@ -770,10 +830,11 @@ fn print_table(
                 String::new()
             };
             println!(
-                "| {first_col} | {} | {:.0}{ratio} | {:.1} | {:.0} MB | {} | {:.1} s |",
+                "| {first_col} | {} | {:.0}{ratio} | {:.1} | {:.0} | {:.0} MB | {} | {:.1} s |",
                 who.name(),
                 rate,
                 m.cpu,
+                n / m.cpu.max(0.01),
                 m.rss_mb,
                 mb(m.target_bytes),
                 m.first_record

@@ -402,8 +402,8 @@ fn run_one(who: Replicator, source: &Kafka, args: &ScaleArgs, dir: &Path) -> Res
     };
     let started = Instant::now();
     let mut running = match who {
-        Replicator::KmirrorEos => {
-            anyhow::bail!("the scale benchmark runs kmirror in its default mode; exactly-once mode is measured by the throughput benchmark")
+        Replicator::KmirrorEos | Replicator::Kmirror2 | Replicator::Kmirror3 => {
+            anyhow::bail!("the scale benchmark runs one kmirror in its default mode; exactly-once mode and replicas are measured by the throughput benchmark")
         }
         Replicator::Kmirror => {
             let config = write_kmirror_config(
@@ -427,19 +427,17 @@ fn run_one(who: Replicator, source: &Kafka, args: &ScaleArgs, dir: &Path) -> Res
                 }
                 None => Stdio::null(),
             };
-            Running::Process(
-                Command::new(&kmirror)
-                    .args(["run", "--config", config.to_str().context("path")?])
-                    .args(&args.kmirror_args)
-                    .env(
-                        "RUST_LOG",
-                        if args.logs.is_some() { "info" } else { "warn" },
-                    )
-                    .stdout(Stdio::null())
-                    .stderr(log)
-                    .spawn()
-                    .with_context(|| format!("starting {}", kmirror.display()))?,
-            )
+            Running::Processes(vec![Command::new(&kmirror)
+                .args(["run", "--config", config.to_str().context("path")?])
+                .args(&args.kmirror_args)
+                .env(
+                    "RUST_LOG",
+                    if args.logs.is_some() { "info" } else { "warn" },
+                )
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .with_context(|| format!("starting {}", kmirror.display()))?])
         }
         Replicator::Mm2 => {
             let props = write_mm2_properties(
@@ -456,7 +454,7 @@ fn run_one(who: Replicator, source: &Kafka, args: &ScaleArgs, dir: &Path) -> Res
         }
         Replicator::Loop => bail!("the scale benchmark runs kmirror and MM2 only"),
     };
-    let pid = running.pid();
+    let pid = running.pids().first().copied();
     let mut m = ScaleMeasure::default();
     let result = (|| -> Result<()> {
         let mut count = TargetCount::new(&target.bootstrap)?;

@@ -354,14 +354,24 @@ fn scale_out_keys_are_checked() {
         },
         "scale.out.group.protocol: `eager` is not a group protocol (classic, or consumer on Kafka 4.0 and later)",
     );
-    expect_problem(
-        |_, t| {
-            t.replace(
-                "config.storage.replication.factor: 3",
-                "config.storage.replication.factor: 3\n        exactly.once.source.support: enabled",
-            )
-            .replace("  replicas: 1", "  replicas: 2")
-        },
-        "spec.replicas: scale-out and exactly-once mode do not go together yet",
+}
+
+#[test]
+fn exactly_once_with_replicas_stands_by() {
+    let dir = tempfile::tempdir().unwrap();
+    strimzi_secrets(dir.path());
+    let config = dir.path().join("mm2.yaml");
+    let text = example()
+        .replace(
+            "config.storage.replication.factor: 3",
+            "config.storage.replication.factor: 3\n        exactly.once.source.support: enabled",
+        )
+        .replace("  replicas: 1", "  replicas: 2");
+    fs::write(&config, text).unwrap();
+    let (code, stdout, stderr) = validate(&config, dir.path());
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.contains("source->dest: scale-out: exactly-once: one replica copies, the others stand by to take over, through the group `kmirror-source-dest`"),
+        "{stdout}"
     );
 }

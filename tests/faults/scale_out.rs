@@ -264,3 +264,73 @@ fn scale_one_to_three_to_one_while_writing() {
         "partitions handed over with their final progress are not copied twice"
     );
 }
+
+/// Exactly-once mode with two replicas: one copies every partition, the other stands by. The
+/// one copying is killed with -9 while the source is written: the other takes over (its
+/// transactional ids fence the dead one's open transaction), and, read with `read_committed`,
+/// every record is on the target once, in order.
+#[test]
+fn exactly_once_standby_takes_over_after_a_kill() {
+    let env = Env::shared();
+    let topic = format!("scale-eos-{}", rand_suffix());
+    create_topic(&env.source.bootstrap, &topic, 4);
+    let config = env.exactly_once_config(
+        &topic,
+        &format!(
+            "        scale.out.enabled: true\n        scale.out.group.id: kmirror-test-{}\n        scale.out.session.timeout.ms: {SESSION_TIMEOUT_MS}\n",
+            rand_suffix()
+        ),
+    );
+    let mut replicas: Vec<Replica> = (0..2).map(|_| Replica::start(&config)).collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = steady_writer(&env.source.bootstrap, &topic, 4, &stop);
+    let one_copies = |replicas: &[Replica]| {
+        let shares: Vec<(f64, f64, f64)> = replicas.iter().map(|r| r.ownership(&env)).collect();
+        let copying: Vec<usize> = (0..shares.len())
+            .filter(|&i| shares[i].0 == 4.0 && shares[i].1 == 1.0)
+            .collect();
+        let idle = shares.iter().filter(|s| s.0 == 0.0 && s.1 == 0.0).count();
+        match copying.as_slice() {
+            [i] if idle == shares.len() - 1 => Ok(*i),
+            _ => Err(format!(
+                "(owned, leader, handed over) per replica: {shares:?}"
+            )),
+        }
+    };
+    wait_for(
+        "one replica copying, one standing by",
+        Duration::from_secs(60),
+        || one_copies(&replicas).map(|_| ()),
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let leader = one_copies(&replicas).unwrap();
+    let mut killed = replicas.remove(leader);
+    killed.kmirror.kill();
+    let killed_at = Instant::now();
+    wait_for("the standby copying", Duration::from_secs(60), || {
+        one_copies(&replicas).map(|_| ())
+    });
+    eprintln!("the standby took over after {:?}", killed_at.elapsed());
+    std::thread::sleep(Duration::from_secs(3));
+    stop.store(true, Ordering::Relaxed);
+    let (sent, _) = writer.join().unwrap();
+    let duplicates = assert_all_in_order(
+        &env.target.bootstrap,
+        &topic,
+        &sent,
+        4,
+        Duration::from_secs(120),
+    );
+    let survivor = &mut replicas[0];
+    assert_eq!(
+        survivor.kmirror.terminate(Duration::from_secs(30)),
+        Some(0),
+        "{}",
+        survivor.kmirror.logs()
+    );
+    eprintln!(
+        "exactly-once standby: {} records, {duplicates} copied twice",
+        sent.len()
+    );
+    assert_eq!(duplicates, 0, "records copied twice in exactly-once mode");
+}

@@ -20,13 +20,13 @@ enum Outage {
     Frozen,
 }
 
-fn sigterm_during_target_outage(outage: Outage) {
+fn sigterm_during_target_outage(outage: Outage, extra_connector: &str) {
     let env = Env::dedicated();
     let topic = format!("stop-{}", rand_suffix());
     create_topic(&env.source.bootstrap, &topic, PARTITIONS);
     let mut sent = batch(0, 20_000);
     produce(&env.source.bootstrap, &topic, &sent);
-    let config = env.config(&topic, "");
+    let config = env.config(&topic, extra_connector);
     let port = free_port();
     let mut kmirror = Kmirror::start(
         &config,
@@ -149,12 +149,22 @@ fn sigterm(kmirror: &mut Kmirror, outage: Outage, want: i32, why: &str) -> (Dura
 
 #[test]
 fn sigterm_while_the_target_is_stopped_exits_within_the_timeout_and_loses_nothing() {
-    sigterm_during_target_outage(Outage::Stopped);
+    sigterm_during_target_outage(Outage::Stopped, "");
 }
 
 #[test]
 fn sigterm_while_the_target_is_frozen_exits_within_the_timeout_and_loses_nothing() {
-    sigterm_during_target_outage(Outage::Frozen);
+    sigterm_during_target_outage(Outage::Frozen, "");
+}
+
+/// The same with scale-out: the group lives on the frozen target, so the replica also loses
+/// its partitions there (the session times out) while it waits; it still exits in time.
+#[test]
+fn sigterm_while_the_target_is_frozen_exits_within_the_timeout_with_scale_out() {
+    sigterm_during_target_outage(
+        Outage::Frozen,
+        "        scale.out.enabled: true\n        scale.out.session.timeout.ms: 6000\n",
+    );
 }
 
 /// SIGTERM while the source is stopped or frozen (the target is fine): every acknowledged

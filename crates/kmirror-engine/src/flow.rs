@@ -366,6 +366,10 @@ impl Flow {
                 None => None,
             },
         };
+        if let (true, Some(m)) = (self.standby(), &carried.membership) {
+            // Only the leader partition matters: it copies every partition.
+            m.subscribe(vec![self.mirror.progress.topic.clone()]);
+        }
         let result = self
             .replicate(
                 &sync,
@@ -380,6 +384,11 @@ impl Flow {
             m.close(CLIENT_CLOSE_WAIT).await;
         }
         result
+    }
+
+    /// Exactly-once mode with scale-out: only the replica that leads copies.
+    fn standby(&self) -> bool {
+        self.mirror.scale_out.is_some() && self.mirror.exactly_once.is_some()
     }
 
     /// Scale-out: joins the flow's group on the target.
@@ -418,6 +427,16 @@ impl Flow {
         shutdown: &CancellationToken,
     ) -> Result<()> {
         loop {
+            if self.standby() {
+                // Exactly-once with scale-out: one replica copies (its transactional ids fence
+                // any other), the others wait to take over.
+                tracing::info!("scale-out, exactly-once: standing by until the group makes this replica the one that copies");
+                tokio::select! {
+                    () = self.leadership.until(true) => {}
+                    () = shutdown.cancelled() => return Ok(()),
+                }
+                tracing::info!("scale-out, exactly-once: this replica copies now");
+            }
             match self
                 .run_replicator(
                     sync,
@@ -431,7 +450,14 @@ impl Flow {
                 )
                 .await
             {
+                Ok(()) if self.standby() && !shutdown.is_cancelled() => {}
                 Ok(()) => return Ok(()),
+                // Another replica took over after this one stopped leading: stand by again.
+                Err(Error::Fenced(why)) if self.standby() && !self.leadership.is_leader() => {
+                    tracing::info!(
+                        "scale-out, exactly-once: fenced by the replica that copies now ({why})"
+                    );
+                }
                 Err(e)
                     if e.is_user_error() || matches!(e, Error::Restart(_) | Error::Fenced(_)) =>
                 {
@@ -658,6 +684,10 @@ impl Flow {
             first = false;
             let mut event = None;
             tokio::select! {
+                () = self.leadership.until(false), if self.standby() && !stop_replicator.is_cancelled() => {
+                    tracing::info!("scale-out, exactly-once: no longer the replica that copies: committing what is open and stopping");
+                    stop_replicator.cancel();
+                }
                 e = async {
                     match membership.as_mut() {
                         Some(m) => m.next().await,
@@ -757,6 +787,7 @@ impl Flow {
                                 plan.learn_codecs(decided, &self.compression_level());
                             }
                             let round = match membership.as_ref() {
+                                Some(_) if self.standby() => round,
                                 Some(m) => {
                                     let mut topics: Vec<String> = round
                                         .partitions

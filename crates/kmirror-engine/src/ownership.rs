@@ -65,6 +65,13 @@ impl Leadership {
         *self.0.borrow()
     }
 
+    /// Returns once this replica leads (`true`) or does not (`false`).
+    pub async fn until(&self, leading: bool) {
+        let mut rx = self.0.subscribe();
+        // The sender lives in `self`: the wait ends only with the state.
+        let _ = rx.wait_for(|l| *l == leading).await;
+    }
+
     fn set(&self, leading: bool) {
         self.0
             .send_if_modified(|l| std::mem::replace(l, leading) != leading);

@@ -286,8 +286,13 @@ fn main() -> ExitCode {
                 );
                 for m in &cfg.mirrors {
                     if let Some(s) = &m.scale_out {
+                        let how = if m.exactly_once.is_some() {
+                            "exactly-once: one replica copies, the others stand by to take over,"
+                        } else {
+                            "replicas share its partitions"
+                        };
                         println!(
-                            "{}: scale-out: replicas share its partitions through the group `{}` on {} ({} protocol)",
+                            "{}: scale-out: {how} through the group `{}` on {} ({} protocol)",
                             m.name(),
                             s.group_id,
                             m.target,

@@ -1308,15 +1308,6 @@ fn resolve_mirror(
             None => DEFAULT_SCALE_OUT_SESSION_TIMEOUT,
         },
     });
-    if scale_out.is_some() && exactly_once.is_some() {
-        let f = keys
-            .get("scale.out.enabled")
-            .map_or_else(|| "spec.replicas".to_owned(), |(f, _)| (*f).to_owned());
-        problems.push(Problem::new(
-            f,
-            "scale-out and exactly-once mode do not go together yet: run one replica in exactly-once mode (a second one would fence the first), or copy at least once with several",
-        ));
-    }
     let offset_syncs = if bool_key("emit.offset-syncs.enabled", true, problems) {
         let location = match keys.get("offset-syncs.topic.location") {
             None => SyncLocation::Source,
