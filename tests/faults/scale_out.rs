@@ -102,6 +102,9 @@ fn three_replicas_share_the_work_and_survive_a_kill() {
     let topic = format!("scale-{}", rand_suffix());
     create_topic(&env.source.bootstrap, &topic, 24);
     let config = scale_out_config(&env, &topic, "classic");
+    let text = std::fs::read_to_string(&config).unwrap()
+        + "        sync.group.offsets.enabled: true\n        sync.group.offsets.interval.seconds: 1\n";
+    std::fs::write(&config, text).unwrap();
     let mut replicas: Vec<Replica> = (0..3).map(|_| Replica::start(&config)).collect();
     let stop = Arc::new(AtomicBool::new(false));
     let writer = steady_writer(&env.source.bootstrap, &topic, 24, &stop);
@@ -110,6 +113,25 @@ fn three_replicas_share_the_work_and_survive_a_kill() {
         &replicas.iter().collect::<Vec<_>>(),
         24.0,
         Duration::from_secs(60),
+    );
+
+    // A group committed on the source while the three copy: its offsets reach the target group
+    // (each replica commits the partitions it copies).
+    let group = format!("{topic}-g");
+    let early: Vec<(i32, i64)> = (0..24).map(|p| (p, 100)).collect();
+    commit(&env.source.bootstrap, &group, &topic, &early);
+    wait_for(
+        "the group synced to the target",
+        Duration::from_secs(60),
+        || {
+            let got = committed(&env.target.bootstrap, &group, &topic);
+            let at = got.values().filter(|o| **o == 100).count();
+            if at == 24 {
+                Ok(())
+            } else {
+                Err(format!("{at} of 24 partitions at 100: {got:?}"))
+            }
+        },
     );
 
     // The replica that runs the singleton jobs is the one killed.
@@ -147,8 +169,9 @@ fn three_replicas_share_the_work_and_survive_a_kill() {
         24,
         Duration::from_secs(120),
     );
-    // Each survivor checkpoints the partitions it copies: together, every partition.
-    let group = format!("{topic}-g");
+    // Each survivor checkpoints the partitions it copies: together, every partition; and moves
+    // the target group on, also where the killed replica committed it (kmirror's own commit,
+    // not someone else's).
     let ends: Vec<(i32, i64)> = by_partition(&sent, 24)
         .iter()
         .map(|(p, records)| (*p, i64::try_from(records.len()).unwrap()))
@@ -166,6 +189,19 @@ fn three_replicas_share_the_work_and_survive_a_kill() {
             } else {
                 let exact = got.iter().filter(|(p, v)| want.get(p) == Some(v)).count();
                 Err(format!("{exact} of 24 partitions checkpointed exactly"))
+            }
+        },
+    );
+    let want_committed: std::collections::BTreeMap<i32, i64> = ends.iter().copied().collect();
+    wait_for(
+        "the group synced to the end",
+        Duration::from_secs(60),
+        || {
+            let got = committed(&env.target.bootstrap, &group, &topic);
+            if got == want_committed {
+                Ok(())
+            } else {
+                Err(format!("target group at {got:?}"))
             }
         },
     );
@@ -297,13 +333,27 @@ fn exactly_once_standby_takes_over_after_a_kill() {
             )),
         }
     };
+    // Both in the group (the lead may move once while the second joins), then one copying.
+    let settled = |replicas: &[Replica]| {
+        for r in replicas {
+            let (code, body) = http_get(r.port, "/readyz");
+            if code != 200 {
+                return Err(format!("a replica is not ready: {body}"));
+            }
+        }
+        one_copies(replicas)
+    };
     wait_for(
         "one replica copying, one standing by",
         Duration::from_secs(60),
-        || one_copies(&replicas).map(|_| ()),
+        || settled(&replicas).map(|_| ()),
     );
     std::thread::sleep(Duration::from_secs(3));
-    let leader = one_copies(&replicas).unwrap();
+    let mut leader = 0;
+    wait_for("one replica copying", Duration::from_secs(30), || {
+        leader = settled(&replicas)?;
+        Ok(())
+    });
     let mut killed = replicas.remove(leader);
     killed.kmirror.kill();
     let killed_at = Instant::now();

@@ -167,6 +167,8 @@ impl CheckpointJob {
         // by a few records does not add rounds.
         let mut waiting: HashMap<Key, (TopicPartition, i64)> = HashMap::new();
         let mut exact_seen: HashSet<Key> = HashSet::new();
+        // Scale-out: the partitions checkpointed by this replica at the last round.
+        let mut held: HashSet<TopicPartition> = HashSet::new();
         let mut emit = tokio::time::interval(self.settings.interval);
         emit.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut sync = crate::every(self.settings.sync_group_offsets.unwrap_or(crate::NEVER));
@@ -199,6 +201,35 @@ impl CheckpointJob {
                 continue;
             }
             let partitions: HashSet<TopicPartition> = maps.keys().cloned().collect();
+            if self.mirror.scale_out.is_some() {
+                // Partitions given to this replica since the last round: another replica
+                // checkpointed them and committed their groups until then. What it wrote is
+                // kmirror's own (emission rules, and group offsets it may move on from).
+                let gained: HashSet<(String, i32)> = partitions
+                    .iter()
+                    .filter(|tp| !held.contains(*tp))
+                    .filter_map(|tp| maps.get(tp).map(|(t, _)| (t.to_string(), tp.partition)))
+                    .collect();
+                if !gained.is_empty() {
+                    let (cfg, tp) = (self.reader.clone(), topic.clone());
+                    match unless_stopped(&stop, move || read_checkpoints(&cfg, &tp)).await {
+                        None => return,
+                        Some(Ok(Ok(fresh))) => {
+                            for (key, stored) in fresh {
+                                if gained.contains(&(key.1.clone(), key.2)) {
+                                    written.insert(key.clone(), stored.downstream);
+                                    store.insert(key, stored);
+                                }
+                            }
+                        }
+                        Some(Ok(Err(e))) => {
+                            tracing::warn!(topic = %topic, "cannot read the checkpoints of partitions given to this replica ({e}): a group another replica committed may be reported as committed by someone else")
+                        }
+                        Some(Err(e)) => tracing::warn!("checkpoint reader: {e}"),
+                    }
+                }
+                held.clone_from(&partitions);
+            }
             let (reader, filter, known) = (
                 Arc::clone(&reader),
                 self.mirror.groups.clone(),

@@ -18,7 +18,9 @@
 //! - [`transactions`]: exactly-once mode (records and progress in one target transaction).
 //! - [`ownership`]: scale-out: which replica copies which partition and runs the singleton
 //!   jobs, decided by a consumer group on the target.
-//! - [`flow`]: one mirror end to end: start-up checks, topic sync loop, replicator supervision.
+//! - [`flow`]: one mirror end to end, wiring the parts above: start-up checks and cluster
+//!   probes (`flow/health.rs`), the topic sync loop, what the replicator copies
+//!   (`flow/assign.rs`), the target codecs (`flow/codecs.rs`), replicator supervision.
 //! - [`metrics`]: every exported metric, registered in one place.
 //! - [`checkpoint`]: checkpoints and consumer-group offset sync.
 //! - [`heartbeat`]: MM2's heartbeat records.

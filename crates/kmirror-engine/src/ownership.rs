@@ -123,6 +123,7 @@ pub struct Membership {
     topics: std::sync::mpsc::Sender<Vec<String>>,
     stop: CancellationToken,
     handle: Option<tokio::task::JoinHandle<()>>,
+    leadership: Leadership,
     /// Target partitions owned now (as the flow applied the events).
     pub owned: HashSet<TargetPartition>,
 }
@@ -181,6 +182,7 @@ impl Membership {
         );
         let (tx, events) = mpsc::unbounded_channel();
         let stop = CancellationToken::new();
+        let leadership = settings.leadership.clone();
         let ctx = MemberContext {
             cluster: context,
             events: tx,
@@ -204,6 +206,7 @@ impl Membership {
             topics,
             stop,
             handle: Some(handle),
+            leadership,
             owned: HashSet::new(),
         })
     }
@@ -226,6 +229,9 @@ impl Membership {
     /// owners start where it ended.
     pub async fn close(mut self, wait: Duration) {
         self.stop.cancel();
+        // Whatever the thread still does: a membership that leaves leads nothing (the next one
+        // of this flow starts from there).
+        self.leadership.set(false);
         if let Some(handle) = self.handle.take() {
             if tokio::time::timeout(wait, handle).await.is_err() {
                 tracing::warn!("the scale-out group consumer did not leave its group within {}s (the target does not answer): the group gives its partitions to the others after the session timeout", wait.as_secs());
@@ -374,6 +380,10 @@ impl ConsumerContext for MemberContext {
         let Rebalance::Assign(tpl) = rebalance else {
             return;
         };
+        if self.stop.is_cancelled() {
+            // Leaving: nothing it is given is copied.
+            return;
+        }
         // Never fetch: the replicator has its own consumer.
         if let Err(e) = consumer.pause(tpl) {
             tracing::warn!("scale-out: pausing the group's partitions: {e}");

@@ -154,8 +154,9 @@ struct HandOver {
 /// How often a replicator with partitions to hand over stores progress and drops what drained.
 const HANDOVER_TICK: Duration = Duration::from_millis(50);
 
-/// How long the final progress of handed-over partitions may take to be acknowledged.
-const HANDOVER_FLUSH: Duration = Duration::from_secs(10);
+/// How long one look waits for the final progress of handed-over partitions to be acknowledged
+/// (not acknowledged yet, it is looked at again at the next tick).
+const HANDOVER_FLUSH: Duration = Duration::from_millis(500);
 
 /// How the replicator ended.
 #[derive(Debug, Default)]
@@ -1196,6 +1197,7 @@ impl Replicator {
                 if let Some(slot) = self.core.slots[idx].as_mut() {
                     if slot.releasing {
                         slot.releasing = false;
+                        slot.handed_over = false;
                         slot.pending_reset = Some(a);
                         self.core.scan_needed = true;
                     }
@@ -1283,6 +1285,7 @@ impl Replicator {
                 slot.tracker.start_draining();
                 // The reset supersedes a release in progress: the slot stays.
                 slot.releasing = false;
+                slot.handed_over = false;
                 slot.pending_reset = Some(a);
                 self.core.scan_needed = true;
             }
@@ -2381,10 +2384,20 @@ impl Core {
                 tracing::info!(topic = %slot.source.topic, partition = slot.source.partition, "partition released");
             }
         }
+        // A partition given back while it drained is copied again: no longer handed over.
+        let mut handovers = std::mem::take(&mut self.handovers);
+        for h in &mut handovers {
+            h.pending.retain(|tp| {
+                self.slot_index(&tp.topic, tp.partition)
+                    .and_then(|i| self.slots[i].as_ref())
+                    .is_some_and(|slot| slot.releasing && slot.handed_over)
+            });
+        }
+        self.handovers = handovers;
         if self.handovers.iter().any(|h| h.pending.is_empty()) {
             // Their final progress is queued: the next owner reads it once acknowledged.
-            if let Err(e) = self.progress_producer.flush(HANDOVER_FLUSH) {
-                tracing::warn!("scale-out: the final progress of handed-over partitions was not acknowledged within {}s: {e}", HANDOVER_FLUSH.as_secs());
+            if self.progress_producer.flush(HANDOVER_FLUSH).is_err() {
+                return;
             }
             let (source, target) = (self.settings.source.as_str(), self.settings.target.as_str());
             self.handovers.retain(|h| {

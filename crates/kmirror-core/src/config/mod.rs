@@ -1301,7 +1301,8 @@ fn resolve_mirror(
             },
         },
         session_timeout: match keys.get("scale.out.session.timeout.ms") {
-            Some((f, v)) => parse_int(f, v, 1000, problems).map_or(
+            // Brokers refuse less (group.min.session.timeout.ms).
+            Some((f, v)) => parse_int(f, v, 6000, problems).map_or(
                 DEFAULT_SCALE_OUT_SESSION_TIMEOUT,
                 |ms| Duration::from_millis(ms.unsigned_abs()),
             ),

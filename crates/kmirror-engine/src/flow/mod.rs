@@ -1,14 +1,12 @@
 //! One mirror end to end: start-up checks, the progress topic, the topic refresh loop and the
 //! supervision of the replicator thread.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use kmirror_core::config::{Config, Mirror, SyncLocation};
-use kmirror_core::progress::{Recreated, TopicIds};
-use kmirror_core::translate::OffsetMap;
-use kmirror_core::{ClusterAlias, Offset, StartFrom, TopicPartition};
+use kmirror_core::{ClusterAlias, TopicPartition};
 use rdkafka::admin::AdminClient;
 use tokio_util::sync::CancellationToken;
 
@@ -16,13 +14,20 @@ use crate::client::{check_properties, probe, ClientFactory, ClusterContext, Role
 use crate::codec::{Codec, CodecSource};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
-use crate::replicator::{Assignment, Command, Replicator, ReplicatorSettings, Start, SyncTarget};
+use crate::replicator::{Command, Replicator, ReplicatorSettings, SyncTarget};
 use crate::security::{check_cluster, ClusterSecurity};
 use crate::status::{Connectivity, StatusBoard};
 use crate::topics::{
-    describe_topic_configs, ensure_compacted_topic_retrying, Admin, Prepared, SyncRound, TopicSync,
+    describe_topic_configs, ensure_compacted_topic_retrying, Admin, Prepared, TopicSync,
     LIST_TIMEOUT,
 };
+
+mod assign;
+
+mod codecs;
+mod health;
+
+use assign::{owned_only, Assigner};
 
 /// How long start-up waits for a cluster's metadata before it reports and retries.
 const PREFLIGHT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -361,6 +366,7 @@ impl Flow {
         let mut carried = Carried {
             initial: None,
             failing_since: None,
+            last_round: None,
             membership: match &self.mirror.scale_out {
                 Some(scale_out) => Some(self.join_group(scale_out)?),
                 None => None,
@@ -431,6 +437,11 @@ impl Flow {
                 // Exactly-once with scale-out: one replica copies (its transactional ids fence
                 // any other), the others wait to take over.
                 tracing::info!("scale-out, exactly-once: standing by until the group makes this replica the one that copies");
+                self.options
+                    .metrics
+                    .owned_partitions
+                    .with_label_values(&[self.mirror.source.as_str(), self.mirror.target.as_str()])
+                    .set(0.0);
                 tokio::select! {
                     () = self.leadership.until(true) => {}
                     () = shutdown.cancelled() => return Ok(()),
@@ -442,7 +453,9 @@ impl Flow {
                     sync,
                     Prepared {
                         partitions: progress_partitions,
-                        created: std::mem::take(&mut progress_empty),
+                        // A standby may run its first replicator long after the topic was
+                        // created, with progress another replica committed meanwhile.
+                        created: std::mem::take(&mut progress_empty) && !self.standby(),
                     },
                     carried,
                     topics_synced,
@@ -452,11 +465,18 @@ impl Flow {
             {
                 Ok(()) if self.standby() && !shutdown.is_cancelled() => {}
                 Ok(()) => return Ok(()),
-                // Another replica took over after this one stopped leading: stand by again.
-                Err(Error::Fenced(why)) if self.standby() && !self.leadership.is_leader() => {
+                // Another replica took over (this one stopped leading, or is about to learn it
+                // did): stand by again.
+                Err(Error::Fenced(why)) if self.standby() => {
                     tracing::info!(
                         "scale-out, exactly-once: fenced by the replica that copies now ({why})"
                     );
+                    // Still named the leader: the group says otherwise soon.
+                    if self.leadership.is_leader()
+                        && sleep_or_cancel(RESTART_BACKOFF, shutdown).await
+                    {
+                        return Ok(());
+                    }
                 }
                 Err(e)
                     if e.is_user_error() || matches!(e, Error::Restart(_) | Error::Fenced(_)) =>
@@ -481,83 +501,6 @@ impl Flow {
         }
     }
 
-    /// Waits until both clusters answer. Unreachable clusters, and TLS or authentication
-    /// failures, are reported (log line, `/readyz`, metrics) and retried; before each retry the
-    /// certificates, keys and passwords are read again, so that Secrets fixed or rotated in place
-    /// are picked up without a restart. Returns `false` on shutdown.
-    async fn preflight(&mut self, shutdown: &CancellationToken) -> Result<bool> {
-        for source_side in [true, false] {
-            let mut reported: Option<(String, tokio::time::Instant)> = None;
-            loop {
-                let c = &self.mirror.clients;
-                let (factory, cfg) = if source_side {
-                    let f = self.source.clone();
-                    let cfg = f.config(Role::Admin, &[&c.source_all, &c.source_admin]);
-                    (f, cfg)
-                } else {
-                    let f = self.target.clone();
-                    let cfg = f.config(Role::Admin, &[&c.target_all, &c.target_admin]);
-                    (f, cfg)
-                };
-                let alias = factory.cluster().alias.clone();
-                let f = factory.clone();
-                let outcome =
-                    tokio::task::spawn_blocking(move || probe(&f, &cfg, PREFLIGHT_TIMEOUT))
-                        .await
-                        .map_err(|e| Error::Internal(format!("probe: {e}")))?;
-                let (kind, message) = match outcome {
-                    Ok(()) => {
-                        tracing::info!(cluster = %alias, "connected");
-                        self.set_health(alias.as_str(), Ok(()));
-                        break;
-                    }
-                    Err((_, Some(diagnosis))) => (diagnosis.kind, diagnosis.message),
-                    Err((e, None)) => (
-                        "cluster_unreachable",
-                        format!(
-                            "cluster {alias} is unreachable at {} ({e})",
-                            factory.cluster().bootstrap_servers
-                        ),
-                    ),
-                };
-                self.set_health(alias.as_str(), Err(message.clone()));
-                self.options.metrics.error(
-                    self.mirror.source.as_str(),
-                    self.mirror.target.as_str(),
-                    kind,
-                );
-                let repeat = reported.as_ref().is_none_or(|(last, at)| {
-                    *last != message || at.elapsed() >= REPORT_AGAIN_AFTER
-                });
-                if repeat {
-                    tracing::error!(cluster = %alias, "{message}; nothing is copied until this is fixed; retrying every {}s", RESTART_BACKOFF.as_secs());
-                    reported = Some((message, tokio::time::Instant::now()));
-                }
-                if sleep_or_cancel(RESTART_BACKOFF, shutdown).await {
-                    return Ok(false);
-                }
-                self.reload_security(source_side);
-            }
-        }
-        Ok(true)
-    }
-
-    /// Reads a cluster's certificates, keys and password files again.
-    fn reload_security(&mut self, source_side: bool) {
-        let factory = if source_side {
-            &mut self.source
-        } else {
-            &mut self.target
-        };
-        match check_cluster(factory.cluster(), std::time::SystemTime::now()) {
-            Ok(security) => *factory = factory.with_security(security),
-            Err(problems) => {
-                let shown: Vec<String> = problems.iter().map(ToString::to_string).collect();
-                tracing::error!(cluster = %factory.cluster().alias, "cannot read the security files again: {}; retrying with the ones read before", shown.join("; "));
-            }
-        }
-    }
-
     async fn run_replicator(
         &self,
         sync: &TopicSync,
@@ -570,6 +513,7 @@ impl Flow {
             initial,
             failing_since,
             membership,
+            last_round,
         } = carried;
         let c = &self.mirror.clients;
         let progress = &self.mirror.progress;
@@ -666,8 +610,6 @@ impl Flow {
         let mut stored = stored;
         let refresh = self.mirror.refresh_topics.unwrap_or(Duration::MAX);
         let mut first = true;
-        // Scale-out: the last topic refresh, applied again to the partitions the group gives.
-        let mut last_round: Option<crate::topics::SyncRound> = None;
         let owned_gauge = self
             .options
             .metrics
@@ -684,6 +626,9 @@ impl Flow {
             first = false;
             let mut event = None;
             tokio::select! {
+                // The group's decisions first: a partition revoked before this run started is
+                // handed over before the first refresh could assign it again.
+                biased;
                 () = self.leadership.until(false), if self.standby() && !stop_replicator.is_cancelled() => {
                     tracing::info!("scale-out, exactly-once: no longer the replica that copies: committing what is open and stopping");
                     stop_replicator.cancel();
@@ -713,7 +658,9 @@ impl Flow {
                         }
                     };
                     tracing::info!(copied = report.copied, clean = report.clean, "replicator stopped");
-                    if !report.clean {
+                    // A standby that stopped leading left its open transaction to the next
+                    // leader: not a shutdown that could not store its progress.
+                    if !report.clean && (shutdown.is_cancelled() || !self.standby()) {
                         self.options.unclean_stop.store(true, std::sync::atomic::Ordering::Relaxed);
                     }
                     if tokio::time::timeout(CLIENT_CLOSE_WAIT, &mut handle).await.is_err() {
@@ -796,7 +743,7 @@ impl Flow {
                                         .collect();
                                     topics.push(progress.topic.clone());
                                     m.subscribe(topics);
-                                    last_round = Some(round.clone());
+                                    *last_round = Some(round.clone());
                                     owned_only(round, &m.owned)
                                 }
                                 None => round,
@@ -847,8 +794,34 @@ impl Flow {
                     );
                     m.owned.extend(list);
                     // Their last owner stored its final progress before letting them go.
-                    stored = self.read_progress().await?;
-                    if let Some(round) = &last_round {
+                    let fresh = tokio::select! {
+                        fresh = self.read_progress() => fresh,
+                        () = shutdown.cancelled() => continue,
+                    };
+                    match fresh {
+                        Ok(fresh) => stored = fresh,
+                        Err(e) => {
+                            // The next replicator reads the progress again, for every partition
+                            // this replica owns; this one stops first (never two at once).
+                            stop_replicator.cancel();
+                            if let Ok(Ok(Ok(report))) =
+                                tokio::time::timeout(self.options.shutdown_timeout, &mut done)
+                                    .await
+                                    .map(|r| r.map_err(|_| ()))
+                            {
+                                tracing::info!(
+                                    copied = report.copied,
+                                    clean = report.clean,
+                                    "replicator stopped"
+                                );
+                            }
+                            let _ = tokio::time::timeout(CLIENT_CLOSE_WAIT, &mut handle).await;
+                            return Err(Error::Retriable(format!(
+                                "reading the stored progress of partitions the group gave this replica: {e}"
+                            )));
+                        }
+                    }
+                    if let Some(round) = last_round.as_ref() {
                         let round = owned_only(round.clone(), &m.owned);
                         for command in plan.apply(round, &mut stored, initial.as_ref(), self) {
                             let _ = tx.send(command);
@@ -912,51 +885,8 @@ struct Carried {
     /// Scale-out: the group membership, which outlives replicator restarts (a restart is no
     /// reason to move partitions) and is left once the final progress is stored.
     membership: Option<crate::ownership::Membership>,
-}
-
-/// Scale-out: the partitions of `round` whose target partition this replica owns.
-fn owned_only(
-    mut round: crate::topics::SyncRound,
-    owned: &HashSet<crate::ownership::TargetPartition>,
-) -> crate::topics::SyncRound {
-    round.partitions.retain(|r| {
-        // Looked up without building a key per partition.
-        owned.contains(&(r.target_topic.to_string(), r.source.partition))
-    });
-    round
-}
-
-/// Turns topic refreshes into commands for the replicator: new partitions assigned where their
-/// stored progress says, partitions of deleted topics released, and partitions of topics that
-/// were deleted and created again (a new topic id on either side) copied again from the source's
-/// beginning.
-#[derive(Default)]
-struct Assigner {
-    assigned: HashSet<TopicPartition>,
-    /// The latest ids seen of each replicated source topic and its target topic.
-    ids: HashMap<String, TopicIds>,
-    /// Topics whose stale stored progress was already reported.
-    reported: HashSet<String>,
-    /// Topics that disappeared from the source listing while kmirror ran, with their ids and
-    /// the last progress of their partitions: one listed again with the same id resumes there
-    /// (the listing missed it for a moment); one with another id is new, copied from its
-    /// beginning.
-    gone: HashMap<String, Gone>,
-    /// Topics that came back as new topics.
-    returned: HashSet<String>,
-    /// Source topics whose target topic was deleted, since when: it is created again once what
-    /// was sent to the old one has drained.
-    awaiting_target: HashMap<String, std::time::Instant>,
-    /// `max.message.bytes` of each target topic described (`None`: it could not be read).
-    limits: HashMap<String, Option<usize>>,
-    /// The codec of each source topic's target batches, once learned (see [`crate::codec`]).
-    codecs: HashMap<String, Codec>,
-}
-
-/// A topic that disappeared from the source listing.
-struct Gone {
-    ids: TopicIds,
-    progress: HashMap<i32, i64>,
+    /// Scale-out: the last topic refresh, applied again to the partitions the group gives.
+    last_round: Option<crate::topics::SyncRound>,
 }
 
 /// How long every topic refresh may fail while both clusters answer new clients, before the
@@ -967,496 +897,7 @@ const CLIENTS_STUCK_AFTER: Duration = Duration::from_secs(30);
 /// named for them, before it is replaced (see [`ReplicatorSettings::wedged_after`]).
 const PRODUCER_WEDGED_AFTER: Duration = Duration::from_secs(60);
 
-/// The codec a source topic's `compression.type` names, if any.
-fn configured_codec(entries: Option<&[kmirror_core::topic_config::ConfigEntry]>) -> Option<Codec> {
-    crate::codec::from_topic_config(
-        entries?
-            .iter()
-            .find(|e| e.name == "compression.type")
-            .and_then(|e| e.value.as_deref()),
-    )
-}
-
-/// A topic's target codec: its `compression.type` where that names one, else the codec seen
-/// in its newest batches, else none (no records to look at).
-fn choose_codec(
-    entries: Option<&[kmirror_core::topic_config::ConfigEntry]>,
-    probed: Option<&Codec>,
-    undetermined: bool,
-) -> (Codec, CodecSource) {
-    match (configured_codec(entries), probed) {
-        (Some(c), _) => (c, CodecSource::TopicConfig),
-        (None, Some(c)) => (*c, CodecSource::Batches),
-        (None, None) if undetermined => (Codec::None, CodecSource::Undetermined),
-        (None, None) => (Codec::None, CodecSource::Empty),
-    }
-}
-
-/// Longest look at the source's newest batches for their codec.
-const CODEC_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Longest wait for records sent to a deleted target topic to drain before it is created again.
-const TARGET_DRAIN_WAIT: Duration = Duration::from_secs(60);
-
-impl Assigner {
-    /// Source topics whose target topic must not be created if missing: every topic being
-    /// copied (a missing target topic was deleted), except those whose partitions have been
-    /// reset and drained since.
-    fn hold(&self, status: &StatusBoard) -> HashSet<String> {
-        let mut topics: HashSet<String> = self
-            .assigned
-            .iter()
-            .map(|tp| tp.topic.to_string())
-            .collect();
-        for (topic, since) in &self.awaiting_target {
-            if !status.topic_resetting(topic) || since.elapsed() > TARGET_DRAIN_WAIT {
-                topics.remove(topic);
-            }
-        }
-        topics
-    }
-
-    /// Target topics whose `max.message.bytes` must be read before their partitions are
-    /// assigned: never described, about to get partitions, or created again.
-    fn limits_wanted(&self, round: &SyncRound) -> Vec<String> {
-        let mut out = BTreeSet::new();
-        for r in &round.partitions {
-            let topic = &*r.source.topic;
-            let recreated = round.ids.get(topic).is_some_and(|ids| {
-                self.ids
-                    .get(topic)
-                    .is_some_and(|known| known.target != ids.target)
-            });
-            if recreated
-                || !self.assigned.contains(&r.source)
-                || !self.limits.contains_key(&*r.target_topic)
-            {
-                out.insert(r.target_topic.to_string());
-            }
-        }
-        out.into_iter().collect()
-    }
-
-    /// Remembers the limits of `topics`, as described.
-    fn learn_limits(
-        &mut self,
-        topics: Vec<String>,
-        described: Vec<std::result::Result<Vec<kmirror_core::topic_config::ConfigEntry>, String>>,
-    ) {
-        for (topic, answer) in topics.into_iter().zip(described) {
-            let limit = match answer {
-                Ok(entries) => entries
-                    .iter()
-                    .find(|e| e.name == "max.message.bytes")
-                    .and_then(|e| e.value.as_deref())
-                    .and_then(|v| v.parse().ok()),
-                Err(e) => {
-                    if !self.limits.contains_key(&topic) {
-                        tracing::warn!(target_topic = %topic, "cannot read the target topic's max.message.bytes ({e}): its batches are as large as producer.batch.size allows");
-                    }
-                    None
-                }
-            };
-            self.limits.insert(topic, limit);
-        }
-    }
-
-    fn limit(&self, target_topic: &str) -> Option<usize> {
-        self.limits.get(target_topic).copied().flatten()
-    }
-
-    fn codec(&self, source_topic: &str) -> Option<Codec> {
-        self.codecs.get(source_topic).copied()
-    }
-
-    /// Source topics (with their partition counts) whose codec must be learned before their
-    /// partitions are assigned: never learned, or created again.
-    fn codecs_wanted(&self, round: &SyncRound) -> Vec<(String, i32)> {
-        let mut out: BTreeMap<String, i32> = BTreeMap::new();
-        for r in &round.partitions {
-            let topic = &*r.source.topic;
-            // Only a source id that changed (not one a failed describe left unknown).
-            let recreated = round.ids.get(topic).is_some_and(|ids| {
-                self.ids
-                    .get(topic)
-                    .is_some_and(|known| known.recreated(ids) == Some(Recreated::Source))
-            });
-            if recreated || !self.codecs.contains_key(topic) {
-                let n = out.entry(topic.to_owned()).or_default();
-                *n = (*n).max(r.source.partition + 1);
-            }
-        }
-        out.into_iter().collect()
-    }
-
-    /// Remembers the codecs decided for topics (see [`choose_codec`]).
-    /// One line per topic for a few topics; one line per codec and reason for many (a first
-    /// start with thousands of topics).
-    fn learn_codecs(&mut self, decided: BTreeMap<String, (Codec, CodecSource)>, level: &str) {
-        let summarize = decided.len() > LOGGED_ONE_BY_ONE;
-        let mut groups: BTreeMap<(&'static str, &'static str), Vec<String>> = BTreeMap::new();
-        for (topic, (codec, from)) in decided {
-            if summarize {
-                groups
-                    .entry((codec.name(), from.describe()))
-                    .or_default()
-                    .push(topic.clone());
-            } else {
-                tracing::info!(
-                    topic = %topic, compression = codec.name(), level, from = from.describe(),
-                    "target batches of {topic} use {codec} ({})", from.describe()
-                );
-            }
-            self.codecs.insert(topic, codec);
-        }
-        for ((codec, from), topics) in groups {
-            tracing::info!(
-                compression = codec, level, from, topics = topics.len(),
-                first = ?&topics[..topics.len().min(LOGGED_ONE_BY_ONE)],
-                "target batches of {} topics use {codec} ({from})", topics.len()
-            );
-        }
-    }
-
-    fn apply(
-        &mut self,
-        round: crate::topics::SyncRound,
-        stored: &mut crate::progress_store::Stored,
-        initial: Option<&HashSet<TopicPartition>>,
-        flow: &Flow,
-    ) -> Vec<Command> {
-        let mut commands = Vec::new();
-        let (source_alias, target_alias) =
-            (flow.mirror.source.as_str(), flow.mirror.target.as_str());
-        // Topics gone from the source: their partitions are released (progress stored).
-        let gone: Vec<TopicPartition> = self
-            .assigned
-            .iter()
-            .filter(|tp| !round.source_topics.contains(&*tp.topic))
-            .cloned()
-            .collect();
-        if !gone.is_empty() {
-            let topics: BTreeSet<&str> = gone.iter().map(|tp| &*tp.topic).collect();
-            let reports = flow.status.snapshot();
-            for topic in topics {
-                tracing::warn!(topic, "the source topic is no longer listed: its partitions are released; listed again with the same id it resumes where it was, a new topic under this name is copied from its beginning");
-                let progress = reports
-                    .iter()
-                    .filter(|r| &*r.source.topic == topic)
-                    .map(|r| (r.source.partition, r.next_offset))
-                    .collect();
-                let ids = self.ids.remove(topic).unwrap_or_default();
-                // Listed again, it may be another topic with another codec.
-                self.codecs.remove(topic);
-                self.gone.insert(topic.to_owned(), Gone { ids, progress });
-            }
-            for tp in &gone {
-                self.assigned.remove(tp);
-            }
-            commands.push(Command::Release(gone));
-        }
-        // Topics whose id changed on either side since the last refresh, and ids learned for
-        // topics being copied (a side unknown until now, or a target topic created again).
-        let mut recreated: HashMap<&str, Recreated> = HashMap::new();
-        let mut learned = Vec::new();
-        for (topic, ids) in &round.ids {
-            let known = self.ids.remove(topic).unwrap_or_default();
-            let now = match known.recreated(ids) {
-                Some(side) => {
-                    let (old, new) = match side {
-                        Recreated::Source => (&known.source, &ids.source),
-                        Recreated::Target => (&known.target, &ids.target),
-                    };
-                    tracing::warn!(
-                        topic, side = side.side(), old_id = old.as_deref().unwrap_or_default(), new_id = new.as_deref().unwrap_or_default(),
-                        "the {} topic was deleted and created again: {topic} is copied again from the source's beginning and its old translation map is dropped",
-                        side.side()
-                    );
-                    flow.options
-                        .metrics
-                        .topics_recreated
-                        .with_label_values(&[source_alias, target_alias, topic, side.side()])
-                        .inc();
-                    recreated.insert(topic, side);
-                    ids.clone()
-                }
-                None => ids.clone().or(&known),
-            };
-            if now != known
-                && !recreated.contains_key(topic.as_str())
-                && self.assigned.iter().any(|tp| *tp.topic == **topic)
-            {
-                learned.push((Arc::from(topic.as_str()), now.clone()));
-            }
-            self.ids.insert(topic.clone(), now);
-        }
-        if !learned.is_empty() {
-            commands.push(Command::SetIds(learned));
-        }
-        let mut resets = Vec::new();
-        // Target topics deleted under partitions being copied: those partitions stop and drain;
-        // the topic is created again at a later refresh and everything copied again.
-        for topic in &round.target_missing {
-            if let Some(known) = self.ids.get_mut(topic) {
-                known.target = None;
-            }
-            if self.awaiting_target.contains_key(topic) {
-                continue;
-            }
-            self.awaiting_target
-                .insert(topic.clone(), std::time::Instant::now());
-            let remote: Arc<str> = flow
-                .mirror
-                .policy
-                .format_remote_topic(&flow.mirror.source, topic)
-                .into();
-            tracing::warn!(
-                topic, target_topic = %remote, side = "target",
-                "the target topic was deleted: copying {topic} stops until what was sent to it has drained, then the topic is created again and {topic} is copied again from the source's beginning"
-            );
-            flow.options
-                .metrics
-                .topics_recreated
-                .with_label_values(&[source_alias, target_alias, topic, "target"])
-                .inc();
-            let ids = self.ids.get(topic).cloned().unwrap_or_default();
-            for tp in self.assigned.iter().filter(|tp| &*tp.topic == topic) {
-                resets.push(Assignment {
-                    source: tp.clone(),
-                    target_topic: Arc::clone(&remote),
-                    start: Start::Earliest,
-                    map: OffsetMap::default(),
-                    ids: ids.clone(),
-                    max_message_bytes: self.limit(&remote),
-                    compression: self.codec(topic),
-                });
-            }
-        }
-        let mut new = Vec::new();
-        let mut back: HashSet<String> = HashSet::new();
-        for r in round.partitions {
-            self.awaiting_target.remove(&*r.source.topic);
-            let ids = self.ids.get(&*r.source.topic).cloned().unwrap_or_default();
-            if self.assigned.contains(&r.source) {
-                if recreated.contains_key(&*r.source.topic) {
-                    let max_message_bytes = self.limit(&r.target_topic);
-                    let compression = self.codec(&r.source.topic);
-                    resets.push(Assignment {
-                        source: r.source,
-                        target_topic: r.target_topic,
-                        start: Start::Earliest,
-                        map: OffsetMap::default(),
-                        ids,
-                        max_message_bytes,
-                        compression,
-                    });
-                }
-                continue;
-            }
-            if let Some(side) = stored.forget_if_recreated(&r.source, &ids) {
-                if self.reported.insert(r.source.topic.to_string()) {
-                    tracing::warn!(
-                        topic = %r.source.topic, side = side.side(),
-                        "the {} topic was deleted and created again since its progress was stored: the stored progress and translation map are dropped and {} is copied from its beginning",
-                        side.side(), r.source.topic
-                    );
-                    flow.options
-                        .metrics
-                        .topics_recreated
-                        .with_label_values(&[
-                            source_alias,
-                            target_alias,
-                            &r.source.topic,
-                            side.side(),
-                        ])
-                        .inc();
-                }
-            }
-
-            let existed_at_start = initial.is_some_and(|i| i.contains(&r.source));
-            // Listed again after it was gone: the same topic resumes where it was.
-            let resumed = self.gone.get(&*r.source.topic).and_then(|g| {
-                let same = g.ids.source.is_some() && g.ids.source == ids.source;
-                if back.insert(r.source.topic.to_string()) {
-                    if same {
-                        tracing::info!(topic = %r.source.topic, "the source topic is listed again with the same id: it resumes where it was");
-                    } else {
-                        tracing::warn!(
-                            topic = %r.source.topic, side = "source",
-                            "the source topic was deleted and created again: {} is copied from its beginning",
-                            r.source.topic
-                        );
-                        flow.options
-                            .metrics
-                            .topics_recreated
-                            .with_label_values(&[source_alias, target_alias, &r.source.topic, "source"])
-                            .inc();
-                        self.returned.insert(r.source.topic.to_string());
-                    }
-                }
-                same.then(|| g.progress.get(&r.source.partition).copied())
-                    .flatten()
-            });
-            let start = match (resumed, stored.positions.get(&r.source)) {
-                (Some(at), _) => Start::At(Offset(at)),
-                (None, Some(next)) if !self.returned.contains(&*r.source.topic) => Start::At(*next),
-                // Every record of a topic or partition created while kmirror runs is new: it is
-                // copied from the start, whatever auto.offset.reset says, so nothing written
-                // before it was discovered is skipped.
-                _ if !existed_at_start
-                    || recreated.contains_key(&*r.source.topic)
-                    || self.returned.contains(&*r.source.topic) =>
-                {
-                    Start::Earliest
-                }
-                _ => match flow.mirror.start_from {
-                    StartFrom::Earliest => Start::Earliest,
-                    StartFrom::Latest => Start::Latest,
-                },
-            };
-            let map = match (stored.maps.get(&r.source), stored.positions.get(&r.source)) {
-                // Resumed after a gap in the listing: the map as it was then.
-                _ if resumed.is_some() => flow.maps.get(&r.source).unwrap_or_default(),
-                _ if self.returned.contains(&*r.source.topic) => OffsetMap::default(),
-                (Some(map), _) => map.clone(),
-                // Progress without a map: another replicator (MirrorMaker 2) copied what came
-                // before; it cannot be translated.
-                (None, Some(next)) => OffsetMap::known_from(next.0),
-                (None, None) => OffsetMap::default(),
-            };
-            self.assigned.insert(r.source.clone());
-            let max_message_bytes = self.limit(&r.target_topic);
-            let compression = self.codec(&r.source.topic);
-            new.push(Assignment {
-                source: r.source,
-                target_topic: r.target_topic,
-                start,
-                map,
-                ids,
-                max_message_bytes,
-                compression,
-            });
-        }
-        for topic in back {
-            self.gone.remove(&topic);
-        }
-        if !resets.is_empty() {
-            flow.status
-                .resetting(resets.iter().map(|a| a.source.clone()));
-            commands.push(Command::Reset(resets));
-        }
-        if !new.is_empty() {
-            commands.push(Command::Assign(new));
-        }
-        commands
-    }
-}
-
 impl Flow {
-    /// Whether the operator set the producer's codec (then every topic uses it).
-    fn codec_fixed(&self) -> bool {
-        let cfg = self.producer_config();
-        cfg.get("compression.type").is_some() || cfg.get("compression.codec").is_some()
-    }
-
-    /// The producer's `compression.level`, as logged beside each topic's codec.
-    fn compression_level(&self) -> String {
-        self.producer_config()
-            .get("compression.level")
-            .filter(|l| l.trim() != "-1")
-            .map_or_else(|| "the codec's default".to_owned(), str::to_owned)
-    }
-
-    /// The source configs of `topics` and the codecs of their newest batches (for the topics
-    /// whose `compression.type` names no codec).
-    async fn probe_codecs(
-        &self,
-        sync: &TopicSync,
-        topics: &[(String, i32)],
-        shutdown: &CancellationToken,
-    ) -> (
-        Vec<std::result::Result<Vec<kmirror_core::topic_config::ConfigEntry>, String>>,
-        crate::codec::Probed,
-    ) {
-        let timeout = self.mirror.admin_timeout.min(LIST_TIMEOUT);
-        let names: Vec<String> = topics.iter().map(|(t, _)| t.clone()).collect();
-        let configs = describe_topic_configs(&sync.source, &names, timeout).await;
-        let unknown: Vec<(String, i32)> = topics
-            .iter()
-            .zip(&configs)
-            .filter(|(_, c)| configured_codec(c.as_ref().ok().map(Vec::as_slice)).is_none())
-            .map(|(t, _)| t.clone())
-            .collect();
-        if unknown.is_empty() {
-            return (configs, crate::codec::Probed::default());
-        }
-        let unknown_names: HashSet<String> = unknown.iter().map(|(t, _)| t.clone()).collect();
-        let c = &self.mirror.clients;
-        let config = self
-            .source
-            .config(Role::ProgressReader, &[&c.source_all, &c.source_consumer]);
-        let stop = shutdown.clone();
-        let probed = tokio::task::spawn_blocking(move || {
-            crate::codec::probe(&config, &unknown, CODEC_PROBE_TIMEOUT, &stop)
-        })
-        .await;
-        let probed = match probed {
-            Ok(Ok(p)) => p,
-            Ok(Err(e)) => {
-                tracing::warn!("cannot look at the source's batches ({e}): topics without a compression.type are written uncompressed");
-                crate::codec::Probed {
-                    codecs: HashMap::new(),
-                    undetermined: unknown_names,
-                }
-            }
-            Err(e) => {
-                tracing::warn!("codec probe: {e}");
-                crate::codec::Probed {
-                    codecs: HashMap::new(),
-                    undetermined: unknown_names,
-                }
-            }
-        };
-        (configs, probed)
-    }
-
-    /// The codec each of `topics` gets (see [`choose_codec`]).
-    async fn decide_codecs(
-        &self,
-        sync: &TopicSync,
-        topics: &[(String, i32)],
-        shutdown: &CancellationToken,
-    ) -> HashMap<String, (Codec, CodecSource)> {
-        if topics.is_empty() {
-            return HashMap::new();
-        }
-        let (configs, probed) = self.probe_codecs(sync, topics, shutdown).await;
-        topics
-            .iter()
-            .zip(configs)
-            .map(|((topic, _), config)| {
-                (
-                    topic.clone(),
-                    choose_codec(
-                        config.ok().as_deref(),
-                        probed.codecs.get(topic),
-                        probed.undetermined.contains(topic),
-                    ),
-                )
-            })
-            .collect()
-    }
-
-    fn set_health(&self, alias: &str, outcome: std::result::Result<(), String>) {
-        let up = outcome.is_ok();
-        self.options.connectivity.set(alias, outcome);
-        self.options
-            .metrics
-            .cluster_up
-            .with_label_values(&[alias])
-            .set(if up { 1.0 } else { 0.0 });
-    }
-
     /// Where offset syncs go, if enabled: a standalone idempotent producer on the cluster that
     /// holds the topic, as MM2 does.
     fn sync_target(&self) -> Option<SyncTarget> {
@@ -1621,88 +1062,6 @@ impl Flow {
             stop,
         )
         .await;
-    }
-
-    /// Probes both clusters every [`HEALTH_INTERVAL`] until `stop`.
-    async fn health_loop(&self, source: Admin, target: Admin, stop: CancellationToken) {
-        let mut tick = crate::every(HEALTH_INTERVAL);
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            let (s, t) = tokio::join!(
-                crate::topics::cluster_answers(&source, HEALTH_INTERVAL),
-                crate::topics::cluster_answers(&target, HEALTH_INTERVAL)
-            );
-            // The long-lived admin client can sit on a connection that went stale while the
-            // cluster was frozen or away: a failed probe is confirmed with a fresh client.
-            let (s_up, t_up) = tokio::join!(
-                self.confirm_down(true, s.is_ok()),
-                self.confirm_down(false, t.is_ok())
-            );
-            for (alias, admin, up) in [
-                (&self.mirror.source, &source, s_up),
-                (&self.mirror.target, &target, t_up),
-            ] {
-                let context = admin.inner().context();
-                let outcome = if up {
-                    context.clear_diagnosis();
-                    Ok(())
-                } else {
-                    let (kind, reason) = context.diagnosis().map_or_else(
-                        || {
-                            (
-                                "cluster_unreachable",
-                                format!("cluster {alias} is unreachable"),
-                            )
-                        },
-                        |d| (d.kind, d.message),
-                    );
-                    self.options.metrics.error(
-                        self.mirror.source.as_str(),
-                        self.mirror.target.as_str(),
-                        kind,
-                    );
-                    Err(reason)
-                };
-                self.set_health(alias.as_str(), outcome);
-            }
-        }
-    }
-}
-
-impl Flow {
-    /// Whether both clusters answer new clients.
-    async fn clusters_answer(&self) -> bool {
-        let (s, t) = tokio::join!(
-            self.confirm_down(true, false),
-            self.confirm_down(false, false)
-        );
-        s && t
-    }
-
-    /// Whether a cluster whose admin probe said `up` is up: a failed probe is tried again
-    /// with a new client (a new connection).
-    async fn confirm_down(&self, source_side: bool, up: bool) -> bool {
-        if up {
-            return true;
-        }
-        let c = &self.mirror.clients;
-        let (factory, cfg) = if source_side {
-            let cfg = self
-                .source
-                .config(Role::Admin, &[&c.source_all, &c.source_admin]);
-            (self.source.clone(), cfg)
-        } else {
-            let cfg = self
-                .target
-                .config(Role::Admin, &[&c.target_all, &c.target_admin]);
-            (self.target.clone(), cfg)
-        };
-        tokio::task::spawn_blocking(move || probe(&factory, &cfg, HEALTH_INTERVAL).is_ok())
-            .await
-            .unwrap_or(false)
     }
 }
 
