@@ -1,20 +1,10 @@
 //! MM2 heartbeats: about one per second on the target, decodable by MM2's format.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use kmirror_core::mm2::Heartbeat;
 
 use crate::support::*;
-
-fn now_ms() -> i64 {
-    i64::try_from(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_millis(),
-    )
-    .unwrap()
-}
 
 #[test]
 fn heartbeats_arrive_about_once_per_second_and_decode() {

@@ -85,6 +85,15 @@ fn config_properties_exclude_and_its_old_name_conflict() {
     );
 }
 
+/// Runs validate on `text` (the example, edited) with the example's Secrets mounted.
+fn validate_text(text: &str) -> (Option<i32>, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    strimzi_secrets(dir.path());
+    let config = dir.path().join("mm2.yaml");
+    fs::write(&config, text).unwrap();
+    validate(&config, dir.path())
+}
+
 /// Runs validate on the example after `edit`, expecting exit 2 and a line containing `needle`.
 fn expect_problem(edit: impl FnOnce(&Path, String) -> String, needle: &str) {
     let dir = tempfile::tempdir().unwrap();
@@ -226,9 +235,6 @@ fn secrets_without_secrets_dir_is_explained() {
 
 #[test]
 fn exactly_once_mode_validates_with_mm2s_keys() {
-    let dir = tempfile::tempdir().unwrap();
-    strimzi_secrets(dir.path());
-    let config = dir.path().join("mm2.yaml");
     let text = example()
         .replace(
             "config.storage.replication.factor: 3",
@@ -238,8 +244,7 @@ fn exactly_once_mode_validates_with_mm2s_keys() {
             "sync.topic.acls.enabled: \"false\"",
             "sync.topic.acls.enabled: \"false\"\n          exactly.once.support: required\n          transaction.boundary: interval\n          transaction.boundary.interval.ms: 750",
         );
-    fs::write(&config, text).unwrap();
-    let (code, stdout, stderr) = validate(&config, dir.path());
+    let (code, stdout, stderr) = validate_text(&text);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stdout.contains("configuration OK"), "{stdout}");
     // No key of the mode is reported as ignored.
@@ -303,9 +308,6 @@ fn exactly_once_values_are_checked_as_mm2_does() {
 
 #[test]
 fn exactly_once_requested_and_disabled_run_at_least_once() {
-    let dir = tempfile::tempdir().unwrap();
-    strimzi_secrets(dir.path());
-    let config = dir.path().join("mm2.yaml");
     let text = example()
         .replace(
             "config.storage.replication.factor: 3",
@@ -315,8 +317,7 @@ fn exactly_once_requested_and_disabled_run_at_least_once() {
             "sync.topic.acls.enabled: \"false\"",
             "sync.topic.acls.enabled: \"false\"\n          exactly.once.support: requested\n          transaction.boundary: poll",
         );
-    fs::write(&config, text).unwrap();
-    let (code, stdout, stderr) = validate(&config, dir.path());
+    let (code, stdout, stderr) = validate_text(&text);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stdout.contains("configuration OK"), "{stdout}");
     assert!(
@@ -327,11 +328,8 @@ fn exactly_once_requested_and_disabled_run_at_least_once() {
 
 #[test]
 fn strimzi_replicas_turn_scale_out_on() {
-    let dir = tempfile::tempdir().unwrap();
-    strimzi_secrets(dir.path());
-    let config = dir.path().join("mm2.yaml");
-    fs::write(&config, example().replace("  replicas: 1", "  replicas: 3")).unwrap();
-    let (code, stdout, stderr) = validate(&config, dir.path());
+    let (code, stdout, stderr) =
+        validate_text(&example().replace("  replicas: 1", "  replicas: 3"));
     assert_eq!(code, Some(0), "{stderr}");
     assert!(
         stdout.contains("source->dest: scale-out: replicas share its partitions through the group `kmirror-source-dest` on dest (classic protocol)"),
@@ -358,17 +356,13 @@ fn scale_out_keys_are_checked() {
 
 #[test]
 fn exactly_once_with_replicas_stands_by() {
-    let dir = tempfile::tempdir().unwrap();
-    strimzi_secrets(dir.path());
-    let config = dir.path().join("mm2.yaml");
     let text = example()
         .replace(
             "config.storage.replication.factor: 3",
             "config.storage.replication.factor: 3\n        exactly.once.source.support: enabled",
         )
         .replace("  replicas: 1", "  replicas: 2");
-    fs::write(&config, text).unwrap();
-    let (code, stdout, stderr) = validate(&config, dir.path());
+    let (code, stdout, stderr) = validate_text(&text);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(
         stdout.contains("source->dest: scale-out: exactly-once: one replica copies, the others stand by to take over, through the group `kmirror-source-dest`"),

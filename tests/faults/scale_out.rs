@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use kmirror_core::mm2::Heartbeat;
 
@@ -64,16 +64,6 @@ fn wait_for_shares(env: &Env, replicas: &[&Replica], partitions: f64, timeout: D
     });
 }
 
-fn now_ms() -> i64 {
-    i64::try_from(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_millis(),
-    )
-    .unwrap()
-}
-
 /// Heartbeats of `env`'s flow written in `[from, to)`.
 fn heartbeats_between(env: &Env, from: i64, to: i64) -> usize {
     let records = consume_until_quiet(
@@ -113,6 +103,26 @@ fn three_replicas_share_the_work_and_survive_a_kill() {
         &replicas.iter().collect::<Vec<_>>(),
         24.0,
         Duration::from_secs(60),
+    );
+
+    // Each replica's /readyz says what it does; one runs the singleton jobs.
+    let bodies: Vec<String> = replicas
+        .iter()
+        .map(|r| http_get(r.port, "/readyz").1)
+        .collect();
+    assert_eq!(
+        bodies
+            .iter()
+            .filter(|b| b.contains("runs the singleton jobs"))
+            .count(),
+        1,
+        "{bodies:?}"
+    );
+    assert!(
+        bodies
+            .iter()
+            .all(|b| b.starts_with("ready\n") && b.contains(" partitions")),
+        "{bodies:?}"
     );
 
     // A group committed on the source while the three copy: its offsets reach the target group
@@ -354,6 +364,8 @@ fn exactly_once_standby_takes_over_after_a_kill() {
         leader = settled(&replicas)?;
         Ok(())
     });
+    let standby = http_get(replicas[1 - leader].port, "/readyz").1;
+    assert!(standby.contains("stands by"), "{standby}");
     let mut killed = replicas.remove(leader);
     killed.kmirror.kill();
     let killed_at = Instant::now();

@@ -914,6 +914,17 @@ pub fn kill_repeatedly(config: &Path, kills: usize) {
     }
 }
 
+/// Wall-clock time in epoch milliseconds (Kafka timestamps).
+pub fn now_ms() -> i64 {
+    i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap()
+}
+
 pub fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> Result<(), String>) {
     let deadline = Instant::now() + timeout;
     loop {

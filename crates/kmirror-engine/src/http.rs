@@ -94,7 +94,16 @@ async fn handle(mut stream: TcpStream, state: &HttpState) {
             .status
             .readiness(&state.connectivity, state.expected_clusters)
         {
-            Ok(()) => (200, "text/plain", "ready\n".to_owned()),
+            // With scale-out, what this replica owns, flow by flow.
+            Ok(()) => (
+                200,
+                "text/plain",
+                std::iter::once("ready".to_owned())
+                    .chain(state.connectivity.roles())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+                    + "\n",
+            ),
             Err(reasons) => (503, "text/plain", reasons.join("\n") + "\n"),
         },
         ("GET", _) => (

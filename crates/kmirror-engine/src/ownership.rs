@@ -176,6 +176,7 @@ impl Membership {
         config.set("queued.max.messages.kbytes", "64");
         config.remove("isolation.level");
         let (connectivity, flow) = &settings.readiness;
+        connectivity.update_role(flow, |r| r.group.clone_from(&s.group_id));
         connectivity.set_group_waiting(
             flow,
             Some(format!("flow {flow}: waiting for its scale-out group `{}` to give this replica its partitions", s.group_id)),
@@ -319,6 +320,9 @@ impl MemberContext {
         }
         self.leadership.set(leading);
         self.singleton_gauge.set(if leading { 1.0 } else { 0.0 });
+        self.readiness
+            .0
+            .update_role(&self.readiness.1, |r| r.leading = leading);
     }
 }
 

@@ -91,6 +91,21 @@ pub struct Connectivity {
     permissions: Mutex<BTreeMap<String, Vec<String>>>,
     /// Scale-out: flows whose group has not given this replica its partitions yet.
     groups: Mutex<BTreeMap<String, String>>,
+    /// Scale-out: what this replica does for each flow, for the `/readyz` body.
+    roles: Mutex<BTreeMap<String, ReplicaRole>>,
+}
+
+/// Scale-out: what one replica does for one flow.
+#[derive(Clone, Debug, Default)]
+pub struct ReplicaRole {
+    /// The flow's group.
+    pub group: String,
+    /// Source partitions it copies.
+    pub owned: usize,
+    /// Whether it runs the flow's singleton jobs.
+    pub leading: bool,
+    /// Exactly-once mode: the leader copies, the others stand by.
+    pub standby_mode: bool,
 }
 
 impl Connectivity {
@@ -126,6 +141,35 @@ impl Connectivity {
                 None => m.remove(flow),
             };
         }
+    }
+
+    /// Scale-out: changes what this replica does for `flow` (a line of the `/readyz` body).
+    pub fn update_role(&self, flow: &str, change: impl FnOnce(&mut ReplicaRole)) {
+        if let Ok(mut m) = self.roles.lock() {
+            change(m.entry(flow.to_owned()).or_default());
+        }
+    }
+
+    /// One line per scale-out flow: what this replica does for it.
+    pub fn roles(&self) -> Vec<String> {
+        let Ok(m) = self.roles.lock() else {
+            return Vec::new();
+        };
+        m.iter()
+            .map(|(flow, r)| {
+                let copies = if r.standby_mode && !r.leading {
+                    "stands by (exactly-once: the leader copies)".to_owned()
+                } else {
+                    format!("copies {} partitions", r.owned)
+                };
+                let jobs = if r.leading {
+                    "; runs the singleton jobs (heartbeats, topic config and ACL sync)"
+                } else {
+                    ""
+                };
+                format!("flow {flow}: {copies}{jobs} (scale-out group {})", r.group)
+            })
+            .collect()
     }
 
     fn groups_waiting(&self) -> Vec<String> {

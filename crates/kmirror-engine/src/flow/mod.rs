@@ -392,6 +392,18 @@ impl Flow {
         result
     }
 
+    /// Scale-out: how many partitions this replica copies, in the gauge and `/readyz`.
+    fn publish_owned(&self, gauge: &prometheus::Gauge, owned: usize) {
+        #[allow(clippy::cast_precision_loss)]
+        gauge.set(owned as f64);
+        self.options
+            .connectivity
+            .update_role(&self.mirror.name(), |r| {
+                r.owned = owned;
+                r.standby_mode = self.standby();
+            });
+    }
+
     /// Exactly-once mode with scale-out: only the replica that leads copies.
     fn standby(&self) -> bool {
         self.mirror.scale_out.is_some() && self.mirror.exactly_once.is_some()
@@ -437,11 +449,13 @@ impl Flow {
                 // Exactly-once with scale-out: one replica copies (its transactional ids fence
                 // any other), the others wait to take over.
                 tracing::info!("scale-out, exactly-once: standing by until the group makes this replica the one that copies");
-                self.options
-                    .metrics
-                    .owned_partitions
-                    .with_label_values(&[self.mirror.source.as_str(), self.mirror.target.as_str()])
-                    .set(0.0);
+                self.publish_owned(
+                    &self.options.metrics.owned_partitions.with_label_values(&[
+                        self.mirror.source.as_str(),
+                        self.mirror.target.as_str(),
+                    ]),
+                    0,
+                );
                 tokio::select! {
                     () = self.leadership.until(true) => {}
                     () = shutdown.cancelled() => return Ok(()),
@@ -753,7 +767,7 @@ impl Flow {
                                 let _ = tx.send(command);
                             }
                             if membership.is_some() {
-                                owned_gauge.set(plan.assigned.len() as f64);
+                                self.publish_owned(&owned_gauge, plan.assigned.len());
                             }
                         }
                         Err(e) => {
@@ -855,7 +869,7 @@ impl Flow {
                     let _ = tx.send(Command::HandOver(leaving, done));
                 }
             }
-            owned_gauge.set(plan.assigned.len() as f64);
+            self.publish_owned(&owned_gauge, plan.assigned.len());
         }
     }
 
