@@ -200,7 +200,10 @@ impl Membership {
             .map_err(|e| Error::Internal(format!("scale-out group consumer: {e}")))?;
         let (topics, topics_rx) = std::sync::mpsc::channel();
         let token = stop.clone();
-        let handle = tokio::task::spawn_blocking(move || member(&consumer, &topics_rx, &token));
+        let group = s.group_id.clone();
+        let handle = tokio::task::spawn_blocking(move || {
+            member(&consumer, &group, &topics_rx, &token);
+        });
         tracing::info!(group = %s.group_id, protocol = s.protocol.name(), "scale-out: joining the flow's group on the target; partitions are copied once the group gives them");
         Ok(Self {
             events,
@@ -244,6 +247,7 @@ impl Membership {
 /// The thread: subscribes as told and serves the group's callbacks until `stop`.
 fn member(
     consumer: &BaseConsumer<MemberContext>,
+    group: &str,
     topics: &std::sync::mpsc::Receiver<Vec<String>>,
     stop: &CancellationToken,
 ) {
@@ -273,7 +277,7 @@ fn member(
             Some(Err(e)) => {
                 if last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(30)) {
                     last_warning = Some(Instant::now());
-                    tracing::warn!("scale-out group consumer: {e}");
+                    tracing::warn!(group, "scale-out group consumer: {e} (it needs Read on the group `{group}` and Describe on the flow's target topics, on the target cluster)");
                 }
             }
         }

@@ -2377,14 +2377,12 @@ impl Core {
                 if slot.handed_over {
                     // Its checkpoints are the next owner's to write.
                     self.settings.maps.remove(&slot.source);
-                    for h in &mut self.handovers {
-                        h.pending.remove(&slot.source);
-                    }
                 }
                 tracing::info!(topic = %slot.source.topic, partition = slot.source.partition, "partition released");
             }
         }
-        // A partition given back while it drained is copied again: no longer handed over.
+        // Pending: the partitions still draining for another replica (dropped ones are done; one
+        // given back while it drained is copied again, no longer handed over).
         let mut handovers = std::mem::take(&mut self.handovers);
         for h in &mut handovers {
             h.pending.retain(|tp| {

@@ -22,10 +22,10 @@ pub(super) fn owned_only(
     mut round: SyncRound,
     owned: &HashSet<crate::ownership::TargetPartition>,
 ) -> SyncRound {
-    round.partitions.retain(|r| {
-        // Looked up without building a key per partition.
-        owned.contains(&(r.target_topic.to_string(), r.source.partition))
-    });
+    // Once per topic refresh or group decision, not per record.
+    round
+        .partitions
+        .retain(|r| owned.contains(&(r.target_topic.to_string(), r.source.partition)));
     round
 }
 
