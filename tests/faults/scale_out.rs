@@ -198,7 +198,15 @@ fn three_replicas_share_the_work_and_survive_a_kill() {
                 Ok(())
             } else {
                 let exact = got.iter().filter(|(p, v)| want.get(p) == Some(v)).count();
-                Err(format!("{exact} of 24 partitions checkpointed exactly"))
+                let off: Vec<String> = want
+                    .iter()
+                    .filter(|(p, v)| got.get(p) != Some(v))
+                    .map(|(p, v)| format!("{p}: {:?} (want {v:?})", got.get(p)))
+                    .collect();
+                Err(format!(
+                    "{exact} of 24 partitions checkpointed exactly ({duplicates} copied twice); off: {}",
+                    off.join(", ")
+                ))
             }
         },
     );

@@ -680,6 +680,9 @@ pub fn check_no_loss_in_order(want: &[TestRecord], got: &[TestRecord], partition
                         pos <= h,
                         "partition {partition}: replay starts after the copied data"
                     );
+                    eprintln!(
+                        "partition {partition}: target offset {i} copies source record {pos} again (after {p})"
+                    );
                 }
             }
             (Some(_), None) => unreachable!(),

@@ -232,7 +232,14 @@ impl OffsetMap {
     /// is stored more often than the map, so records between the map's end and `next` may have
     /// copies on the target that the map does not know: a group there translates to the end of
     /// what the map knows (those copies are read again, none is skipped).
+    ///
+    /// The map can also be ahead of `next`: it is written just before its progress, to another
+    /// partition of the progress topic, and a kill can leave the one without the other. What
+    /// it says beyond `next` is forgotten, so that the map ends where copying resumes: the copies
+    /// there are found again on the target by comparing records (see the engine's tail check),
+    /// instead of being copied a second time after a map that already passed them.
     pub fn resumed_at(&mut self, next: i64) {
+        self.forget_from(next);
         let Some(last) = self.runs.last() else {
             return;
         };
@@ -247,6 +254,29 @@ impl OffsetMap {
             if self.runs.len() > MAX_RUNS {
                 self.compact();
             }
+        }
+    }
+
+    /// Forgets the newest runs' copies of source offsets `next` and after (a run that covers
+    /// `next` is cut there when exact, forgotten when gapped: where its copies end is not
+    /// known), and the records passed over from `next` on. Older runs that reach beyond `next`
+    /// (copies before a replay) stay: they are on the target where the map says.
+    fn forget_from(&mut self, next: i64) {
+        while let Some(last) = self.runs.last_mut() {
+            if last.upstream >= next || (last.contains(next) && last.gaps > 0) {
+                self.runs.pop();
+                continue;
+            }
+            if last.contains(next) {
+                last.len = next - last.upstream;
+            }
+            break;
+        }
+        while self.passed.last().is_some_and(|&(from, _)| from >= next) {
+            self.passed.pop();
+        }
+        if let Some(last) = self.passed.last_mut() {
+            last.1 = last.1.min(next);
         }
     }
 
@@ -556,6 +586,50 @@ mod tests {
         n.record(0, 0);
         n.resumed_at(1);
         assert_eq!(n.runs().len(), 1);
+    }
+
+    #[test]
+    fn a_map_ahead_of_the_stored_progress_ends_where_copying_resumes() {
+        // A kill stored the map up to 160 but the progress only up to 130: the map ends at 130,
+        // so the copies of 130..160 are looked for on the target from target offset 130.
+        let mut m = map(&(0..160).map(|u| (u, u)).collect::<Vec<_>>());
+        m.resumed_at(130);
+        assert_eq!(m.copied_end(), Some((130, 130)));
+        assert_eq!(m.classified_end(), Some(130));
+        assert_eq!(m.translate(100), Some(100));
+
+        // Newer runs beyond it are forgotten; an older copy before a replay stays.
+        let mut r = map(&(0..100).map(|u| (u, u)).collect::<Vec<_>>());
+        for u in 80..150 {
+            r.record(u, u + 20);
+        }
+        r.resumed_at(90);
+        assert_eq!(r.copied_end(), Some((90, 110)));
+        assert_eq!(r.runs().len(), 2);
+        r.resumed_at(70);
+        assert_eq!(r.runs().len(), 1, "the replay run starts after 70");
+        assert_eq!(r.copied_end(), Some((70, 70)));
+
+        // A gapped run that covers it is forgotten whole: where its copies end is not known.
+        let mut g = map(&[(0, 0), (1, 1)]);
+        g.runs.push(Run {
+            upstream: 2,
+            downstream: 2,
+            len: 3,
+            gaps: 4,
+        });
+        g.resumed_at(6);
+        assert_eq!(g.copied_end(), Some((2, 2)));
+        assert_eq!(g.translate(1), Some(1));
+
+        // Records passed over from it on are forgotten too.
+        let mut p = OffsetMap::default();
+        p.record(0, 0);
+        for u in 1..10 {
+            p.passed_over(u);
+        }
+        p.resumed_at(5);
+        assert_eq!(p.passed(), &[(1, 5)]);
     }
 
     #[test]

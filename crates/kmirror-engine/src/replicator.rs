@@ -782,7 +782,10 @@ impl Replicator {
                 let Start::At(stored) = a.start else {
                     return None;
                 };
-                let (source_from, target_from) = a.map.copied_end()?;
+                let Some((source_from, target_from)) = a.map.copied_end() else {
+                    tracing::debug!(topic = %a.source.topic, partition = a.source.partition, stored = stored.0, "no offset map beyond the stored progress: copies on the target after it cannot be looked for");
+                    return None;
+                };
                 Some(crate::tail::Tail {
                     source: a.source.clone(),
                     target_topic: Arc::clone(&a.target_topic),

@@ -246,9 +246,16 @@ fn probe(
         let Some(polled) = target.poll(Duration::from_millis(100)) else {
             continue;
         };
-        let Ok(msg) = polled else {
-            // Out of range (retention on the target) or unreachable: what was read is compared.
-            break;
+        let msg = match polled {
+            Ok(msg) => msg,
+            Err(e) => {
+                // Out of range (retention on the target) or unreachable: what was read is
+                // compared.
+                tracing::warn!(
+                    "reading the target beyond the stored progress: {e}; comparing what was read"
+                );
+                break;
+            }
         };
         let Some(&i) = by_target.get(&(msg.topic().to_string(), msg.partition())) else {
             continue;
@@ -314,10 +321,16 @@ fn probe(
         let Some(polled) = source.poll(Duration::from_millis(100)) else {
             continue;
         };
-        let Ok(msg) = polled else {
-            // Out of range (the source's log start passed `source_from`) or unreachable: what
-            // was matched so far counts by the usual rule.
-            break;
+        let msg = match polled {
+            Ok(msg) => msg,
+            Err(e) => {
+                // Out of range (the source's log start passed `source_from`) or unreachable:
+                // what was matched so far counts by the usual rule.
+                tracing::warn!(
+                    "reading the source to compare with the target: {e}; comparing what was read"
+                );
+                break;
+            }
         };
         let Some(&i) = by_source.get(&(msg.topic().to_string(), msg.partition())) else {
             continue;
@@ -351,15 +364,23 @@ fn probe(
     Ok(probes
         .into_iter()
         .filter_map(|p| {
-            let last = p.last_matched()?;
             if !p.trustworthy() {
                 tracing::info!(
                     topic = %p.tail.source.topic, partition = p.tail.source.partition,
+                    source_from = p.tail.source_from, target_read = p.target.len(), matched = p.pairs.len(), stop = ?p.stop,
                     "the target's records after offset {} do not match the source's before the stored progress {}; copying from the stored progress",
                     p.tail.target_from, p.tail.stored
                 );
                 return None;
             }
+            let Some(last) = p.last_matched() else {
+                tracing::info!(
+                    topic = %p.tail.source.topic, partition = p.tail.source.partition,
+                    "the target's records after offset {} are not copies of the source's from offset {}; copying from the stored progress",
+                    p.tail.target_from, p.tail.source_from
+                );
+                return None;
+            };
             let resume = (last + 1).max(p.tail.stored);
             Some((
                 p.tail.source.clone(),
