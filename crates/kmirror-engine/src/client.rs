@@ -59,6 +59,10 @@ fn defaults(role: Role) -> &'static [(&'static str, &'static str)] {
             // partition, and its answer too, so an idle consumer of 10,000 partitions spends a
             // tenth of a core on fetches at 500 ms. New records end the wait at once.
             ("fetch.wait.max.ms", "1000"),
+            // Once the fetched records fill `queued.max.messages.kbytes`, librdkafka fetches
+            // again only after this long (1 s by default) even if the queue drained meanwhile:
+            // a copy faster than a queue per second would wait the rest of each second.
+            ("fetch.queue.backoff.ms", "10"),
             ("isolation.level", "read_committed"),
         ],
         Role::ReplicationProducer => &[
