@@ -241,7 +241,7 @@ fn consumer_config(bootstrap: &str) -> ClientConfig {
         .set("queued.max.messages.kbytes", "16384")
         .set("fetch.max.bytes", "16777216")
         .set("fetch.wait.max.ms", "100")
-        .set("fetch.queue.backoff.ms", "10")
+        .set("fetch.queue.backoff.ms", "20")
         .set("isolation.level", "read_committed");
     c
 }

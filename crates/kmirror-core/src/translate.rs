@@ -232,14 +232,7 @@ impl OffsetMap {
     /// is stored more often than the map, so records between the map's end and `next` may have
     /// copies on the target that the map does not know: a group there translates to the end of
     /// what the map knows (those copies are read again, none is skipped).
-    ///
-    /// The map can also be ahead of `next`: it is written just before its progress, to another
-    /// partition of the progress topic, and a kill can leave the one without the other. What
-    /// it says beyond `next` is forgotten, so that the map ends where copying resumes: the copies
-    /// there are found again on the target by comparing records (see the engine's tail check),
-    /// instead of being copied a second time after a map that already passed them.
     pub fn resumed_at(&mut self, next: i64) {
-        self.forget_from(next);
         let Some(last) = self.runs.last() else {
             return;
         };
@@ -257,26 +250,46 @@ impl OffsetMap {
         }
     }
 
-    /// Forgets the newest runs' copies of source offsets `next` and after (a run that covers
-    /// `next` is cut there when exact, forgotten when gapped: where its copies end is not
-    /// known), and the records passed over from `next` on. Older runs that reach beyond `next`
-    /// (copies before a replay) stay: they are on the target where the map says.
-    fn forget_from(&mut self, next: i64) {
+    /// Where copies on the target beyond the stored progress `next` are looked for (the
+    /// engine's tail check): a source offset and the target offset of its copy, or of where its
+    /// copy would be. The map's copied end when the map ends at or before `next`. The map can
+    /// also be ahead of `next`: it is written just before its progress, to another partition of
+    /// the progress topic, and a kill can keep the one without the other. Then the newest copy
+    /// of `next` itself; inside a gapped run, the run's first copy; in a gap, the first copy
+    /// after it. `None` if nothing was copied.
+    pub fn tail_start(&self, next: i64) -> Option<(i64, i64)> {
+        let end = self.copied_end()?;
+        if end.0 <= next {
+            return Some(end);
+        }
+        let newest_first = || self.runs.iter().rev().filter(|r| r.len > 0);
+        if let Some(r) = newest_first().find(|r| r.contains(next)) {
+            return Some(if r.gaps == 0 {
+                (next, r.downstream + (next - r.upstream))
+            } else {
+                (r.upstream, r.downstream)
+            });
+        }
+        newest_first()
+            .filter(|r| r.upstream > next)
+            .min_by_key(|r| r.upstream)
+            .map(|r| (r.upstream, r.downstream))
+    }
+
+    /// Forgets the copies of source offsets `from` and after that the map's last runs know,
+    /// before the copies found on the target from there are recorded again (as the newest):
+    /// runs that start there or later are dropped, and then the last run, if it covers `from`,
+    /// is cut there when exact, dropped when gapped (where its copies end is not known).
+    pub fn forget_from(&mut self, from: i64) {
         while let Some(last) = self.runs.last_mut() {
-            if last.upstream >= next || (last.contains(next) && last.gaps > 0) {
+            if last.upstream >= from || (last.contains(from) && last.gaps > 0) {
                 self.runs.pop();
                 continue;
             }
-            if last.contains(next) {
-                last.len = next - last.upstream;
+            if last.contains(from) {
+                last.len = from - last.upstream;
             }
             break;
-        }
-        while self.passed.last().is_some_and(|&(from, _)| from >= next) {
-            self.passed.pop();
-        }
-        if let Some(last) = self.passed.last_mut() {
-            last.1 = last.1.min(next);
         }
     }
 
@@ -589,28 +602,41 @@ mod tests {
     }
 
     #[test]
-    fn a_map_ahead_of_the_stored_progress_ends_where_copying_resumes() {
-        // A kill stored the map up to 160 but the progress only up to 130: the map ends at 130,
-        // so the copies of 130..160 are looked for on the target from target offset 130.
-        let mut m = map(&(0..160).map(|u| (u, u)).collect::<Vec<_>>());
+    fn copies_beyond_a_map_ahead_of_the_stored_progress_are_looked_for_from_the_progress() {
+        // A kill stored the map up to 160 but the progress only up to 130: the copies of
+        // 130..160 are looked for on the target from the copy of 130.
+        let mut m = map(&(0..160).map(|u| (u, u + 5)).collect::<Vec<_>>());
         m.resumed_at(130);
-        assert_eq!(m.copied_end(), Some((130, 130)));
-        assert_eq!(m.classified_end(), Some(130));
-        assert_eq!(m.translate(100), Some(100));
+        assert_eq!(m.tail_start(130), Some((130, 135)));
+        assert_eq!(m.translate(150), Some(155), "the map itself is kept");
+        // Found again from 130: recorded once, not as a second run.
+        m.forget_from(130);
+        for u in 130..170 {
+            m.record(u, u + 5);
+        }
+        assert_eq!(m.runs().len(), 1);
+        // A map behind (or at) the progress: its end.
+        let mut behind = map(&(0..100).map(|u| (u, u)).collect::<Vec<_>>());
+        behind.resumed_at(150);
+        assert_eq!(behind.tail_start(150), Some((100, 100)));
+        behind.forget_from(100);
+        assert_eq!(behind.runs().len(), 1, "the unknown stretch is forgotten");
 
-        // Newer runs beyond it are forgotten; an older copy before a replay stays.
+        // A replay run that starts at the progress (a second kill): its first copy, not the
+        // end of the run before it (where the target holds the first crash's copies).
         let mut r = map(&(0..100).map(|u| (u, u)).collect::<Vec<_>>());
         for u in 80..150 {
             r.record(u, u + 20);
         }
-        r.resumed_at(90);
+        assert_eq!(r.tail_start(80), Some((80, 100)));
+        assert_eq!(r.tail_start(90), Some((90, 110)), "the newest copy");
+        r.forget_from(90);
         assert_eq!(r.copied_end(), Some((90, 110)));
-        assert_eq!(r.runs().len(), 2);
-        r.resumed_at(70);
-        assert_eq!(r.runs().len(), 1, "the replay run starts after 70");
-        assert_eq!(r.copied_end(), Some((70, 70)));
+        r.forget_from(80);
+        assert_eq!(r.runs().len(), 1, "the replay run started at 80");
+        assert_eq!(r.copied_end(), Some((80, 80)));
 
-        // A gapped run that covers it is forgotten whole: where its copies end is not known.
+        // Inside a gapped run: from its first copy. In a gap: the first copy after it.
         let mut g = map(&[(0, 0), (1, 1)]);
         g.runs.push(Run {
             upstream: 2,
@@ -618,18 +644,11 @@ mod tests {
             len: 3,
             gaps: 4,
         });
-        g.resumed_at(6);
+        g.record(20, 5);
+        assert_eq!(g.tail_start(6), Some((2, 2)));
+        assert_eq!(g.tail_start(15), Some((20, 5)));
+        g.forget_from(6);
         assert_eq!(g.copied_end(), Some((2, 2)));
-        assert_eq!(g.translate(1), Some(1));
-
-        // Records passed over from it on are forgotten too.
-        let mut p = OffsetMap::default();
-        p.record(0, 0);
-        for u in 1..10 {
-            p.passed_over(u);
-        }
-        p.resumed_at(5);
-        assert_eq!(p.passed(), &[(1, 5)]);
     }
 
     #[test]

@@ -782,7 +782,7 @@ impl Replicator {
                 let Start::At(stored) = a.start else {
                     return None;
                 };
-                let Some((source_from, target_from)) = a.map.copied_end() else {
+                let Some((source_from, target_from)) = a.map.tail_start(stored.0) else {
                     tracing::debug!(topic = %a.source.topic, partition = a.source.partition, stored = stored.0, "no offset map beyond the stored progress: copies on the target after it cannot be looked for");
                     return None;
                 };
@@ -1155,6 +1155,10 @@ impl Replicator {
                 // Copies a crash left on the target beyond the stored progress: known now, not
                 // copied again.
                 a.map.forget_unknown_end();
+                if let Some(&(from, _)) = f.pairs.first() {
+                    // (A map stored ahead of its progress knows some of them already.)
+                    a.map.forget_from(from);
+                }
                 for &(u, d) in &f.pairs {
                     a.map.record(u, d);
                 }

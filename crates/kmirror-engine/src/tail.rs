@@ -56,9 +56,11 @@ pub struct Tail {
     pub source: TopicPartition,
     /// Target topic (same partition number).
     pub target_topic: Arc<str>,
-    /// The source offset after the last record the map knows was copied.
+    /// Where to start comparing: the source offset after the last record the map knows was
+    /// copied, or, for a map stored ahead of its progress, the stored progress (see
+    /// `OffsetMap::tail_start`).
     pub source_from: i64,
-    /// The target offset where the copy of the next record would be.
+    /// The target offset of that record's copy, or where it would be.
     pub target_from: i64,
     /// The stored progress: every source record before it is on the target.
     pub stored: i64,
@@ -376,8 +378,8 @@ fn probe(
             let Some(last) = p.last_matched() else {
                 tracing::info!(
                     topic = %p.tail.source.topic, partition = p.tail.source.partition,
-                    "the target's records after offset {} are not copies of the source's from offset {}; copying from the stored progress",
-                    p.tail.target_from, p.tail.source_from
+                    "the target's record at offset {} is not a copy of the source's at offset {} (written on the target, or by another writer); copying from the stored progress {}",
+                    p.tail.target_from, p.tail.source_from, p.tail.stored
                 );
                 return None;
             };
