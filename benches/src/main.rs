@@ -23,6 +23,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use kmirror_testbed::kafka::{JavaProcess, Kafka, KafkaOptions};
 use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
@@ -80,6 +81,18 @@ enum Cmd {
     /// copied, start to every group checkpointed, a commit to its checkpoint (p50/p99), idle
     /// CPU, peak RSS and threads, for kmirror and MM2 on the same source.
     Scale(scale::ScaleArgs),
+    /// The cost of one produce call that names its topic by string (rdkafka's `send`, what
+    /// kmirror used before its topic handles) as the producer knows more topics: librdkafka
+    /// finds the topic by walking every topic it knows under its client's write lock. No
+    /// cluster needed: the records are queued for an unreachable broker, then purged.
+    ProduceCall {
+        /// Topics the producer knows (comma-separated counts).
+        #[arg(long, value_delimiter = ',', default_value = "1,100,1000")]
+        topics: Vec<usize>,
+        /// Calls timed per count.
+        #[arg(long, default_value_t = 200_000)]
+        calls: usize,
+    },
     /// The bare loop, as its own process: consume every record of a topic from the beginning
     /// and produce it to the same partition of another, nothing else.
     Loop {
@@ -270,6 +283,14 @@ impl ProducerContext for Counter {
     }
 }
 
+/// A producer context that ignores delivery reports (kmirror's opaque type).
+struct Ignore;
+impl ClientContext for Ignore {}
+impl ProducerContext for Ignore {
+    type DeliveryOpaque = usize;
+    fn delivery(&self, _: &DeliveryResult<'_>, _: usize) {}
+}
+
 /// The bare loop (the `loop` subcommand).
 fn bare_loop(
     source: &str,
@@ -302,6 +323,11 @@ fn bare_loop(
         if let Some(v) = msg.payload() {
             rec = rec.payload(v);
         }
+        // A replicator copies headers (the source's records here have none; looking costs
+        // librdkafka a parse of each record's header block, as it costs kmirror).
+        if let Some(h) = msg.headers() {
+            rec = rec.headers(h.detach());
+        }
         if let Some(ts) = msg.timestamp().to_millis() {
             rec = rec.timestamp(ts);
         }
@@ -316,6 +342,83 @@ fn bare_loop(
         .load(std::sync::atomic::Ordering::Relaxed);
     if acked != records {
         bail!("loop: {acked} of {records} acknowledged");
+    }
+    Ok(())
+}
+
+/// The `produce-call` subcommand: ns per `BaseProducer::send` to the topic the producer
+/// learnt last (the far end of librdkafka's topic list) and to the one it learnt first.
+fn produce_call(counts: &[usize], calls: usize) -> Result<()> {
+    println!(
+        "| topics known | ns per send by name, topic learnt last | by name, learnt first | through a topic handle (kmirror) |"
+    );
+    println!("|---:|---:|---:|---:|");
+    for &count in counts {
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", "127.0.0.1:9")
+            .set("queue.buffering.max.messages", "2147483647")
+            .set("queue.buffering.max.kbytes", "2147483647")
+            .set("message.timeout.ms", "0")
+            .set("log_level", "0")
+            .create()?;
+        let names: Vec<String> = (0..count.max(1)).map(|i| format!("topic-{i:05}")).collect();
+        for name in &names {
+            produce::send(
+                &producer,
+                BaseRecord::<[u8], [u8]>::to(name)
+                    .partition(0)
+                    .payload(b"x"),
+            )?;
+        }
+        let mut per_call = Vec::new();
+        for name in [&names[names.len() - 1], &names[0]] {
+            let started = Instant::now();
+            for _ in 0..calls {
+                produce::send(
+                    &producer,
+                    BaseRecord::<[u8], [u8]>::to(name)
+                        .partition(0)
+                        .payload(b"x"),
+                )?;
+            }
+            #[allow(clippy::cast_precision_loss)]
+            per_call.push(started.elapsed().as_nanos() as f64 / calls as f64);
+            producer.purge(rdkafka::producer::PurgeConfig::default().queue());
+            producer.poll(Duration::ZERO);
+        }
+        // kmirror's way: a topic handle per topic.
+        let handles: kmirror_admin::TopicProducer<Ignore> = kmirror_admin::TopicProducer::new(
+            producer_config("127.0.0.1:9")
+                .set("queue.buffering.max.messages", "2147483647")
+                .set("queue.buffering.max.kbytes", "2147483647")
+                .set("log_level", "0")
+                .create_with_context(Ignore)?,
+        );
+        for name in &names {
+            handles.send(name, 0, None, Some(b"x"), None, 0)?;
+        }
+        let last = &names[names.len() - 1];
+        let started = Instant::now();
+        for _ in 0..calls {
+            loop {
+                match handles.send(last, 0, None, Some(b"x"), None, 0) {
+                    Ok(()) => break,
+                    Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
+                        handles.producer().poll(Duration::from_millis(5));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        #[allow(clippy::cast_precision_loss)]
+        per_call.push(started.elapsed().as_nanos() as f64 / calls as f64);
+        handles
+            .producer()
+            .purge(rdkafka::producer::PurgeConfig::default().queue());
+        println!(
+            "| {count} | {:.0} | {:.0} | {:.0} |",
+            per_call[0], per_call[1], per_call[2]
+        );
     }
     Ok(())
 }
@@ -688,6 +791,9 @@ fn main() -> Result<()> {
     let args = Args::parse();
     if let Some(Cmd::Scale(scale)) = &args.cmd {
         return scale::run(scale);
+    }
+    if let Some(Cmd::ProduceCall { topics, calls }) = &args.cmd {
+        return produce_call(topics, *calls);
     }
     if let Some(Cmd::Loop {
         source,

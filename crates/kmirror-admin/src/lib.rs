@@ -1,13 +1,18 @@
 //! The admin calls kmirror needs that rdkafka's safe API does not offer: IncrementalAlterConfigs
 //! (KIP-339), DescribeAcls and CreateAcls, ListConsumerGroupOffsets for many groups on one
 //! client, and DescribeTopics and DescribeCluster with topic ids
-//! and the principal's authorized operations (KIP-430). Each is a thin, blocking wrapper over librdkafka's C
+//! and the principal's authorized operations (KIP-430), and producing a copy of a fetched record
+//! through a topic handle ([`TopicProducer`]). Each admin call is a thin, blocking wrapper over librdkafka's C
 //! API (through `rdkafka::bindings`, the same library rdkafka links), run on the caller's
 //! thread: call them from `spawn_blocking`, never from an async worker.
 //!
 //! Every librdkafka object is owned by a small guard that destroys it on drop, strings are
 //! copied out of librdkafka's memory before the event that owns them is destroyed, and every
 //! `unsafe` block says why it is sound.
+
+mod produce;
+
+pub use produce::TopicProducer;
 
 use std::ffi::{CStr, CString};
 use std::fmt;

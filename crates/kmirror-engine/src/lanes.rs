@@ -227,8 +227,12 @@ struct Lane {
     /// Which of the producers of its (batch, codec) it is: partition number modulo
     /// [`Lanes::shards`].
     shard: usize,
-    producer: BaseProducer<DeliveryContext>,
+    producer: LaneProducer,
 }
+
+/// A lane's producer: copies go through its topic handles (see [`kmirror_admin::TopicProducer`]).
+type LaneProducer =
+    kmirror_admin::TopicProducer<DeliveryContext, std::hash::BuildHasherDefault<Fnv>>;
 
 /// `queue.buffering.max.kbytes` of one of `shards` producers sharing `kbytes`: an equal part,
 /// but at least two of its largest batches.
@@ -326,7 +330,7 @@ impl Lanes {
                 batch,
                 codec: None,
                 shard: 0,
-                producer: main,
+                producer: LaneProducer::new(main),
             }],
             compresses,
             codec_fixed,
@@ -376,7 +380,7 @@ impl Lanes {
                 })
                 .collect();
             crate::transactions::init(
-                &self.lanes[0].producer,
+                self.lanes[0].producer.producer(),
                 id,
                 crate::transactions::INIT_PATIENCE,
                 shutdown,
@@ -402,7 +406,40 @@ impl Lanes {
 
     /// The producer of `lane` (lane 0 if there is no such lane).
     pub fn get(&self, lane: usize) -> &BaseProducer<DeliveryContext> {
-        &self.lanes.get(lane).unwrap_or(&self.lanes[0]).producer
+        self.lanes
+            .get(lane)
+            .unwrap_or(&self.lanes[0])
+            .producer
+            .producer()
+    }
+
+    /// Produces a copy of `source` through `lane` (lane 0 if there is no such lane); see
+    /// [`kmirror_admin::TopicProducer::send_copy`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn send_copy(
+        &self,
+        lane: usize,
+        topic: &str,
+        partition: i32,
+        source: &rdkafka::message::BorrowedMessage<'_>,
+        copy_headers: bool,
+        header: Option<(&str, &[u8])>,
+        timestamp: Option<i64>,
+        opaque: usize,
+    ) -> Result<(), KafkaError> {
+        self.lanes
+            .get(lane)
+            .unwrap_or(&self.lanes[0])
+            .producer
+            .send_copy(
+                topic,
+                partition,
+                source,
+                copy_headers,
+                header,
+                timestamp,
+                opaque,
+            )
     }
 
     /// The lane for `partition` of a target topic whose `max.message.bytes` is `limit` and
@@ -574,7 +611,7 @@ impl Lanes {
             batch,
             codec,
             shard,
-            producer,
+            producer: LaneProducer::new(producer),
         });
         Ok(self.lanes.len() - 1)
     }
@@ -583,9 +620,9 @@ impl Lanes {
     /// every lane serves what else is queued (see [`drain`]).
     pub fn poll(&self, lane: usize, timeout: Duration) {
         for (i, l) in self.lanes.iter().enumerate() {
-            l.producer
-                .poll(if i == lane { timeout } else { Duration::ZERO });
-            drain(&l.producer);
+            let producer = l.producer.producer();
+            producer.poll(if i == lane { timeout } else { Duration::ZERO });
+            drain(producer);
         }
     }
 
@@ -595,6 +632,7 @@ impl Lanes {
         for l in &self.lanes {
             all &= l
                 .producer
+                .producer()
                 .flush(deadline.saturating_duration_since(Instant::now()))
                 .is_ok();
         }
@@ -605,14 +643,14 @@ impl Lanes {
     pub fn fatal(&self) -> Option<(RDKafkaErrorCode, String)> {
         self.lanes
             .iter()
-            .find_map(|l| l.producer.client().fatal_error())
+            .find_map(|l| l.producer.producer().client().fatal_error())
     }
 
     /// The first fatal error of any lane.
     pub fn fatal_error(&self) -> Option<String> {
         self.lanes
             .iter()
-            .find_map(|l| l.producer.client().fatal_error().map(|(_, s)| s))
+            .find_map(|l| l.producer.producer().client().fatal_error().map(|(_, s)| s))
     }
 
     /// Why a record of `size` bytes (see [`record_size`]) cannot be sent on `route`, if it

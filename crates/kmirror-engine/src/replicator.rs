@@ -1693,33 +1693,8 @@ impl Core {
         }
 
         let target_topic = Arc::clone(&slot.target_topic);
-        let mut record = BaseRecord::<[u8], [u8], usize>::with_opaque_to(&target_topic, opaque)
-            .partition(msg.partition());
-        if let Some(key) = msg.key() {
-            record = record.key(key);
-        }
-        if let Some(payload) = msg.payload() {
-            record = record.payload(payload);
-        }
-        match (&self.settings.provenance, headers) {
-            (Some(rule), headers) if mark => {
-                let headers = headers.map_or_else(
-                    || rdkafka::message::OwnedHeaders::new_with_capacity(1),
-                    |h| h.detach(),
-                );
-                record = record.headers(headers.insert(rdkafka::message::Header {
-                    key: &rule.header,
-                    value: Some(rule.source.as_str()),
-                }));
-            }
-            (_, Some(headers)) => record = record.headers(headers.detach()),
-            (_, None) => {}
-        }
         let timestamp = match msg.timestamp() {
-            Timestamp::CreateTime(ts) | Timestamp::LogAppendTime(ts) => {
-                record = record.timestamp(ts);
-                Some(ts)
-            }
+            Timestamp::CreateTime(ts) | Timestamp::LogAppendTime(ts) => Some(ts),
             Timestamp::NotAvailable => None,
         };
         let value_len = msg.payload_len() as u64;
@@ -1727,7 +1702,21 @@ impl Core {
             self.begin_transaction(lane)?;
         }
         loop {
-            match self.lanes.get(lane).send(record) {
+            let header = match &self.settings.provenance {
+                Some(rule) if mark => Some((rule.header.as_str(), rule.source.as_str().as_bytes())),
+                _ => None,
+            };
+            let sent = self.lanes.send_copy(
+                lane,
+                &target_topic,
+                msg.partition(),
+                msg,
+                headers.is_some(),
+                header,
+                timestamp,
+                opaque,
+            );
+            match sent {
                 Ok(()) => {
                     if let Some(slot) = self.slots[idx].as_mut() {
                         if slot.tracker.in_flight() == 0 {
@@ -1744,7 +1733,7 @@ impl Core {
                     }
                     return Ok(());
                 }
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
                     if self.shutdown.is_cancelled() {
                         // Stopping while the target does not take records: this one is not
                         // produced, and nothing after it may be (it would overtake it).
@@ -1755,7 +1744,6 @@ impl Core {
                     }
                     // Back-pressure: the target is slower than the source. Wait for acks, and
                     // keep saying how each partition is doing (stuck, if the target is gone).
-                    record = back;
                     self.lanes.poll(lane, Duration::from_millis(10));
                     self.progress_producer.poll(Duration::ZERO);
                     crate::lanes::drain(&self.progress_producer);
@@ -1767,7 +1755,7 @@ impl Core {
                         self.publish_status(watermarks);
                     }
                 }
-                Err((e, _))
+                Err(e)
                     if self.settings.transactions.is_some()
                         && crate::transactions::ends_transaction(&e) =>
                 {
@@ -1776,7 +1764,7 @@ impl Core {
                     // at-least-once mode (nothing of it is in the transaction).
                     return Err(self.fail_transaction("sending a record", &e));
                 }
-                Err((e, _)) => {
+                Err(e) => {
                     let reason = describe(&e);
                     if !is_retriable(&e) {
                         self.stop_partition(idx, offset, "the producer refused", reason, to_pause);
