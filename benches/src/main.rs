@@ -252,7 +252,8 @@ fn consumer_config(bootstrap: &str) -> ClientConfig {
         .set("group.id", "bench-loop")
         .set("enable.auto.commit", "false")
         .set("queued.max.messages.kbytes", "16384")
-        .set("fetch.max.bytes", "16777216")
+        // kmirror's fetch size with its default memory budget.
+        .set("fetch.max.bytes", "2097152")
         .set("fetch.wait.max.ms", "100")
         .set("fetch.queue.backoff.ms", "20")
         .set("isolation.level", "read_committed");

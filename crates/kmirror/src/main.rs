@@ -71,7 +71,7 @@ enum Cmd {
         stall_after: Duration,
         /// Memory for records in transit, shared by the flows: a quarter of each flow's share
         /// holds fetched records waiting to be copied, a half holds copied records waiting for
-        /// the target's acknowledgement, and fetch responses are at most a sixteenth (compressed
+        /// the target's acknowledgement, and fetch responses are at most a thirty-second (compressed
         /// ones grow by their compression ratio as they are decompressed). Client properties
         /// set in the configuration (`queued.max.messages.kbytes`, `fetch.max.bytes`,
         /// `queue.buffering.max.kbytes`) take precedence. With the default the process stays
