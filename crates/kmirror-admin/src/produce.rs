@@ -4,8 +4,8 @@
 //! and librdkafka then looks the topic up under its client's write lock by walking the list of
 //! every topic the client knows, comparing names. With hundreds of target topics that walk is
 //! the dearest part of producing a record. [`TopicProducer`] keeps one librdkafka topic handle
-//! per target topic and produces with it (`RD_KAFKA_VTYPE_RKT`): no allocation, no lock, no
-//! walk. It also copies the source record's headers inside librdkafka, adding one header if
+//! per target topic and produces with it (`RD_KAFKA_VTYPE_RKT`): no allocation, no client-wide
+//! write lock, no walk. It also copies the source record's headers inside librdkafka, adding one header if
 //! asked, without building them through rdkafka's owned types.
 
 use std::cell::RefCell;
@@ -207,11 +207,18 @@ where
         }
         // SAFETY: `error` is a non-NULL error object returned to us; it is read, then destroyed
         // once. On failure the headers stay ours (dropped with `headers`).
-        let code = unsafe {
+        let (code, fatal) = unsafe {
             let code = rd::rd_kafka_error_code(error);
+            let fatal = rd::rd_kafka_error_is_fatal(error) != 0;
             rd::rd_kafka_error_destroy(error);
-            code
+            (code, fatal)
         };
+        if fatal {
+            // `rd_kafka_producev` (rdkafka's `send`) says `__FATAL` once the producer has a
+            // fatal error; `rd_kafka_produceva` gives the underlying cause instead. Callers
+            // recognise a dead producer by `Fatal`.
+            return Err(KafkaError::MessageProduction(RDKafkaErrorCode::Fatal));
+        }
         Err(KafkaError::MessageProduction(code.into()))
     }
 }
