@@ -363,24 +363,22 @@ fn produce_call(counts: &[usize], calls: usize) -> Result<()> {
             .set("log_level", "0")
             .create()?;
         let names: Vec<String> = (0..count.max(1)).map(|i| format!("topic-{i:05}")).collect();
-        for name in &names {
+        let by_name = |name: &str| {
             produce::send(
                 &producer,
                 BaseRecord::<[u8], [u8]>::to(name)
                     .partition(0)
                     .payload(b"x"),
-            )?;
+            )
+        };
+        for name in &names {
+            by_name(name)?;
         }
         let mut per_call = Vec::new();
         for name in [&names[names.len() - 1], &names[0]] {
             let started = Instant::now();
             for _ in 0..calls {
-                produce::send(
-                    &producer,
-                    BaseRecord::<[u8], [u8]>::to(name)
-                        .partition(0)
-                        .payload(b"x"),
-                )?;
+                by_name(name)?;
             }
             #[allow(clippy::cast_precision_loss)]
             per_call.push(started.elapsed().as_nanos() as f64 / calls as f64);
