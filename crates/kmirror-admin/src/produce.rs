@@ -5,8 +5,8 @@
 //! every topic the client knows, comparing names. With hundreds of target topics that walk is
 //! the dearest part of producing a record. [`TopicProducer`] keeps one librdkafka topic handle
 //! per target topic and produces with it (`RD_KAFKA_VTYPE_RKT`): no allocation, no client-wide
-//! write lock, no walk. It also copies the source record's headers inside librdkafka, adding one header if
-//! asked, without building them through rdkafka's owned types.
+//! write lock, no walk. It also copies the source record's headers inside librdkafka, adding
+//! one header if asked, without building them through rdkafka's owned types.
 
 use std::cell::RefCell;
 use std::collections::HashMap;

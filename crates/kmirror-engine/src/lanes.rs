@@ -406,11 +406,12 @@ impl Lanes {
 
     /// The producer of `lane` (lane 0 if there is no such lane).
     pub fn get(&self, lane: usize) -> &BaseProducer<DeliveryContext> {
-        self.lanes
-            .get(lane)
-            .unwrap_or(&self.lanes[0])
-            .producer
-            .producer()
+        self.lane(lane).producer()
+    }
+
+    /// The topic-handle producer of `lane` (lane 0 if there is no such lane).
+    fn lane(&self, lane: usize) -> &LaneProducer {
+        &self.lanes.get(lane).unwrap_or(&self.lanes[0]).producer
     }
 
     /// Produces a copy of `source` through `lane` (lane 0 if there is no such lane); see
@@ -427,19 +428,15 @@ impl Lanes {
         timestamp: Option<i64>,
         opaque: usize,
     ) -> Result<(), KafkaError> {
-        self.lanes
-            .get(lane)
-            .unwrap_or(&self.lanes[0])
-            .producer
-            .send_copy(
-                topic,
-                partition,
-                source,
-                copy_headers,
-                header,
-                timestamp,
-                opaque,
-            )
+        self.lane(lane).send_copy(
+            topic,
+            partition,
+            source,
+            copy_headers,
+            header,
+            timestamp,
+            opaque,
+        )
     }
 
     /// The lane for `partition` of a target topic whose `max.message.bytes` is `limit` and
