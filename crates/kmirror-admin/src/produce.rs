@@ -327,8 +327,9 @@ mod tests {
         out.send("b", 0, None, Some(b"v2"), None, 8)
             .expect("second");
         out.send("a", 1, Some(b"k3"), None, None, 9).expect("third");
+        // (Not `in_flight_count`: it also counts the client's own events, such as the error
+        // of the refused connection, so it is 3 or more.)
         assert_eq!(out.topics.borrow().len(), 2, "one handle per topic");
-        assert_eq!(out.producer().in_flight_count(), 3);
 
         out.producer().purge(PurgeConfig::default().queue());
         let until = Instant::now() + Duration::from_secs(10);
