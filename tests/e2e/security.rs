@@ -386,3 +386,49 @@ fn a_missing_acl_is_named_with_operation_and_resource_and_copying_starts_once_gr
         );
     });
 }
+
+/// The permission check learns whether the target lets kmirror create ACLs (ALTER on the
+/// cluster) with a CreateAcls request that creates nothing: a principal without the right is
+/// told no, then yes once it is granted, and no binding is left behind.
+#[test]
+fn the_right_to_create_acls_is_probed_without_creating_any() {
+    let env = Env::shared();
+    let cn = format!("prober-{}", rand_suffix());
+    let leaf = env.target.pki.leaf(&cn, &[], false);
+    let principal = format!("User:CN={cn}");
+    let prober: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
+        rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &env.target.ssl_bootstrap)
+            .set("security.protocol", "ssl")
+            .set("ssl.ca.pem", &env.target.pki.ca_pem)
+            .set("ssl.certificate.pem", &leaf.cert_pem)
+            .set("ssl.key.pem", &leaf.key_pem)
+            .create()
+            .unwrap();
+    let timeout = Duration::from_secs(10);
+    let may = || kmirror_admin::may_create_acls(prober.inner(), timeout);
+    assert_eq!(may(), Ok(false), "nothing granted yet");
+    env.target.grant(
+        &principal,
+        AclResource::Cluster,
+        "kafka-cluster",
+        PatternType::Literal,
+        &[AclOperation::Alter],
+    );
+    wait_for(
+        "ALTER on the cluster",
+        Duration::from_secs(20),
+        || match may() {
+            Ok(true) => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    );
+    let left: Vec<String> =
+        kmirror_admin::describe_topic_acls(admin(&env.target.bootstrap).inner(), timeout)
+            .unwrap()
+            .into_iter()
+            .filter(|a| a.topic.is_empty() || a.principal.contains("permission-probe"))
+            .map(|a| a.to_string())
+            .collect();
+    assert!(left.is_empty(), "the probe left bindings: {left:?}");
+}

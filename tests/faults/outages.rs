@@ -238,3 +238,63 @@ fn leader_of(bootstrap: &str, topic: &str, partition: i32) -> usize {
         .leader();
     usize::try_from(leader - 1).unwrap()
 }
+
+/// The permission check's requests (DescribeTopics with authorized operations, and the probe of
+/// the right to create ACLs) asked over and over while a one-node cluster is frozen for
+/// longer than its broker session, then thawed: the controller fences the broker, which answers
+/// on its open connections, reporting no broker at all, until its next heartbeat. librdkafka
+/// aborts the process on such an answer to DescribeCluster (this test did, when the check asked
+/// that); every request the check sends gets an error instead, and answers once the broker is
+/// back.
+#[test]
+fn permissions_checked_while_the_only_broker_is_fenced() {
+    let kafka = Kafka::start("fenced", &kafka::KafkaOptions::default());
+    let topic = format!("described-{}", rand_suffix());
+    create_topic(&kafka.bootstrap, &topic, 1);
+    let admin = admin(&kafka.bootstrap);
+    let timeout = Duration::from_secs(2);
+    let topics = [topic.clone()];
+    let ask = || {
+        let described = kmirror_admin::describe_topics(admin.inner(), &topics, true, timeout);
+        let create = kmirror_admin::may_create_acls(admin.inner(), timeout);
+        (described, create)
+    };
+    let before = ask();
+    assert!(
+        matches!(before, (Ok(_), Ok(true))),
+        "before the freeze (the super user may do all): {before:?}"
+    );
+
+    let stop = AtomicBool::new(false);
+    let (failed, answered) = std::thread::scope(|s| {
+        let asker = s.spawn(|| {
+            let (mut failed, mut answered) = (0, 0);
+            while !stop.load(Ordering::Relaxed) {
+                match ask() {
+                    (Ok(_), Ok(_)) => answered += 1,
+                    _ => failed += 1,
+                }
+            }
+            (failed, answered)
+        });
+        kafka.freeze_node(0);
+        std::thread::sleep(Duration::from_secs(15));
+        kafka.thaw_node(0);
+        // Asked through the broker's fencing and past it.
+        std::thread::sleep(Duration::from_secs(5));
+        stop.store(true, Ordering::Relaxed);
+        asker.join().unwrap()
+    });
+    assert!(failed > 0, "nothing was asked while the broker was away");
+    assert!(
+        answered > 0,
+        "no answer once the broker was back ({failed} failed)"
+    );
+    let (described, create) = ask();
+    let described = described.unwrap();
+    assert_eq!(described.len(), 1);
+    assert_eq!(described[0].0, topic);
+    assert!(described[0].1.is_ok(), "{:?}", described[0].1);
+    assert_eq!(create, Ok(true));
+    eprintln!("broker frozen 15 s: {failed} rounds failed, {answered} answered, none aborted");
+}

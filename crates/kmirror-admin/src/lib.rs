@@ -1,7 +1,7 @@
 //! The admin calls kmirror needs that rdkafka's safe API does not offer: IncrementalAlterConfigs
 //! (KIP-339), DescribeAcls and CreateAcls, ListConsumerGroupOffsets for many groups on one
-//! client, and DescribeTopics and DescribeCluster with topic ids
-//! and the principal's authorized operations (KIP-430), and producing a copy of a fetched record
+//! client, DescribeTopics with topic ids and the principal's authorized operations (KIP-430),
+//! a probe of the right to create ACLs, and producing a copy of a fetched record
 //! through a topic handle ([`TopicProducer`]). Each admin call is a thin, blocking wrapper over librdkafka's C
 //! API (through `rdkafka::bindings`, the same library rdkafka links), run on the caller's
 //! thread: call them from `spawn_blocking`, never from an async worker.
@@ -425,8 +425,57 @@ fn pattern_from(p: rd::rd_kafka_ResourcePatternType_t) -> PatternType {
     }
 }
 
-/// Every TOPIC ACL binding of the cluster (any name, any pattern type). A cluster without an
-/// authorizer answers with [`RDKafkaErrorCode::SecurityDisabled`]. Blocking.
+/// The principal the ACL probe names; nothing is created for it.
+const PROBE_PRINCIPAL: &str = "User:kmirror-permission-probe";
+
+/// Whether the client's principal may create ACLs (ALTER on the cluster), asked with a
+/// CreateAcls request that no broker can carry out: one binding on a topic with an empty name,
+/// which a broker refuses as an invalid request after it checked the right to create ACLs, and
+/// refuses with a cluster authorization error before that. Nothing is created either way.
+/// `Err` when the broker could not say (a cluster without an authorizer answers
+/// [`RDKafkaErrorCode::SecurityDisabled`]), or did not refuse the binding.
+///
+/// Not DescribeCluster's authorized operations (KIP-430): librdkafka (2.12) aborts the process
+/// on a DescribeCluster answer listing no broker, which every broker sends while the
+/// controller has it fenced (see [`count_brokers`]), and no check made beforehand closes that
+/// race. The right to describe the cluster (reading ACLs) has no such probe: librdkafka drops
+/// DescribeAcls' request-level error, and DescribeUserScramCredentials frees memory it does
+/// not own when it parses one. Blocking.
+pub fn may_create_acls<C: ClientContext>(
+    client: &Client<C>,
+    timeout: Duration,
+) -> Result<bool, AdminError> {
+    let probe = TopicAcl {
+        topic: String::new(),
+        pattern: PatternType::Literal,
+        principal: PROBE_PRINCIPAL.to_owned(),
+        host: "*".to_owned(),
+        operation: AclOperation::Describe,
+        permission: AclPermission::Allow,
+    };
+    let outcome = create_acls(client, &[(AclResource::Topic, &probe)], timeout)?
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| {
+            Err(AdminError::new(
+                RDKafkaErrorCode::Fail,
+                "no outcome for the probe binding",
+            ))
+        });
+    match outcome {
+        Err(e) if e.code == RDKafkaErrorCode::ClusterAuthorizationFailed => Ok(false),
+        Err(e) if e.code == RDKafkaErrorCode::InvalidRequest => Ok(true),
+        Err(e) => Err(e),
+        Ok(()) => Err(AdminError::new(
+            RDKafkaErrorCode::Fail,
+            format!("the broker accepted the ACL probe binding (a topic with an empty name, for {PROBE_PRINCIPAL}); delete it"),
+        )),
+    }
+}
+
+/// Every TOPIC ACL binding of the cluster (any name, any pattern type). A principal without
+/// DESCRIBE on the cluster, and a cluster without an authorizer, get an empty list: librdkafka
+/// (2.12) drops the request-level error of a DescribeAcls answer. Blocking.
 pub fn describe_topic_acls<C: ClientContext>(
     client: &Client<C>,
     timeout: Duration,
@@ -814,24 +863,6 @@ pub fn describe_topics<C: ClientContext>(
     Ok(out)
 }
 
-/// The operations the client's principal may perform on the cluster resource (KIP-430), or
-/// `None` if the broker did not say. Blocking.
-pub fn describe_cluster_authorized_operations<C: ClientContext>(
-    client: &Client<C>,
-    timeout: Duration,
-) -> Result<Option<Vec<AclOperation>>, AdminError> {
-    describe_cluster(client, timeout, true, |result| {
-        let mut n = 0usize;
-        // SAFETY: `result` belongs to the live event; the array is copied at once.
-        unsafe {
-            operations(
-                rd::rd_kafka_DescribeCluster_result_authorized_operations(result, &mut n),
-                n,
-            )
-        }
-    })
-}
-
 /// How many brokers the cluster reports, from a Metadata request naming no topic (a few bytes
 /// whatever the number of topics, unlike a listing; topics this client holds handles for are
 /// named too). Not DescribeCluster: librdkafka (2.12) aborts the process when a
@@ -868,38 +899,6 @@ pub fn count_brokers<C: ClientContext>(
         ));
     }
     Ok(brokers)
-}
-
-/// Sends DescribeCluster and reads its result with `read`, while the event that owns it lives.
-fn describe_cluster<C: ClientContext, T>(
-    client: &Client<C>,
-    timeout: Duration,
-    authorized_operations: bool,
-    read: impl FnOnce(*const rd::rd_kafka_DescribeCluster_result_t) -> T,
-) -> Result<T, AdminError> {
-    let rk = client.native_ptr();
-    let queue = Queue::new(rk)?;
-    let options = Options::new(
-        rk,
-        rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_DESCRIBECLUSTER,
-        timeout,
-    )?;
-    if authorized_operations {
-        options.include_authorized_operations()?;
-    }
-    // SAFETY: every handle is alive for the call.
-    unsafe { rd::rd_kafka_DescribeCluster(rk, options.0, queue.0) };
-    let event = queue.poll(timeout + POLL_SLACK)?;
-    event.check()?;
-    // SAFETY: the event is alive; the result is part of it.
-    let result = unsafe { rd::rd_kafka_event_DescribeCluster_result(event.0) };
-    if result.is_null() {
-        return Err(AdminError::new(
-            RDKafkaErrorCode::Fail,
-            "unexpected event in place of the DescribeCluster result",
-        ));
-    }
-    Ok(read(result))
 }
 
 /// A committed offset of a group, as OffsetFetch reports it.

@@ -16,6 +16,7 @@ use kmirror_core::permissions::{
 use rdkafka::error::RDKafkaErrorCode;
 use tokio_util::sync::CancellationToken;
 
+use crate::client::ClusterContext;
 use crate::metrics::Metrics;
 use crate::status::Connectivity;
 use crate::topics::{list_topics, should_replicate, Admin, LIST_TIMEOUT};
@@ -99,6 +100,26 @@ pub async fn run(
     }
 }
 
+/// What the principal may do on the target cluster, as far as ACL sync needs it: ALTER, to
+/// create ACLs, asked with a CreateAcls request that changes nothing (see
+/// [`kmirror_admin::may_create_acls`], which says why not DescribeCluster).
+/// [`Allowed::Unknown`] when the broker could not say (no authorizer, unreachable). DESCRIBE
+/// on either cluster, to read ACLs, cannot be asked safely through librdkafka, so it is not
+/// checked. Blocking.
+fn target_cluster_rights(
+    admin: &rdkafka::client::Client<ClusterContext>,
+    timeout: Duration,
+) -> Allowed {
+    match kmirror_admin::may_create_acls(admin, timeout) {
+        Ok(true) => Allowed::Operations(vec![kmirror_core::acl::AclOperation::Alter]),
+        Ok(false) => Allowed::Operations(Vec::new()),
+        Err(e) => {
+            tracing::debug!("cannot check the right to create ACLs: {e}");
+            Allowed::Unknown
+        }
+    }
+}
+
 /// The permissions the flow lacks, or `None` if the clusters could not be asked.
 async fn check(mirror: &Mirror, source: &Admin, target: &Admin) -> Option<Vec<Need>> {
     let timeout = mirror.admin_timeout.min(LIST_TIMEOUT);
@@ -159,8 +180,9 @@ async fn check(mirror: &Mirror, source: &Admin, target: &Admin) -> Option<Vec<Ne
         (Side::Target, target, target_names),
     ] {
         let admin = Arc::clone(admin);
+        let acl_target = acl_sync && side == Side::Target;
         let answers =
-            tokio::task::spawn_blocking(move || describe(&admin, &names, acl_sync, timeout))
+            tokio::task::spawn_blocking(move || describe(&admin, &names, acl_target, timeout))
                 .await
                 .ok()?;
         for (resource, a) in answers {
@@ -170,11 +192,12 @@ async fn check(mirror: &Mirror, source: &Admin, target: &Admin) -> Option<Vec<Ne
     Some(missing(&needs.needs(), &allowed))
 }
 
-/// What `admin`'s principal may do on `topics` (and the cluster, if `cluster`). Blocking.
+/// What `admin`'s principal may do on `topics` (and on the cluster, if `acl_target`: ACLs are
+/// synced to it). Blocking.
 fn describe(
     admin: &Admin,
     topics: &[String],
-    cluster: bool,
+    acl_target: bool,
     timeout: Duration,
 ) -> Vec<(Resource, Allowed)> {
     let client = admin.inner();
@@ -199,16 +222,8 @@ fn describe(
             Err(e) => tracing::debug!("cannot check topic permissions: {e}"),
         }
     }
-    if cluster {
-        let allowed = match kmirror_admin::describe_cluster_authorized_operations(client, timeout) {
-            Ok(Some(ops)) => Allowed::Operations(ops),
-            Ok(None) => Allowed::Unknown,
-            Err(e) => {
-                tracing::debug!("cannot check cluster permissions: {e}");
-                Allowed::Unknown
-            }
-        };
-        out.push((Resource::Cluster, allowed));
+    if acl_target {
+        out.push((Resource::Cluster, target_cluster_rights(client, timeout)));
     }
     out
 }
