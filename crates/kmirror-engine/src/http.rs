@@ -84,11 +84,7 @@ async fn handle(mut stream: TcpStream, state: &HttpState) {
     );
     let path = path.split('?').next().unwrap_or_default();
     let (code, content_type, body) = match (method, path) {
-        ("GET", METRICS_PATH) => (
-            200,
-            "text/plain; version=0.0.4; charset=utf-8",
-            state.metrics.render(),
-        ),
+        ("GET", METRICS_PATH) => return write_metrics(stream, &state.metrics).await,
         ("GET", HEALTHZ_PATH) => (200, "text/plain", "ok\n".to_owned()),
         ("GET", READYZ_PATH) => match state
             .status
@@ -125,5 +121,24 @@ async fn handle(mut stream: TcpStream, state: &HttpState) {
     );
     let _ = stream.write_all(head.as_bytes()).await;
     let _ = stream.write_all(body.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
+/// Writes the metrics a chunk at a time, the body ended by closing the connection: at 10,000
+/// partitions the text is over 20 MB, and rendering it whole would hold all of it at once.
+async fn write_metrics(mut stream: TcpStream, metrics: &Metrics) {
+    const CHUNK: usize = 64 * 1024;
+    let head = "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nConnection: close\r\n\r\n";
+    if stream.write_all(head.as_bytes()).await.is_err() {
+        return;
+    }
+    let mut scrape = metrics.scrape();
+    let mut buf = Vec::with_capacity(CHUNK + 1024);
+    while scrape.next_chunk(&mut buf, CHUNK) {
+        if stream.write_all(&buf).await.is_err() {
+            return;
+        }
+        buf.clear();
+    }
     let _ = stream.shutdown().await;
 }

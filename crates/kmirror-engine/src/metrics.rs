@@ -10,6 +10,11 @@
 //! Label values are cluster aliases, topic names, partition numbers, group ids and small fixed
 //! sets (states, error kinds): never offsets or record contents.
 
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+
 use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
 };
@@ -168,8 +173,8 @@ pub mod labels {
 }
 
 use labels::{
-    BROKER, CLIENT, CLUSTER, GROUP, KEY, KIND, OPERATION, PARTITION, RESOURCE, SOURCE, STATE,
-    TARGET, TOPIC,
+    BROKER, CLIENT, CLUSTER, GROUP, KEY, KIND, OPERATION, PARTITION, RESOURCE, SOURCE, TARGET,
+    TOPIC,
 };
 
 /// Partition states reported by [`names::PARTITION_STATE`].
@@ -196,24 +201,16 @@ pub const STATES: &[&str] = &[
 /// The registry and every family.
 pub struct Metrics {
     registry: Registry,
-    /// MM2 source metrics by attribute (index as in [`MM2_SOURCE_ATTRIBUTES`]).
-    pub mm2_source: Vec<GaugeVec>,
+    /// The per-partition families (MM2's source metrics, lag, lag seconds, records, state).
+    partitions: PartitionTable,
     /// MM2 checkpoint latency: value, min, max, avg.
     pub mm2_checkpoint: Vec<GaugeVec>,
-    /// See [`names::LAG_RECORDS`].
-    pub lag_records: GaugeVec,
-    /// See [`names::LAG_SECONDS`].
-    pub lag_seconds: GaugeVec,
     /// See [`names::RPO_SECONDS`].
     pub rpo_seconds: GaugeVec,
     /// See [`names::LATENCY`].
     pub latency: HistogramVec,
     /// See [`names::TRANSACTION_COMMIT`].
     pub transaction_commit: HistogramVec,
-    /// See [`names::PARTITION_STATE`].
-    pub partition_state: GaugeVec,
-    /// See [`names::RECORDS`].
-    pub records: IntCounterVec,
     /// See [`names::ERRORS`].
     pub errors: IntCounterVec,
     /// See [`names::TOPICS_CREATED`].
@@ -286,18 +283,6 @@ impl Metrics {
     #[allow(clippy::missing_panics_doc)]
     pub fn new() -> Self {
         let r = Registry::new();
-        let part = [SOURCE, TARGET, TOPIC, PARTITION];
-        let mm2_source = MM2_SOURCE_ATTRIBUTES
-            .iter()
-            .map(|a| {
-                gauge(
-                    &r,
-                    &format!("{}_{a}", names::MM2_SOURCE),
-                    &format!("MirrorMaker 2 compatible: {a}"),
-                    &part,
-                )
-            })
-            .collect();
         let cp = [SOURCE, TARGET, GROUP, TOPIC, PARTITION];
         let mm2_checkpoint = ["", "_min", "_max", "_avg"]
             .iter()
@@ -339,15 +324,11 @@ impl Metrics {
             .unwrap_or_else(|e| panic!("histogram: {e}"));
         let flow = [SOURCE, TARGET];
         Self {
-            mm2_source,
+            partitions: PartitionTable::new(),
             mm2_checkpoint,
-            lag_records: gauge(&r, names::LAG_RECORDS, "Records on the source not yet acknowledged by the target", &part),
-            lag_seconds: gauge(&r, names::LAG_SECONDS, "Seconds since the newest replicated record was written, while behind (0 when caught up)", &part),
             rpo_seconds: gauge(&r, names::RPO_SECONDS, "Seconds of source data that would be lost if the source vanished now (highest partition lag in seconds)", &flow),
             latency,
             transaction_commit,
-            partition_state: gauge(&r, names::PARTITION_STATE, "1 for the partition's current state", &[SOURCE, TARGET, TOPIC, PARTITION, STATE]),
-            records: counter(&r, names::RECORDS, "Records acknowledged by the target", &part),
             errors: counter(&r, names::ERRORS, "Errors by kind", &[SOURCE, TARGET, KIND]),
             topics_created: counter(&r, names::TOPICS_CREATED, "Topics created on the target", &flow),
             partitions_created: counter(&r, names::PARTITIONS_CREATED, "Partitions added to target topics", &flow),
@@ -364,7 +345,7 @@ impl Metrics {
             cluster_up: gauge(&r, names::CLUSTER_UP, "1 if the cluster answered the last health probe", &[CLUSTER]),
             missing_permission: gauge(&r, names::MISSING_PERMISSION, "1 for each permission kmirror's principal lacks", &[CLUSTER, RESOURCE, OPERATION]),
             translation_degraded: counter(&r, names::TRANSLATION_DEGRADED, "Checkpoints whose translation rounded back to an earlier target offset (re-read, never skip)", &flow),
-            source_records_deleted: counter(&r, names::SOURCE_RECORDS_DELETED, "Records the source deleted (retention, DeleteRecords) before kmirror copied them", &part),
+            source_records_deleted: counter(&r, names::SOURCE_RECORDS_DELETED, "Records the source deleted (retention, DeleteRecords) before kmirror copied them", &[SOURCE, TARGET, TOPIC, PARTITION]),
             group_sync_skipped: counter(&r, names::GROUP_SYNC_SKIPPED, "Group partitions that offset sync left alone: active on the target, or committed there by someone else", &[SOURCE, TARGET, KIND]),
             topics_recreated: counter(&r, names::TOPICS_RECREATED, "Replicated topics found deleted and created again (copied again from the source's beginning), by side", &[SOURCE, TARGET, TOPIC, KIND]),
             found_on_target: counter(&r, names::FOUND_ON_TARGET, "Records found already on the target when a partition was assigned (copied before a crash, progress not yet stored) and not copied again", &flow),
@@ -377,11 +358,23 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
+        let mut scrape = self.scrape();
         let mut buf = Vec::new();
-        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
-            tracing::warn!("encoding metrics: {e}");
-        }
+        while scrape.next_chunk(&mut buf, usize::MAX) {}
         String::from_utf8(buf).unwrap_or_default()
+    }
+
+    /// The text exposition in pieces, for an endpoint that writes each before rendering the
+    /// next: at 10,000 partitions the whole text is over 20 MB.
+    pub fn scrape(&self) -> Scrape<'_> {
+        Scrape {
+            metrics: self,
+            registry_done: false,
+            series: self.partitions.snapshot(),
+            family: 0,
+            next: 0,
+            header_done: false,
+        }
     }
 
     /// Creates a flow's topic-sync counters at 0, so that "nothing changed" is a series (a
@@ -426,25 +419,6 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn registry_builds_and_renders_mm2_names() {
-        let m = Metrics::new();
-        m.mm2_source[0]
-            .with_label_values(&["a", "b", "t", "0"])
-            .set(1.0);
-        m.lag_records
-            .with_label_values(&["a", "b", "t", "0"])
-            .set(0.0);
-        let text = m.render();
-        assert!(text.contains("kafka_connect_mirror_mirrorsourceconnector_record_count{partition=\"0\",source=\"a\",target=\"b\",topic=\"t\"} 1"), "{text}");
-        assert!(text.contains("kmirror_replication_lag_records"));
     }
 }
 
@@ -496,19 +470,247 @@ impl Summary {
     }
 }
 
+/// The numbers behind one partition's series, written by its replicator and read at scrape
+/// time. The `prometheus` crate costs about 520 bytes a series, and a partition has sixteen
+/// (83 MB at 10,000 partitions, and a scrape built an object per series on top); these are
+/// plain atomics, written out as text by [`Scrape`].
+struct PartitionCells {
+    /// The remote topic (MM2's families are labelled with it).
+    remote_topic: String,
+    /// MM2's source attributes, as in [`MM2_SOURCE_ATTRIBUTES`] (f64 bits).
+    mm2: [AtomicU64; MM2_SOURCE_ATTRIBUTES.len()],
+    /// [`names::LAG_RECORDS`] (f64 bits).
+    lag_records: AtomicU64,
+    /// [`names::LAG_SECONDS`] (f64 bits).
+    lag_seconds: AtomicU64,
+    /// [`names::RECORDS`].
+    records: AtomicU64,
+    /// The index in [`STATES`] of the current state; `u8::MAX` before the first.
+    state: AtomicU8,
+}
+
+/// A partition's place in the table: source alias, target alias, source topic, partition.
+type SeriesKey = (String, String, String, i32);
+
+/// Every assigned partition's cells, in label order.
+struct PartitionTable {
+    series: Mutex<BTreeMap<SeriesKey, Arc<PartitionCells>>>,
+    /// The names of MM2's source families, as in [`MM2_SOURCE_ATTRIBUTES`].
+    mm2_names: Vec<String>,
+}
+
+/// What a family of the table shows.
+#[derive(Clone, Copy)]
+enum Column {
+    Mm2(usize),
+    LagRecords,
+    LagSeconds,
+    Records,
+    State,
+}
+
+/// The table's families, in the order they are written.
+const COLUMNS: [Column; MM2_SOURCE_ATTRIBUTES.len() + 4] = {
+    let mut c = [Column::State; MM2_SOURCE_ATTRIBUTES.len() + 4];
+    let mut i = 0;
+    while i < MM2_SOURCE_ATTRIBUTES.len() {
+        c[i] = Column::Mm2(i);
+        i += 1;
+    }
+    c[i] = Column::LagRecords;
+    c[i + 1] = Column::LagSeconds;
+    c[i + 2] = Column::Records;
+    c
+};
+
+impl PartitionTable {
+    fn new() -> Self {
+        Self {
+            series: Mutex::new(BTreeMap::new()),
+            mm2_names: MM2_SOURCE_ATTRIBUTES
+                .iter()
+                .map(|a| format!("{}_{a}", names::MM2_SOURCE))
+                .collect(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<SeriesKey, Arc<PartitionCells>>> {
+        // The map holds plain numbers: a panic elsewhere cannot leave it inconsistent.
+        self.series
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The cells of `key`, created at 0 if new. A partition assigned again (a replicator
+    /// replaced after a fatal error) keeps its record count.
+    fn cells(&self, key: SeriesKey, remote_topic: &str) -> Arc<PartitionCells> {
+        Arc::clone(self.lock().entry(key).or_insert_with(|| {
+            Arc::new(PartitionCells {
+                remote_topic: remote_topic.to_owned(),
+                mm2: std::array::from_fn(|_| AtomicU64::new(0f64.to_bits())),
+                lag_records: AtomicU64::new(0f64.to_bits()),
+                lag_seconds: AtomicU64::new(0f64.to_bits()),
+                records: AtomicU64::new(0),
+                state: AtomicU8::new(u8::MAX),
+            })
+        }))
+    }
+
+    /// Removes `key` if it still holds `cells`.
+    fn remove(&self, key: &SeriesKey, cells: &Arc<PartitionCells>) {
+        let mut series = self.lock();
+        if series.get(key).is_some_and(|c| Arc::ptr_eq(c, cells)) {
+            series.remove(key);
+        }
+    }
+
+    fn snapshot(&self) -> Vec<(SeriesKey, Arc<PartitionCells>)> {
+        self.lock()
+            .iter()
+            .map(|(k, c)| (k.clone(), Arc::clone(c)))
+            .collect()
+    }
+
+    fn name(&self, column: Column) -> &str {
+        match column {
+            Column::Mm2(i) => self.mm2_names.get(i).map_or("", String::as_str),
+            Column::LagRecords => names::LAG_RECORDS,
+            Column::LagSeconds => names::LAG_SECONDS,
+            Column::Records => names::RECORDS,
+            Column::State => names::PARTITION_STATE,
+        }
+    }
+}
+
+impl Column {
+    fn help(self) -> &'static str {
+        match self {
+            Self::Mm2(_) => "MirrorMaker 2 compatible",
+            Self::LagRecords => "Records on the source not yet acknowledged by the target",
+            Self::LagSeconds => "Seconds since the newest replicated record was written, while behind (0 when caught up)",
+            Self::Records => "Records acknowledged by the target",
+            Self::State => "1 for the partition's current state",
+        }
+    }
+
+    fn kind(self) -> &'static str {
+        match self {
+            Self::Records => "counter",
+            _ => "gauge",
+        }
+    }
+
+    /// The value of `cells` in this family, or `None` for no series.
+    fn value(self, cells: &PartitionCells) -> Option<f64> {
+        let bits = |a: &AtomicU64| f64::from_bits(a.load(Ordering::Relaxed));
+        match self {
+            Self::Mm2(i) => cells.mm2.get(i).map(bits),
+            Self::LagRecords => Some(bits(&cells.lag_records)),
+            Self::LagSeconds => Some(bits(&cells.lag_seconds)),
+            #[allow(clippy::cast_precision_loss)]
+            Self::Records => Some(cells.records.load(Ordering::Relaxed) as f64),
+            Self::State => {
+                (usize::from(cells.state.load(Ordering::Relaxed)) < STATES.len()).then_some(1.0)
+            }
+        }
+    }
+}
+
+/// A scrape in progress: the registry's families, then the partition table's, family by family.
+pub struct Scrape<'a> {
+    metrics: &'a Metrics,
+    registry_done: bool,
+    /// The partitions when the scrape began.
+    series: Vec<(SeriesKey, Arc<PartitionCells>)>,
+    /// The table's family being written (index in [`COLUMNS`]).
+    family: usize,
+    /// The next partition of that family.
+    next: usize,
+    /// Whether that family's `HELP` and `TYPE` lines are written.
+    header_done: bool,
+}
+
+impl Scrape<'_> {
+    /// Appends the next part of the text to `buf`, until it holds at least `limit` bytes or
+    /// the text ends; false once there was nothing left.
+    pub fn next_chunk(&mut self, buf: &mut Vec<u8>, limit: usize) -> bool {
+        let start = buf.len();
+        if !self.registry_done {
+            self.registry_done = true;
+            if let Err(e) = TextEncoder::new().encode(&self.metrics.registry.gather(), buf) {
+                tracing::warn!("encoding metrics: {e}");
+            }
+        }
+        let table = &self.metrics.partitions;
+        while buf.len() < limit {
+            let Some(&column) = COLUMNS.get(self.family) else {
+                break;
+            };
+            if self.series.is_empty() {
+                break;
+            }
+            let name = table.name(column);
+            if !self.header_done {
+                self.header_done = true;
+                let _ = write!(buf, "# HELP {name} {}", column.help());
+                if let Column::Mm2(i) = column {
+                    let _ = write!(buf, ": {}", MM2_SOURCE_ATTRIBUTES.get(i).unwrap_or(&""));
+                }
+                let _ = write!(buf, "\n# TYPE {name} {}\n", column.kind());
+            }
+            while buf.len() < limit {
+                let Some(((source, target, topic, partition), cells)) = self.series.get(self.next)
+                else {
+                    self.family += 1;
+                    self.next = 0;
+                    self.header_done = false;
+                    break;
+                };
+                self.next += 1;
+                let Some(value) = column.value(cells) else {
+                    continue;
+                };
+                let topic = match column {
+                    Column::Mm2(_) => cells.remote_topic.as_str(),
+                    _ => topic.as_str(),
+                };
+                // Label names in alphabetical order, as the `prometheus` crate writes them.
+                let _ = write!(buf, "{name}{{partition=\"{partition}\",source=\"");
+                escape_label(buf, source);
+                if let Column::State = column {
+                    let state = STATES
+                        .get(usize::from(cells.state.load(Ordering::Relaxed)))
+                        .copied()
+                        .unwrap_or_default();
+                    let _ = write!(buf, "\",state=\"{state}");
+                }
+                buf.extend_from_slice(b"\",target=\"");
+                escape_label(buf, target);
+                buf.extend_from_slice(b"\",topic=\"");
+                escape_label(buf, topic);
+                let _ = writeln!(buf, "\"}} {value}");
+            }
+        }
+        buf.len() > start
+    }
+}
+
+/// Appends a label value with `\`, `"` and newlines escaped.
+fn escape_label(buf: &mut Vec<u8>, value: &str) {
+    for b in value.bytes() {
+        match b {
+            b'\\' => buf.extend_from_slice(b"\\\\"),
+            b'"' => buf.extend_from_slice(b"\\\""),
+            b'\n' => buf.extend_from_slice(b"\\n"),
+            _ => buf.push(b),
+        }
+    }
+}
+
 /// The metric series of one replicated partition, resolved once when it is assigned.
 pub struct PartitionMetrics {
-    mm2_labels: [String; 4],
-    own_labels: [String; 4],
-    mm2: Vec<prometheus::Gauge>,
-    lag_records: prometheus::Gauge,
-    lag_seconds: prometheus::Gauge,
-    records: prometheus::IntCounter,
-    /// The state series of the current state (the others are not exported), and its index in
-    /// [`STATES`].
-    state: Option<(usize, prometheus::Gauge)>,
-    /// The family of [`names::PARTITION_STATE`].
-    state_family: prometheus::GaugeVec,
+    key: SeriesKey,
+    cells: Arc<PartitionCells>,
     age: kmirror_core::window::Window,
     latency: kmirror_core::window::Window,
     rate: kmirror_core::window::Window,
@@ -537,34 +739,15 @@ impl PartitionMetrics {
         remote_topic: &str,
         partition: i32,
     ) -> Self {
-        let p = partition.to_string();
-        let mm2_labels = [
-            source.to_owned(),
-            target.to_owned(),
-            remote_topic.to_owned(),
-            p.clone(),
-        ];
-        let own_labels = [
+        let key = (
             source.to_owned(),
             target.to_owned(),
             source_topic.to_owned(),
-            p,
-        ];
-        let mm2_refs: Vec<&str> = mm2_labels.iter().map(String::as_str).collect();
-        let own: Vec<&str> = own_labels.iter().map(String::as_str).collect();
+            partition,
+        );
         Self {
-            mm2: m
-                .mm2_source
-                .iter()
-                .map(|g| g.with_label_values(&mm2_refs))
-                .collect(),
-            lag_records: m.lag_records.with_label_values(&own),
-            lag_seconds: m.lag_seconds.with_label_values(&own),
-            records: m.records.with_label_values(&own),
-            state: None,
-            state_family: m.partition_state.clone(),
-            mm2_labels,
-            own_labels,
+            cells: m.partitions.cells(key.clone(), remote_topic),
+            key,
             age: kmirror_core::window::Window::default(),
             latency: kmirror_core::window::Window::default(),
             rate: kmirror_core::window::Window::default(),
@@ -603,7 +786,6 @@ impl PartitionMetrics {
         }
         self.record_count += d.acked;
         self.byte_count += d.bytes;
-        self.records.inc_by(d.acked);
         self.rate.add_total(now_ms, d.acked as f64);
         self.bytes.add_total(now_ms, d.bytes as f64);
         let a = d.age;
@@ -626,51 +808,156 @@ impl PartitionMetrics {
             self.latency.max(now_ms),
             self.latency.avg(now_ms),
         ];
-        for (g, v) in self.mm2.iter().zip(values) {
-            g.set(v);
+        let cells = &self.cells;
+        for (cell, v) in cells.mm2.iter().zip(values) {
+            cell.store(v.to_bits(), Ordering::Relaxed);
         }
+        cells.records.fetch_add(d.acked, Ordering::Relaxed);
         if let Some(lag) = lag {
-            self.lag_records.set(lag as f64);
+            cells
+                .lag_records
+                .store((lag as f64).to_bits(), Ordering::Relaxed);
         }
-        self.lag_seconds.set(lag_seconds);
-        if self.state.as_ref().map(|(i, _)| *i) != Some(state_index) {
-            let mut labels: Vec<&str> = self.own_labels.iter().map(String::as_str).collect();
-            // The first time, every state: an earlier replicator of the partition (replaced
-            // after a fatal error) may have left its own.
-            let stale: Vec<&str> = match self.state.take() {
-                Some((old, _)) => STATES.get(old).into_iter().copied().collect(),
-                None => STATES.to_vec(),
-            };
-            for s in stale {
-                labels.push(s);
-                let _ = self.state_family.remove_label_values(&labels);
-                labels.pop();
-            }
-            if let Some(name) = STATES.get(state_index) {
-                labels.push(name);
-                let gauge = self.state_family.with_label_values(&labels);
-                gauge.set(1.0);
-                self.state = Some((state_index, gauge));
-            }
-        }
+        cells
+            .lag_seconds
+            .store(lag_seconds.to_bits(), Ordering::Relaxed);
+        cells.state.store(
+            u8::try_from(state_index).unwrap_or(u8::MAX),
+            Ordering::Relaxed,
+        );
         self.published = published;
         self.settled = !active && now_ms.saturating_sub(self.active_at) >= SETTLES_AFTER_MS;
     }
 
     /// Removes the partition's series (it was released).
     pub fn remove(&self, m: &Metrics) {
-        let mm2: Vec<&str> = self.mm2_labels.iter().map(String::as_str).collect();
-        let own: Vec<&str> = self.own_labels.iter().map(String::as_str).collect();
-        for g in &m.mm2_source {
-            let _ = g.remove_label_values(&mm2);
+        m.partitions.remove(&self.key, &self.cells);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_builds_and_renders_mm2_names() {
+        let m = Metrics::new();
+        m.error("a", "b", "fetch");
+        let mut p = PartitionMetrics::new(&m, "a", "b", "t", "t", 0);
+        let delta = PartitionDelta {
+            acked: 1,
+            bytes: 10,
+            ..PartitionDelta::default()
+        };
+        p.publish(1_000, &delta, Some(3), 0.5, "copying");
+        let text = m.render();
+        for line in [
+            "# TYPE kafka_connect_mirror_mirrorsourceconnector_record_count gauge",
+            "kafka_connect_mirror_mirrorsourceconnector_record_count{partition=\"0\",source=\"a\",target=\"b\",topic=\"t\"} 1",
+            "kafka_connect_mirror_mirrorsourceconnector_byte_count{partition=\"0\",source=\"a\",target=\"b\",topic=\"t\"} 10",
+            "kafka_connect_mirror_mirrorsourceconnector_record_age_ms{partition=\"0\",source=\"a\",target=\"b\",topic=\"t\"} NaN",
+            "kmirror_replication_lag_records{partition=\"0\",source=\"a\",target=\"b\",topic=\"t\"} 3",
+            "kmirror_replication_lag_seconds{partition=\"0\",source=\"a\",target=\"b\",topic=\"t\"} 0.5",
+            "# TYPE kmirror_records_replicated_total counter",
+            "kmirror_records_replicated_total{partition=\"0\",source=\"a\",target=\"b\",topic=\"t\"} 1",
+            "kmirror_partition_state{partition=\"0\",source=\"a\",state=\"copying\",target=\"b\",topic=\"t\"} 1",
+            "kmirror_errors_total{kind=\"fetch\",source=\"a\",target=\"b\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no line {line} in:\n{text}");
         }
-        let _ = m.lag_records.remove_label_values(&own);
-        let _ = m.lag_seconds.remove_label_values(&own);
-        let _ = m.records.remove_label_values(&own);
-        for s in STATES {
-            let mut l = own.clone();
-            l.push(s);
-            let _ = m.partition_state.remove_label_values(&l);
+    }
+
+    #[test]
+    fn mm2_families_name_the_remote_topic_and_labels_are_escaped() {
+        let m = Metrics::new();
+        let _p = PartitionMetrics::new(&m, "a\"b", "c\\d", "t", "a.t", 7);
+        let text = m.render();
+        assert!(
+            text.contains("kafka_connect_mirror_mirrorsourceconnector_record_count{partition=\"7\",source=\"a\\\"b\",target=\"c\\\\d\",topic=\"a.t\"} 0"),
+            "{text}"
+        );
+        assert!(text.contains("kmirror_replication_lag_records{partition=\"7\",source=\"a\\\"b\",target=\"c\\\\d\",topic=\"t\"} 0"), "{text}");
+        // No state before the first publication.
+        assert!(!text.contains("kmirror_partition_state{"), "{text}");
+    }
+
+    #[test]
+    fn a_state_change_replaces_the_series_and_release_removes_every_series() {
+        let m = Metrics::new();
+        let mut p = PartitionMetrics::new(&m, "a", "b", "t", "t", 0);
+        let mut q = PartitionMetrics::new(&m, "a", "b", "t", "t", 1);
+        p.publish(1_000, &PartitionDelta::default(), Some(0), 0.0, "copying");
+        q.publish(1_000, &PartitionDelta::default(), Some(0), 0.0, "copying");
+        p.publish(2_000, &PartitionDelta::default(), Some(0), 0.0, "caught_up");
+        let text = m.render();
+        let states: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("kmirror_partition_state{"))
+            .collect();
+        assert_eq!(
+            states,
+            [
+                "kmirror_partition_state{partition=\"0\",source=\"a\",state=\"caught_up\",target=\"b\",topic=\"t\"} 1",
+                "kmirror_partition_state{partition=\"1\",source=\"a\",state=\"copying\",target=\"b\",topic=\"t\"} 1",
+            ]
+        );
+        p.remove(&m);
+        let text = m.render();
+        assert!(!text.contains("partition=\"0\""), "{text}");
+        assert_eq!(
+            text.matches("partition=\"1\"").count(),
+            COLUMNS.len(),
+            "{text}"
+        );
+        q.remove(&m);
+        let text = m.render();
+        assert!(!text.contains("partition="), "{text}");
+        assert!(
+            !text.contains(names::LAG_RECORDS),
+            "no family without series: {text}"
+        );
+    }
+
+    #[test]
+    fn a_partition_assigned_again_keeps_its_count_and_the_old_one_cannot_remove_it() {
+        let m = Metrics::new();
+        let mut old = PartitionMetrics::new(&m, "a", "b", "t", "t", 0);
+        let delta = PartitionDelta {
+            acked: 5,
+            ..PartitionDelta::default()
+        };
+        old.publish(1_000, &delta, None, 0.0, "failed");
+        let mut new = PartitionMetrics::new(&m, "a", "b", "t", "t", 0);
+        new.publish(2_000, &delta, None, 0.0, "copying");
+        assert!(m.render().contains("kmirror_records_replicated_total{partition=\"0\",source=\"a\",target=\"b\",topic=\"t\"} 10"));
+        // Released and assigned again: the new series stays when the old handle removes.
+        new.remove(&m);
+        let again = PartitionMetrics::new(&m, "a", "b", "t", "t", 0);
+        old.remove(&m);
+        assert!(m
+            .render()
+            .contains("kmirror_records_replicated_total{partition=\"0\""));
+        drop(again);
+    }
+
+    #[test]
+    fn the_text_in_small_chunks_is_the_text_in_one() {
+        let m = Metrics::new();
+        let mut parts: Vec<PartitionMetrics> = (0..50)
+            .map(|i| PartitionMetrics::new(&m, "a", "b", &format!("t{}", i % 7), "r", i))
+            .collect();
+        for p in &mut parts {
+            p.publish(1_000, &PartitionDelta::default(), Some(1), 0.0, "copying");
         }
+        let whole = m.render();
+        let mut scrape = m.scrape();
+        let mut chunks = Vec::new();
+        let mut buf = Vec::new();
+        while scrape.next_chunk(&mut buf, 100) {
+            assert!(buf.len() < 100 + 200, "a chunk ends soon after its limit");
+            chunks.extend_from_slice(&buf);
+            buf.clear();
+        }
+        assert_eq!(String::from_utf8_lossy(&chunks), whole);
     }
 }

@@ -1148,6 +1148,10 @@ impl Replicator {
             );
         }
         let mut tpl = TopicPartitionList::new();
+        // Room for exactly this many more slots: grown by doubling, 10,000 partitions left
+        // room for 16,384 (a slot is over a kilobyte).
+        let new_slots = list.len().saturating_sub(self.core.free_slots.len());
+        self.core.slots.reserve_exact(new_slots);
         for mut a in list {
             // The stored progress, where copies beyond it were found; whether the map grew.
             let (mut stored_at, mut map_grown) = (None, false);
