@@ -135,12 +135,41 @@ fn create_topics(bootstrap: &str, args: &ScaleArgs) -> Result<()> {
     Ok(())
 }
 
+/// Keeps the records the source refused, to send them again.
+#[derive(Default)]
+struct Refused {
+    records: Mutex<Vec<(String, i32, Vec<u8>)>>,
+    first_error: Mutex<Option<String>>,
+}
+
+impl rdkafka::ClientContext for Refused {}
+impl rdkafka::producer::ProducerContext for Refused {
+    type DeliveryOpaque = ();
+    fn delivery(&self, r: &rdkafka::producer::DeliveryResult<'_>, (): ()) {
+        if let Err((e, m)) = r {
+            if let Ok(mut first) = self.first_error.lock() {
+                first.get_or_insert_with(|| e.to_string());
+            }
+            if let Ok(mut records) = self.records.lock() {
+                records.push((
+                    m.topic().to_owned(),
+                    m.partition(),
+                    m.payload().unwrap_or_default().to_vec(),
+                ));
+            }
+        }
+    }
+}
+
+/// Writes every record, and again those the source refused (a broker that has just created
+/// hundreds of partitions refuses some of their first records): the benchmark waits for every
+/// record on the target, so one lost here would leave it waiting for nothing.
 fn fill(bootstrap: &str, args: &ScaleArgs) -> Result<()> {
-    let producer: BaseProducer = kmirror_testbed::client(bootstrap)
+    let producer: BaseProducer<Refused> = kmirror_testbed::client(bootstrap)
         .set("enable.idempotence", "true")
         .set("linger.ms", "20")
         .set("queue.buffering.max.messages", "1000000")
-        .create()?;
+        .create_with_context(Refused::default())?;
     for i in 0..args.topics {
         let topic = args.topic(i);
         for p in 0..args.partitions {
@@ -155,8 +184,41 @@ fn fill(bootstrap: &str, args: &ScaleArgs) -> Result<()> {
             }
         }
     }
-    producer.flush(Duration::from_secs(300))?;
+    for round in 1.. {
+        producer.flush(Duration::from_secs(300))?;
+        let refused = std::mem::take(&mut *lock(&producer.context().records)?);
+        if refused.is_empty() {
+            return Ok(());
+        }
+        let error = lock(&producer.context().first_error)?.take();
+        if round == 5 {
+            bail!(
+                "the source refused {} records five times, e.g.: {}",
+                refused.len(),
+                error.unwrap_or_default()
+            );
+        }
+        println!(
+            "  the source refused {} records ({}); sending them again",
+            refused.len(),
+            error.unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_secs(1));
+        for (topic, partition, value) in &refused {
+            produce::send(
+                &producer,
+                BaseRecord::<[u8], [u8]>::to(topic)
+                    .partition(*partition)
+                    .payload(value),
+            )?;
+        }
+    }
     Ok(())
+}
+
+fn lock<T>(m: &Mutex<T>) -> Result<std::sync::MutexGuard<'_, T>> {
+    m.lock()
+        .map_err(|_| anyhow::anyhow!("a delivery report panicked"))
 }
 
 /// Commits every group's `round` offsets, a few groups at a time; returns when each group's
