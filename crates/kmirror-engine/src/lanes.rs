@@ -240,6 +240,19 @@ fn shard_queue(kbytes: usize, shards: usize, batch: usize) -> usize {
     (kbytes / shards.max(1)).max(2 * batch.div_ceil(1024))
 }
 
+/// `queue.buffering.max.messages` of a producer whose queue is `kbytes` of the configured
+/// producer's: the same share of its records, so that their count stays within the budget
+/// however many producers there are. `None` if `config` has no such setting.
+fn lane_messages(config: &ClientConfig, kbytes: usize) -> Option<usize> {
+    let number = |key: &str| config.get(key).and_then(|v| v.parse::<usize>().ok());
+    let (messages, configured) = (
+        number("queue.buffering.max.messages")?,
+        number("queue.buffering.max.kbytes")?,
+    );
+    let share = messages.saturating_mul(kbytes) / configured.max(1);
+    Some(share.clamp(1_000, messages.max(1_000)))
+}
+
 /// The replication producers: lane 0 as configured, further lanes with smaller batches.
 pub(crate) struct Lanes {
     config: ClientConfig,
@@ -311,10 +324,11 @@ impl Lanes {
                 .get("queue.buffering.max.kbytes")
                 .and_then(|v| v.parse::<usize>().ok())
             {
-                first.set(
-                    "queue.buffering.max.kbytes",
-                    shard_queue(queue, shards, batch).to_string(),
-                );
+                let kbytes = shard_queue(queue, shards, batch);
+                if let Some(messages) = lane_messages(config, kbytes) {
+                    first.set("queue.buffering.max.messages", messages.to_string());
+                }
+                first.set("queue.buffering.max.kbytes", kbytes.to_string());
             }
         }
         let main: BaseProducer<DeliveryContext> = first
@@ -566,12 +580,13 @@ impl Lanes {
                 .unwrap_or(LANE_QUEUE_KBYTES)
                 .min(LANE_QUEUE_KBYTES)
         };
+        let kbytes = shard_queue(queue, self.shards, batch);
+        if let Some(messages) = lane_messages(&self.config, kbytes) {
+            config.set("queue.buffering.max.messages", messages.to_string());
+        }
         config
             .set("batch.size", batch.to_string())
-            .set(
-                "queue.buffering.max.kbytes",
-                shard_queue(queue, self.shards, batch).to_string(),
-            )
+            .set("queue.buffering.max.kbytes", kbytes.to_string())
             // Lane 0 reports the producer's statistics.
             .set("statistics.interval.ms", "0");
         if let Some(codec) = codec {
@@ -728,6 +743,18 @@ fn lane_transactional_id(base: &str, codec: Codec) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_producer_queues_its_share_of_the_records_too() {
+        let mut config = ClientConfig::new();
+        config
+            .set("queue.buffering.max.kbytes", "32768")
+            .set("queue.buffering.max.messages", "32768");
+        assert_eq!(lane_messages(&config, 8192), Some(8192));
+        assert_eq!(lane_messages(&config, 32768), Some(32768));
+        assert_eq!(lane_messages(&config, 1), Some(1_000), "a floor");
+        assert_eq!(lane_messages(&ClientConfig::new(), 8192), None);
+    }
 
     #[test]
     fn topic_names_hash_with_fnv_1a() {
