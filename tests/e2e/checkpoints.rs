@@ -154,6 +154,93 @@ fn checkpoints_and_synced_group_offsets_are_exact() {
     assert_eq!(kmirror.terminate(Duration::from_secs(30)), Some(0));
 }
 
+/// A round reads only the groups whose partition of `__consumer_offsets` moved: idle groups
+/// cost nothing, and a new commit is checkpointed at the next round (not at the next read of
+/// every group, once a minute).
+#[test]
+fn a_commit_is_checkpointed_at_the_next_round_while_idle_groups_are_not_read() {
+    const GROUPS: usize = 30;
+    let env = Env::shared();
+    let (source, target) = (&env.source, &env.target);
+    let topic = format!("cpw-{}", rand_suffix());
+    create_topic(&source.bootstrap, &topic, 2);
+    create_topic(&target.bootstrap, &topic, 2);
+    let records: Vec<(i32, TestRecord)> = (0..200)
+        .map(|i| {
+            (
+                i % 2,
+                TestRecord {
+                    key: Some(format!("k{i}").into_bytes()),
+                    value: Some(vec![1]),
+                    headers: Vec::new(),
+                    timestamp: 2_000 + i64::from(i),
+                },
+            )
+        })
+        .collect();
+    produce(&source.bootstrap, &topic, &records);
+    let group = |g: usize| format!("{topic}-g{g:02}");
+    for g in 0..GROUPS {
+        commit(&source.bootstrap, &group(g), &topic, &[(0, 10), (1, 10)]);
+    }
+    let config = env.config(&topic, "        emit.checkpoints.interval.seconds: 1\n        refresh.groups.interval.seconds: 600\n");
+    let mut kmirror = Kmirror::start_logging(&config, &[], "info,kmirror_engine::checkpoint=debug");
+    for g in 0..GROUPS {
+        wait_for("every group checkpointed", Duration::from_secs(60), || {
+            (checkpoints(&env, &group(g), &topic).get(&1) == Some(&(10, 10)))
+                .then_some(())
+                .ok_or_else(|| format!("group {g}: no checkpoint yet"))
+        });
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    // Three commits, one at a time, each checkpointed well within the minute between reads of
+    // every group.
+    for (i, g) in [7, 19, 7].into_iter().enumerate() {
+        let offset = 20 + 10 * i64::try_from(i).unwrap();
+        let committed_at = Instant::now();
+        commit(&source.bootstrap, &group(g), &topic, &[(1, offset)]);
+        wait_for(
+            "the new commit checkpointed",
+            Duration::from_secs(20),
+            || {
+                (checkpoints(&env, &group(g), &topic).get(&1) == Some(&(offset, offset)))
+                    .then_some(())
+                    .ok_or_else(|| format!("group {g}: not at {offset} yet"))
+            },
+        );
+        assert!(
+            committed_at.elapsed() < Duration::from_secs(20),
+            "checkpointed {:?} after the commit",
+            committed_at.elapsed()
+        );
+    }
+    // The others were never read again since the full read (rounds read only the groups of
+    // moved partitions; other tests' commits move some).
+    let logs = kmirror.logs();
+    assert!(
+        !logs.contains("places commits unlike Apache Kafka"),
+        "{logs}"
+    );
+    assert!(!logs.contains("cannot list the end offsets"), "{logs}");
+    let partial: Vec<usize> = logs
+        .lines()
+        .filter(|l| l.contains("group offsets") && l.contains("full=false"))
+        .filter_map(|l| {
+            l.split("read=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    assert!(
+        partial.iter().any(|&read| read < GROUPS),
+        "no round read fewer than every group: {partial:?}\n{logs}"
+    );
+    assert_eq!(kmirror.terminate(Duration::from_secs(30)), Some(0));
+}
+
 /// Group offset sync as operators need it: the target group follows the source group exactly,
 /// rewinds included (a reprocessing job); a group with members on the target is never touched;
 /// a commit someone else made on the target is never overwritten (counted instead).

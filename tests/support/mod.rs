@@ -385,16 +385,19 @@ pub struct Kmirror {
 
 impl Kmirror {
     pub fn start(config: &Path, extra: &[&str]) -> Kmirror {
+        let filter = std::env::var("KMIRROR_TEST_LOG").unwrap_or_else(|_| "info".into());
+        Self::start_logging(config, extra, &filter)
+    }
+
+    /// [`Kmirror::start`] with the log filter `filter` (`RUST_LOG` syntax).
+    pub fn start_logging(config: &Path, extra: &[&str], filter: &str) -> Kmirror {
         let log = config.with_extension(format!("log.{}", rand_suffix()));
         let file = fs::File::create(&log).unwrap();
         let mut args = vec!["run", "--config", config.to_str().unwrap()];
         args.extend_from_slice(extra);
         let child = Command::new(env!("CARGO_BIN_EXE_kmirror"))
             .args(&args)
-            .env(
-                "RUST_LOG",
-                std::env::var("KMIRROR_TEST_LOG").unwrap_or_else(|_| "info".into()),
-            )
+            .env("RUST_LOG", filter)
             .stdout(Stdio::null())
             .stderr(file)
             .spawn()

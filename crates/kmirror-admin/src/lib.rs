@@ -901,6 +901,118 @@ pub fn count_brokers<C: ClientContext>(
     Ok(brokers)
 }
 
+/// The end offset (high watermark, transactions open or not) of partitions `0..partitions` of
+/// `topic`, in one admin ListOffsets call (one request per partition leader); each partition's
+/// own outcome, in partition order. Blocking.
+pub fn end_offsets<C: ClientContext>(
+    client: &Client<C>,
+    topic: &str,
+    partitions: i32,
+    timeout: Duration,
+) -> Result<Vec<Result<i64, AdminError>>, AdminError> {
+    struct List(*mut rd::rd_kafka_topic_partition_list_t);
+    impl Drop for List {
+        fn drop(&mut self) {
+            // SAFETY: created by rd_kafka_topic_partition_list_new, destroyed once; the
+            // request works on its own copy.
+            unsafe { rd::rd_kafka_topic_partition_list_destroy(self.0) }
+        }
+    }
+    if partitions <= 0 {
+        return Ok(Vec::new());
+    }
+    let name = c_string(topic)?;
+    let rk = client.native_ptr();
+    // SAFETY: a plain allocation; checked for null below.
+    let list = List(unsafe { rd::rd_kafka_topic_partition_list_new(partitions) });
+    if list.0.is_null() {
+        return Err(AdminError::new(
+            RDKafkaErrorCode::Fail,
+            "librdkafka could not build a partition list",
+        ));
+    }
+    for p in 0..partitions {
+        // SAFETY: the list and the name are alive; librdkafka copies the name and returns the
+        // element it added, owned by the list.
+        let element = unsafe { rd::rd_kafka_topic_partition_list_add(list.0, name.as_ptr(), p) };
+        if element.is_null() {
+            return Err(AdminError::new(
+                RDKafkaErrorCode::Fail,
+                "librdkafka could not add to a partition list",
+            ));
+        }
+        // SAFETY: `element` belongs to the live list.
+        unsafe {
+            (*element).offset = rd::rd_kafka_OffsetSpec_t::RD_KAFKA_OFFSET_SPEC_LATEST as i64;
+        }
+    }
+    let queue = Queue::new(rk)?;
+    let options = Options::new(
+        rk,
+        rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_LISTOFFSETS,
+        timeout,
+    )?;
+    // SAFETY: the options are alive. Read uncommitted: the high watermark, which moves with
+    // every write, not the last stable offset, which an open transaction holds back.
+    let err = unsafe {
+        rd::rd_kafka_AdminOptions_set_isolation_level(
+            options.0,
+            rd::rd_kafka_IsolationLevel_t::RD_KAFKA_ISOLATION_LEVEL_READ_UNCOMMITTED,
+        )
+    };
+    if !err.is_null() {
+        // SAFETY: a non-null error returned to us, which we own.
+        return Err(unsafe { take_error(err) });
+    }
+    // SAFETY: every handle is alive for the call; librdkafka copies the list and the options
+    // and keeps a reference to the queue until it has answered.
+    unsafe { rd::rd_kafka_ListOffsets(rk, list.0, options.0, queue.0) };
+    let event = queue.poll(timeout + POLL_SLACK)?;
+    event.check()?;
+    // SAFETY: the event is alive; the result is part of it.
+    let result = unsafe { rd::rd_kafka_event_ListOffsets_result(event.0) };
+    if result.is_null() {
+        return Err(AdminError::new(
+            RDKafkaErrorCode::Fail,
+            "unexpected event in place of the ListOffsets result",
+        ));
+    }
+    let mut n = 0usize;
+    // SAFETY: `result` belongs to the live event; `n` receives the count.
+    let array = unsafe { rd::rd_kafka_ListOffsets_result_infos(result, &mut n) };
+    let infos: &[*const rd::rd_kafka_ListOffsetsResultInfo_t] = if array.is_null() || n == 0 {
+        &[]
+    } else {
+        // SAFETY: librdkafka returns `n` valid pointers that live as long as the event.
+        unsafe { std::slice::from_raw_parts(array, n) }
+    };
+    let missing = || {
+        Err(AdminError::new(
+            RDKafkaErrorCode::Fail,
+            "the partition is missing from the ListOffsets answer",
+        ))
+    };
+    let mut out: Vec<Result<i64, AdminError>> = (0..partitions).map(|_| missing()).collect();
+    for &info in infos {
+        // SAFETY: `info` belongs to the live event, and so does the partition it returns.
+        let tp = unsafe { rd::rd_kafka_ListOffsetsResultInfo_topic_partition(info) };
+        if tp.is_null() {
+            continue;
+        }
+        // SAFETY: as above; read before the event is dropped.
+        let (partition, offset, err) = unsafe { ((*tp).partition, (*tp).offset, (*tp).err) };
+        let Some(slot) = usize::try_from(partition).ok().and_then(|i| out.get_mut(i)) else {
+            continue;
+        };
+        *slot = if err == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+            Ok(offset)
+        } else {
+            Err(AdminError::new(err.into(), ""))
+        };
+    }
+    Ok(out)
+}
+
 /// A committed offset of a group, as OffsetFetch reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GroupOffset {

@@ -24,6 +24,7 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use crate::client::ClusterContext;
+use crate::commit_watch::{CommitWatch, Entries, OFFSETS_TOPIC};
 use crate::metrics::Metrics;
 use crate::status::MapBoard;
 use crate::topics::{ensure_compacted_topic_retrying, Admin};
@@ -147,6 +148,13 @@ impl CheckpointJob {
         };
         let mut groups: Vec<String> = Vec::new();
         let mut groups_listed: Option<Instant> = None;
+        // Which groups each round reads (those whose commits may have changed).
+        let mut watch = CommitWatch::new();
+        // Groups whose last round left nothing to do (every checkpoint due acknowledged, none
+        // waiting for the copy), and the maps of that round: such a group is computed again
+        // only once its offsets or the map of one of its partitions changed.
+        let mut settled: HashSet<String> = HashSet::new();
+        let mut last_maps: BTreeMap<TopicPartition, crate::status::PublishedMap> = BTreeMap::new();
         let mut last_emit: HashMap<String, Instant> = HashMap::new();
         let mut degraded_reported: std::collections::HashSet<TopicPartition> =
             std::collections::HashSet::new();
@@ -211,6 +219,7 @@ impl CheckpointJob {
                     .filter_map(|tp| maps.get(tp).map(|(t, _)| (t.to_string(), tp.partition)))
                     .collect();
                 if !gained.is_empty() {
+                    settled.clear();
                     let (cfg, tp) = (self.reader.clone(), topic.clone());
                     match unless_stopped(&stop, move || read_checkpoints(&cfg, &tp)).await {
                         None => return,
@@ -237,25 +246,40 @@ impl CheckpointJob {
             );
             let round_start = crate::now_millis();
             let token = stop.clone();
+            let mut round_watch = std::mem::replace(&mut watch, CommitWatch::new());
             let Some(fetched) = unless_stopped(&stop, move || {
-                fetch_committed(
+                let fetched = fetch_committed(
                     &reader,
                     refresh_due.then_some(&filter),
                     known,
                     &partitions,
+                    &mut round_watch,
                     &token,
-                )
+                );
+                (fetched, round_watch)
             })
             .await
             else {
                 return;
+            };
+            let fetched = match fetched {
+                Ok((fetched, round_watch)) => {
+                    watch = round_watch;
+                    Ok(fetched)
+                }
+                Err(e) => Err(e),
             };
             tracing::debug!(
                 took_ms = crate::now_millis() - round_start,
                 listed = refresh_due,
                 "read the groups' committed offsets"
             );
-            let (listed, committed, failed) = match fetched {
+            let GroupRound {
+                listed,
+                committed,
+                failed,
+                changed,
+            } = match fetched {
                 Ok(Ok(x)) => x,
                 Ok(Err(e)) => {
                     tracing::warn!(
@@ -295,7 +319,20 @@ impl CheckpointJob {
             let mut sent = Vec::new();
             // Checkpoints left for the next round because the producer's queue was full.
             let mut deferred = 0usize;
+            let same_map = |tp: &TopicPartition| match (last_maps.get(tp), maps.get(tp)) {
+                (Some((_, a)), Some((_, b))) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            };
             for (group, entries) in committed {
+                if settled.contains(&group)
+                    && !changed.contains(&group)
+                    && entries.iter().all(|(tp, _, _)| same_map(tp))
+                {
+                    continue;
+                }
+                // Unsettled if a checkpoint waits for the copy, the producer's room or a retry.
+                let mut unsettled = false;
                 for (tp, upstream, metadata) in entries {
                     let Some((target_topic, map)) = maps.get(&tp) else {
                         continue;
@@ -311,6 +348,7 @@ impl CheckpointJob {
                         {
                             // Nothing copied yet: checkpointed once the copy reaches it.
                             waiting.insert(key, (tp.clone(), upstream));
+                            unsettled = true;
                         }
                         continue;
                     };
@@ -318,6 +356,7 @@ impl CheckpointJob {
                     if !exact_seen.contains(&key) {
                         if map.copied_end().is_some_and(|(end, _)| upstream > end) {
                             waiting.insert(key.clone(), (tp.clone(), upstream));
+                            unsettled = true;
                         } else {
                             exact_seen.insert(key.clone());
                         }
@@ -342,6 +381,7 @@ impl CheckpointJob {
                     };
                     if deferred > 0 {
                         deferred += 1;
+                        unsettled = true;
                         continue;
                     }
                     match producer.send(&topic, 0, &k, &v, round_start) {
@@ -356,14 +396,23 @@ impl CheckpointJob {
                         )),
                         Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
                             deferred = 1;
+                            unsettled = true;
                         }
                         Err(e) => {
+                            unsettled = true;
                             self.metrics.error(&s, &t, "checkpoint");
                             tracing::warn!(group = %group, topic = %tp.topic, partition = tp.partition, "checkpoint not queued: {e}; retrying next interval");
                         }
                     }
                 }
+                // (A group whose checkpoints are in flight is settled unless one fails below.)
+                if unsettled {
+                    settled.remove(&group);
+                } else {
+                    settled.insert(group);
+                }
             }
+            last_maps = maps;
             if deferred > 0 {
                 tracing::warn!(
                     deferred,
@@ -422,6 +471,7 @@ impl CheckpointJob {
                         );
                     }
                     Err(e) => {
+                        settled.remove(&group);
                         self.metrics.error(&s, &t, "checkpoint");
                         tracing::warn!(group = %group, topic = %tp.topic, partition = tp.partition, "checkpoint not delivered: {e}; emitted again next interval");
                     }
@@ -563,21 +613,34 @@ async fn unless_stopped<T: Send + 'static>(
     }
 }
 
+/// What [`fetch_committed`] found.
+pub(crate) struct GroupRound {
+    /// The groups listed, if they were.
+    pub listed: Option<Vec<String>>,
+    /// Every group's offsets on the mirrored partitions.
+    pub committed: Committed,
+    /// Groups whose offsets could not be read.
+    pub failed: Failed,
+    /// Groups whose offsets changed since they were last read.
+    pub changed: HashSet<String>,
+}
+
 /// Groups whose committed offsets could not be read, with the reason.
 pub(crate) type Failed = Vec<(String, kmirror_admin::AdminError)>;
 
 /// Lists the source groups with `reader` if `filter` is given (otherwise uses `known`), then
-/// reads every group's committed offsets in one batch of OffsetFetch requests on that client,
-/// keeping those of `partitions`. A group that cannot be read is named in the third part; `Err`
-/// when the listing fails, or when every group failed for the same reason as the first (the
-/// cluster does not answer). Blocking.
+/// reads the committed offsets of the groups `watch` picks (see [`crate::commit_watch`]) in one
+/// batch of OffsetFetch requests on that client, and returns every group's offsets on
+/// `partitions`, read now or remembered (see [`GroupRound`]). `Err` when the listing fails, or when every group read failed for the same reason as
+/// the first (the cluster does not answer). Blocking.
 pub(crate) fn fetch_committed(
     reader: &AdminClient<DefaultClientContext>,
     filter: Option<&kmirror_core::filter::NameFilter>,
     known: Vec<String>,
     partitions: &HashSet<TopicPartition>,
+    watch: &mut CommitWatch,
     stop: &CancellationToken,
-) -> Result<(Option<Vec<String>>, Committed, Failed), KafkaError> {
+) -> Result<GroupRound, KafkaError> {
     let listed = match filter {
         Some(f) => {
             let list = reader.inner().fetch_group_list(None, TIMEOUT)?;
@@ -593,19 +656,35 @@ pub(crate) fn fetch_committed(
         None => None,
     };
     let groups = listed.clone().unwrap_or(known);
+    let now = Instant::now();
+    let ends = watch.tracking().then(|| {
+        let count = match watch.partitions(now) {
+            Some(count) => Ok(count),
+            None => offsets_topic_partitions(reader),
+        };
+        count.and_then(|count| consumer_offsets_ends(reader, count).map(|ends| (count, ends)))
+    });
+    let plan = watch.plan(&groups, ends, now);
     let answers = kmirror_admin::list_group_offsets(
         reader.inner(),
-        &groups,
+        &plan.read,
         OFFSET_FETCHES_IN_FLIGHT,
         TIMEOUT,
         &|| stop.is_cancelled(),
     )
     .map_err(|e| KafkaError::AdminOp(e.code))?;
-    let (mut out, mut failed) = (Vec::new(), Vec::new());
+    // After a full read, the ends again: to tell a commit made while the round ran from one
+    // placed where Kafka would not put it.
+    let ends_after = (plan.full && watch.tracking())
+        .then(|| watch.partitions(Instant::now()))
+        .flatten()
+        .and_then(|count| consumer_offsets_ends(reader, count).ok());
+    let asked = plan.read.len();
+    let (mut read, mut failed) = (Vec::with_capacity(answers.len()), Vec::new());
     for (group, answer) in answers {
         match answer {
             Ok(offsets) => {
-                let entries: Vec<(TopicPartition, i64, String)> = offsets
+                let entries: Entries = offsets
                     .into_iter()
                     .map(|o| {
                         (
@@ -614,22 +693,66 @@ pub(crate) fn fetch_committed(
                             o.metadata,
                         )
                     })
-                    .filter(|(tp, _, _)| partitions.contains(tp))
                     .collect();
-                if !entries.is_empty() {
-                    out.push((group, entries));
-                }
+                read.push((group, Some(entries)));
             }
-            Err(e) => failed.push((group, e)),
+            Err(e) => {
+                read.push((group.clone(), None));
+                failed.push((group, e));
+            }
         }
     }
-    if out.is_empty() && !failed.is_empty() && failed.len() == groups.len() {
+    if asked > 0 && failed.len() == asked {
         let code = failed[0].1.code;
         if failed.iter().all(|(_, e)| e.code == code) {
             return Err(KafkaError::AdminOp(code));
         }
     }
-    Ok((listed, out, failed))
+    tracing::debug!(
+        groups = groups.len(),
+        read = asked,
+        full = plan.full,
+        "group offsets"
+    );
+    let (out, changed) = watch.update(plan, &groups, partitions, read, ends_after, Instant::now());
+    Ok(GroupRound {
+        listed,
+        committed: out,
+        failed,
+        changed,
+    })
+}
+
+/// The partition count of `__consumer_offsets`, from a Metadata request naming it.
+fn offsets_topic_partitions(reader: &AdminClient<DefaultClientContext>) -> Result<i32, String> {
+    let md = reader
+        .inner()
+        .fetch_metadata(Some(OFFSETS_TOPIC), TIMEOUT)
+        .map_err(|e| e.to_string())?;
+    let topic = md
+        .topics()
+        .iter()
+        .find(|t| t.name() == OFFSETS_TOPIC)
+        .ok_or_else(|| "not in the metadata".to_owned())?;
+    if let Some(e) = topic.error() {
+        return Err(RDKafkaErrorCode::from(e).to_string());
+    }
+    i32::try_from(topic.partitions().len())
+        .ok()
+        .filter(|&n| n > 0)
+        .ok_or_else(|| "no partitions".to_owned())
+}
+
+/// The end offsets of `__consumer_offsets`; `Err` unless every partition answered.
+fn consumer_offsets_ends(
+    reader: &AdminClient<DefaultClientContext>,
+    partitions: i32,
+) -> Result<Vec<i64>, String> {
+    kmirror_admin::end_offsets(reader.inner(), OFFSETS_TOPIC, partitions, TIMEOUT)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .map(|end| end.map_err(|e| e.to_string()))
+        .collect()
 }
 
 /// For each group idle on the target, commits the translations [`sync_decision`] allows.

@@ -31,6 +31,7 @@
 pub mod checkpoint;
 pub mod client;
 pub mod codec;
+mod commit_watch;
 pub mod error;
 pub mod failback;
 pub mod flow;

@@ -407,13 +407,16 @@ impl TopicSync {
                         Some(&filter),
                         Vec::new(),
                         &partitions,
+                        &mut crate::commit_watch::CommitWatch::every_group(),
                         &CancellationToken::new(),
                     )
                 })
                 .await
                 .map_err(|e| Error::Internal(format!("group listing: {e}")))?;
                 match listed {
-                    Ok((_, committed, failed)) => {
+                    Ok(crate::checkpoint::GroupRound {
+                        committed, failed, ..
+                    }) => {
                         for (group, e) in failed {
                             plan.notes
                                 .push(format!("offsets of consumer group {group} not read: {e}"));
