@@ -631,8 +631,9 @@ pub(crate) type Failed = Vec<(String, kmirror_admin::AdminError)>;
 /// Lists the source groups with `reader` if `filter` is given (otherwise uses `known`), then
 /// reads the committed offsets of the groups `watch` picks (see [`crate::commit_watch`]) in one
 /// batch of OffsetFetch requests on that client, and returns every group's offsets on
-/// `partitions`, read now or remembered (see [`GroupRound`]). `Err` when the listing fails, or when every group read failed for the same reason as
-/// the first (the cluster does not answer). Blocking.
+/// `partitions`, read now or remembered (see [`GroupRound`]). `Err` when the listing fails, or
+/// when every group read failed for the same reason as the first (the cluster does not
+/// answer). Blocking.
 pub(crate) fn fetch_committed(
     reader: &AdminClient<DefaultClientContext>,
     filter: Option<&kmirror_core::filter::NameFilter>,

@@ -32,6 +32,8 @@ pub mod checkpoint;
 pub mod client;
 pub mod codec;
 mod commit_watch;
+/// See [`kmirror_admin::limit_malloc_arenas`] (the binary calls it first thing).
+pub use kmirror_admin::limit_malloc_arenas;
 pub mod error;
 pub mod failback;
 pub mod flow;

@@ -268,7 +268,12 @@ fn init_logging(format: LogFormat, default_filter: &str) {
     }
 }
 
+/// Malloc arenas per core (glibc's default is eight): see [`kmirror_engine::limit_malloc_arenas`].
+const ARENAS_PER_CORE: usize = 2;
+
 fn main() -> ExitCode {
+    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+    kmirror_engine::limit_malloc_arenas((ARENAS_PER_CORE * cores).max(4));
     let cli = Cli::parse();
     match cli.command {
         Cmd::Validate { config } => match check(&config.config, config.secrets_dir.as_deref()) {
