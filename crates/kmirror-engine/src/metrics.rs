@@ -438,6 +438,17 @@ pub struct PartitionDelta {
     pub latency: Summary,
 }
 
+impl PartitionDelta {
+    /// Whether nothing happened.
+    pub fn is_empty(&self) -> bool {
+        self.acked == 0
+            && self.from_target == 0
+            && self.bytes == 0
+            && self.age.count == 0
+            && self.latency.count == 0
+    }
+}
+
 /// Count, sum, min, max and last of a series of values.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Summary {

@@ -396,10 +396,16 @@ impl StallWatch {
     }
 }
 
-/// A caught-up partition's watermarks are looked up once in this many status publications
-/// (each lookup scans librdkafka's topic list); a partition that moves, has records in flight
-/// or is behind, at every one.
+/// A caught-up partition's watermarks are looked up once in this many status publications at
+/// least (each lookup is a linear search of librdkafka's topic list); a partition that moves,
+/// has records in flight or is behind, at every one.
 const CAUGHT_UP_MARKS_EVERY: usize = 5;
+/// ... and with more partitions, less often: about this many lookups a publication, at most
+/// once in [`CAUGHT_UP_MARKS_EVERY_MAX`] (at 10,000 partitions of 1,000 topics, one lookup per
+/// partition every five seconds was 0.7 % of a core). A caught-up partition whose new records
+/// the consumer does not fetch is reported stalled that much later.
+const CAUGHT_UP_MARKS_PER_PUBLICATION: usize = 400;
+const CAUGHT_UP_MARKS_EVERY_MAX: usize = 30;
 
 /// The replication worker of one flow.
 pub struct Replicator {
@@ -2651,7 +2657,9 @@ impl Core {
         let now = Instant::now();
         let stall_after = self.settings.stall_after;
         self.publications = self.publications.wrapping_add(1);
-        let turn = self.publications % CAUGHT_UP_MARKS_EVERY;
+        let every = (self.slots.len() / CAUGHT_UP_MARKS_PER_PUBLICATION)
+            .clamp(CAUGHT_UP_MARKS_EVERY, CAUGHT_UP_MARKS_EVERY_MAX);
+        let turn = self.publications % every;
         let mut from_target = 0;
         for (i, s) in self.slots.iter_mut().enumerate() {
             let Some(s) = s.as_mut() else { continue };
@@ -2659,7 +2667,23 @@ impl Core {
             let settled = s.watch.state == "caught_up"
                 && progress == s.watch.progress
                 && s.tracker.in_flight() == 0;
-            if !settled || i % CAUGHT_UP_MARKS_EVERY == turn || s.watch.marks.is_none() {
+            if settled
+                && i % every != turn
+                && s.watch.marks.is_some()
+                && s.delta.is_empty()
+                && !s.map_unpublished
+                && s.pending_reset.is_none()
+                && matches!(s.tracker.state(), PipelineState::Running)
+            {
+                // Caught up, nothing fetched or acknowledged since the last look, and not its
+                // turn to look at the source's end again: nothing to publish. (Each look
+                // asks librdkafka for the partition's cached end, which it finds by a linear
+                // search over every topic; its windowed gauges then change every fifth second
+                // until they settle.)
+                s.watch.moved_at = now;
+                continue;
+            }
+            if !settled || i % every == turn || s.watch.marks.is_none() {
                 if let Some(m) = watermarks(&s.source.topic, s.source.partition) {
                     s.watch.marks = Some(m);
                 }
