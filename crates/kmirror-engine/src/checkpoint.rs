@@ -262,13 +262,10 @@ impl CheckpointJob {
             else {
                 return;
             };
-            let fetched = match fetched {
-                Ok((fetched, round_watch)) => {
-                    watch = round_watch;
-                    Ok(fetched)
-                }
-                Err(e) => Err(e),
-            };
+            let fetched = fetched.map(|(fetched, round_watch)| {
+                watch = round_watch;
+                fetched
+            });
             tracing::debug!(
                 took_ms = crate::now_millis() - round_start,
                 listed = refresh_due,
@@ -676,9 +673,11 @@ pub(crate) fn fetch_committed(
     .map_err(|e| KafkaError::AdminOp(e.code))?;
     // After a full read, the ends again: to tell a commit made while the round ran from one
     // placed where Kafka would not put it.
-    let ends_after = (plan.full && watch.tracking())
-        .then(|| watch.partitions(Instant::now()))
-        .flatten()
+    // (Not `watch.partitions(now)`: the full read is still due until the round is taken in,
+    // and that asks for a new count.)
+    let ends_after = watch
+        .listed_partitions(&plan)
+        .filter(|_| plan.full && watch.tracking())
         .and_then(|count| consumer_offsets_ends(reader, count).ok());
     let asked = plan.read.len();
     let (mut read, mut failed) = (Vec::with_capacity(answers.len()), Vec::new());

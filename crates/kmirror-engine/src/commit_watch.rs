@@ -160,6 +160,12 @@ impl CommitWatch {
         Plan { read, full, ends }
     }
 
+    /// The partition count the round's end offsets were listed for, to list them again after a
+    /// full read (`None` if they were not listed).
+    pub(crate) fn listed_partitions(&self, plan: &Plan) -> Option<i32> {
+        plan.ends.as_ref().and(self.partitions)
+    }
+
     /// Takes the round's answers (`ends_after`: the end offsets listed again after a full
     /// read, to check the placement) and returns every group's offsets on `mirrored`, read now
     /// or remembered, and the groups whose offsets differ from what was last read of them (or
@@ -335,7 +341,10 @@ mod tests {
         // The minute passed: every group.
         let later = start + FULL_READ_EVERY;
         assert_eq!(w.partitions(later), None, "the count is looked up again");
-        assert!(w.plan(&more, Some(Ok((50, ends))), later).full);
+        let plan = w.plan(&more, Some(Ok((50, ends))), later);
+        assert!(plan.full);
+        // The ends are listed again after a full read, for the count they were listed for.
+        assert_eq!(w.listed_partitions(&plan), Some(50));
     }
 
     #[test]
