@@ -62,7 +62,6 @@ impl TopicSync {
         [self.mirror.source.as_str(), self.mirror.target.as_str()]
     }
 
-    /// Both topic listings.
     /// The replicated source topics and their partition counts.
     pub(crate) async fn replicated(&self) -> Result<Vec<(String, i32)>> {
         let (source, _) = self.listings().await?;
@@ -72,6 +71,7 @@ impl TopicSync {
             .collect())
     }
 
+    /// Both topic listings, taken now.
     async fn listings(&self) -> Result<(BTreeMap<String, i32>, BTreeMap<String, i32>)> {
         let timeout = self.timeout();
         let source = list_topics(&self.source, timeout).await?;
@@ -489,9 +489,13 @@ impl TopicSync {
             tokio::select! {
                 () = stop.cancelled() => return,
                 _ = configs_tick.tick(), if configs_due.is_some() => {
-                    match self.listings().await {
-                        Ok((source, target)) => {
-                            let (changes, notes) = self.config_changes(&source, &target).await;
+                    // Which topics exist on both sides: the topic discovery's listings serve if
+                    // they are no older than this interval.
+                    let max_age = configs_due.unwrap_or_default();
+                    match self.listings_within(max_age).await {
+                        Ok(pair) => {
+                            let (source, target) = &*pair;
+                            let (changes, notes) = self.config_changes(source, target).await;
                             for n in notes {
                                 tracing::warn!("config sync: {n}");
                             }

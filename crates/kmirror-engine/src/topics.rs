@@ -191,6 +191,36 @@ pub struct TopicSync {
     /// listings for many seconds, so a topic never listed yet counts as deleted only after
     /// [`MISSING_UNSEEN_CONFIRMED_AFTER`].
     listed: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// The newest listings of both clusters, shared with the flow's other syncer.
+    listings: Arc<Listings>,
+}
+
+/// Topic listings of both clusters with their partition counts.
+pub type ListingPair = (BTreeMap<String, i32>, BTreeMap<String, i32>);
+
+/// The newest topic listings of both clusters, taken by the topic discovery round and reused by
+/// the config sync: a full listing names every partition (10,000 at 10,000 partitions) and
+/// librdkafka files all of it into its metadata cache, so one listing per cluster serves both.
+#[derive(Default)]
+pub struct Listings(std::sync::Mutex<Option<(std::time::Instant, Arc<ListingPair>)>>);
+
+impl Listings {
+    fn store(&self, source: &BTreeMap<String, i32>, target: &BTreeMap<String, i32>) {
+        if let Ok(mut l) = self.0.lock() {
+            *l = Some((
+                std::time::Instant::now(),
+                Arc::new((source.clone(), target.clone())),
+            ));
+        }
+    }
+
+    /// Both listings, if taken within `max_age`.
+    fn fresh(&self, max_age: Duration) -> Option<Arc<ListingPair>> {
+        let l = self.0.lock().ok()?;
+        l.as_ref()
+            .filter(|(at, _)| at.elapsed() <= max_age)
+            .map(|(_, pair)| Arc::clone(pair))
+    }
 }
 
 /// How long a target topic never listed since its creation must stay unlisted to count as
@@ -260,7 +290,26 @@ impl TopicSync {
             reported: std::sync::Mutex::default(),
             missing_since: std::sync::Mutex::default(),
             listed: std::sync::Mutex::default(),
+            listings: Arc::default(),
         }
+    }
+
+    /// Shares `listings` with another syncer of the same flow.
+    #[must_use]
+    pub fn sharing(mut self, listings: Arc<Listings>) -> Self {
+        self.listings = listings;
+        self
+    }
+
+    /// Both listings: the discovery round's if taken within `max_age`, else new ones.
+    pub(crate) async fn listings_within(&self, max_age: Duration) -> Result<Arc<ListingPair>> {
+        if let Some(pair) = self.listings.fresh(max_age) {
+            return Ok(pair);
+        }
+        let timeout = self.mirror.admin_timeout.min(LIST_TIMEOUT);
+        let source = list_topics(&self.source, timeout).await?;
+        let target = list_topics(&self.target, timeout).await?;
+        Ok(Arc::new((source, target)))
     }
 
     /// Whether the target topic of `topic` (being copied) has been missing from the listings
@@ -329,6 +378,7 @@ impl TopicSync {
         let timeout = self.mirror.admin_timeout.min(LIST_TIMEOUT);
         let source_topics = list_topics(&self.source, timeout).await?;
         let mut target_topics = list_topics(&self.target, timeout).await?;
+        self.listings.store(&source_topics, &target_topics);
         let mut out = Vec::new();
         let mut round = SyncRound::default();
         let mut pairs = Vec::new();

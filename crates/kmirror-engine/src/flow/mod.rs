@@ -86,6 +86,8 @@ pub struct Flow {
     options: FlowOptions,
     /// Whether this replica runs the singleton jobs (always, without scale-out).
     leadership: crate::ownership::Leadership,
+    /// The topic discovery's newest listings, which the config sync reuses.
+    listings: Arc<crate::topics::Listings>,
 }
 
 impl Flow {
@@ -116,6 +118,7 @@ impl Flow {
             status,
             options,
             leadership: crate::ownership::Leadership::new(mirror.scale_out.is_none()),
+            listings: Arc::default(),
         };
         for (role, cfg) in flow.client_configs() {
             check_properties(&cfg).map_err(|e| Error::Config(format!("{role}: {e}")))?;
@@ -362,7 +365,8 @@ impl Flow {
             source_admin,
             target_admin,
             Arc::clone(&self.options.metrics),
-        );
+        )
+        .sharing(Arc::clone(&self.listings));
         let mut carried = Carried {
             initial: None,
             failing_since: None,
@@ -974,7 +978,8 @@ impl Flow {
             source_admin,
             target_admin,
             Arc::clone(&self.options.metrics),
-        );
+        )
+        .sharing(Arc::clone(&self.listings));
         sync.run_config_and_acl_sync(self.group_lister(), stop)
             .await;
     }
