@@ -57,12 +57,8 @@ fn defaults(role: Role) -> &'static [(&'static str, &'static str)] {
             ("fetch.max.bytes", "16777216"),
             // librdkafka has no incremental fetch sessions: every fetch names every assigned
             // partition, and its answer too, so an idle consumer of 10,000 partitions spends a
-            // tenth of a core on fetches at 500 ms (librdkafka's default), 3 % at 1 s. New
-            // records end the wait at once; what waits is a partition assigned, resumed or
-            // repositioned while every other one is idle (one fetch is in flight per broker):
-            // up to this long, on paths that are rare (new topics, restarts after errors,
-            // handovers).
-            ("fetch.wait.max.ms", "3000"),
+            // tenth of a core on fetches at 500 ms. New records end the wait at once.
+            ("fetch.wait.max.ms", "1000"),
             // Once the fetched records fill `queued.max.messages.kbytes` (or number
             // `queued.min.messages`), librdkafka fetches again only after this long (1 s by
             // default) even if the queue drained meanwhile: a copy that drains a queue in less
