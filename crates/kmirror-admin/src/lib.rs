@@ -910,6 +910,19 @@ pub fn end_offsets<C: ClientContext>(
     partitions: i32,
     timeout: Duration,
 ) -> Result<Vec<Result<i64, AdminError>>, AdminError> {
+    let mut answers = end_offsets_of(client, &[(topic, partitions)], timeout)?;
+    Ok(answers.pop().unwrap_or_default())
+}
+
+/// [`end_offsets`] of several topics (name, partition count) in one admin ListOffsets call:
+/// one request per leader for all of them. Each topic's outcomes, in the order given. The call
+/// fails as a whole when a partition's leader is still unknown at `timeout`, and when a topic
+/// is named twice.
+pub fn end_offsets_of<C: ClientContext>(
+    client: &Client<C>,
+    topics: &[(&str, i32)],
+    timeout: Duration,
+) -> Result<Vec<Vec<Result<i64, AdminError>>>, AdminError> {
     struct List(*mut rd::rd_kafka_topic_partition_list_t);
     impl Drop for List {
         fn drop(&mut self) {
@@ -918,32 +931,60 @@ pub fn end_offsets<C: ClientContext>(
             unsafe { rd::rd_kafka_topic_partition_list_destroy(self.0) }
         }
     }
-    if partitions <= 0 {
-        return Ok(Vec::new());
+    let missing = || {
+        Err(AdminError::new(
+            RDKafkaErrorCode::Fail,
+            "the partition is missing from the ListOffsets answer",
+        ))
+    };
+    let mut out: Vec<Vec<Result<i64, AdminError>>> = topics
+        .iter()
+        .map(|(_, n)| (0..(*n).max(0)).map(|_| missing()).collect())
+        .collect();
+    let total: usize = topics
+        .iter()
+        .map(|(_, n)| usize::try_from(*n).unwrap_or(0))
+        .sum();
+    if total == 0 {
+        return Ok(out);
     }
-    let name = c_string(topic)?;
+    let mut index = std::collections::HashMap::with_capacity(topics.len());
+    for (i, &(topic, _)) in topics.iter().enumerate() {
+        if index.insert(topic, i).is_some() {
+            return Err(AdminError::new(
+                RDKafkaErrorCode::InvalidArgument,
+                format!("topic {topic} named twice"),
+            ));
+        }
+    }
     let rk = client.native_ptr();
     // SAFETY: a plain allocation; checked for null below.
-    let list = List(unsafe { rd::rd_kafka_topic_partition_list_new(partitions) });
+    let list = List(unsafe {
+        rd::rd_kafka_topic_partition_list_new(c_int::try_from(total).unwrap_or(c_int::MAX))
+    });
     if list.0.is_null() {
         return Err(AdminError::new(
             RDKafkaErrorCode::Fail,
             "librdkafka could not build a partition list",
         ));
     }
-    for p in 0..partitions {
-        // SAFETY: the list and the name are alive; librdkafka copies the name and returns the
-        // element it added, owned by the list.
-        let element = unsafe { rd::rd_kafka_topic_partition_list_add(list.0, name.as_ptr(), p) };
-        if element.is_null() {
-            return Err(AdminError::new(
-                RDKafkaErrorCode::Fail,
-                "librdkafka could not add to a partition list",
-            ));
-        }
-        // SAFETY: `element` belongs to the live list.
-        unsafe {
-            (*element).offset = rd::rd_kafka_OffsetSpec_t::RD_KAFKA_OFFSET_SPEC_LATEST as i64;
+    for &(topic, partitions) in topics {
+        let name = c_string(topic)?;
+        for p in 0..partitions {
+            // SAFETY: the list and the name are alive; librdkafka copies the name and returns
+            // the element it added, owned by the list.
+            let element =
+                unsafe { rd::rd_kafka_topic_partition_list_add(list.0, name.as_ptr(), p) };
+            if element.is_null() {
+                return Err(AdminError::new(
+                    RDKafkaErrorCode::Fail,
+                    "librdkafka could not add to a partition list",
+                ));
+            }
+            // SAFETY: `element` belongs to the live list.
+            unsafe {
+                (*element).offset = rd::rd_kafka_OffsetSpec_t::RD_KAFKA_OFFSET_SPEC_LATEST as i64;
+            }
         }
     }
     let queue = Queue::new(rk)?;
@@ -986,13 +1027,6 @@ pub fn end_offsets<C: ClientContext>(
         // SAFETY: librdkafka returns `n` valid pointers that live as long as the event.
         unsafe { std::slice::from_raw_parts(array, n) }
     };
-    let missing = || {
-        Err(AdminError::new(
-            RDKafkaErrorCode::Fail,
-            "the partition is missing from the ListOffsets answer",
-        ))
-    };
-    let mut out: Vec<Result<i64, AdminError>> = (0..partitions).map(|_| missing()).collect();
     for &info in infos {
         // SAFETY: `info` belongs to the live event, and so does the partition it returns.
         let tp = unsafe { rd::rd_kafka_ListOffsetsResultInfo_topic_partition(info) };
@@ -1000,14 +1034,33 @@ pub fn end_offsets<C: ClientContext>(
             continue;
         }
         // SAFETY: as above; read before the event is dropped.
-        let (partition, offset, err) = unsafe { ((*tp).partition, (*tp).offset, (*tp).err) };
-        let Some(slot) = usize::try_from(partition).ok().and_then(|i| out.get_mut(i)) else {
+        let (name, partition, offset, err) =
+            unsafe { ((*tp).topic, (*tp).partition, (*tp).offset, (*tp).err) };
+        if name.is_null() {
+            continue;
+        }
+        // SAFETY: a NUL-terminated name owned by the live event.
+        let name = unsafe { CStr::from_ptr(name) };
+        let Some(&i) = name.to_str().ok().and_then(|n| index.get(n)) else {
             continue;
         };
-        *slot = if err == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
-            Ok(offset)
-        } else {
+        let Some(slot) = usize::try_from(partition)
+            .ok()
+            .and_then(|p| out.get_mut(i).and_then(|v| v.get_mut(p)))
+        else {
+            continue;
+        };
+        *slot = if err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
             Err(AdminError::new(err.into(), ""))
+        } else if offset < 0 {
+            // librdkafka's placeholder for a partition whose leader's request failed or timed
+            // out: it passes no error for it.
+            Err(AdminError::new(
+                RDKafkaErrorCode::RequestTimedOut,
+                "no answer from the partition's leader",
+            ))
+        } else {
+            Ok(offset)
         };
     }
     Ok(out)
