@@ -1025,15 +1025,48 @@ impl Replicator {
                 tracing::warn!("assigning partitions at their beginning again failed: {e}");
             }
         }
+        // Both ends of every running partition, in one ListOffsets request per broker for each
+        // end (one request per partition took hours at 10,000 partitions: each waits behind the
+        // fetch the broker holds on the same connection).
+        let known = || {
+            self.core
+                .slots
+                .iter()
+                .flatten()
+                .filter(|s| s.tracker.is_running() && s.position_known)
+                .map(|s| (s.source.topic.to_string(), s.source.partition))
+        };
+        if known().next().is_none() {
+            return;
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let ends = crate::tail::list_offsets(
+            &self.consumer,
+            known(),
+            rdkafka::Offset::Beginning,
+            deadline,
+        )
+        .and_then(|lows| {
+            crate::tail::list_offsets(&self.consumer, known(), rdkafka::Offset::End, deadline)
+                .map(|highs| (lows, highs))
+        });
+        let (lows, highs) = match ends {
+            Ok(ends) => ends,
+            Err(e) => {
+                // As when one partition's lookup failed before: its partition stands still, and
+                // the stall check reports it and assigns it again, which fetches (and fails)
+                // again.
+                tracing::warn!("cannot read the source's log starts and ends after an out-of-range position: {e}");
+                return;
+            }
+        };
         for slot in self.core.slots.iter_mut().flatten() {
             if !slot.tracker.is_running() || !slot.position_known {
                 continue;
             }
             let tp = &slot.source;
-            let Ok((low, high)) =
-                self.consumer
-                    .fetch_watermarks(&tp.topic, tp.partition, Duration::from_secs(10))
-            else {
+            let key = (tp.topic.to_string(), tp.partition);
+            let (Some(&low), Some(&high)) = (lows.get(&key), highs.get(&key)) else {
                 continue;
             };
             let next = slot.tracker.fetch_next();
