@@ -27,7 +27,9 @@ use rdkafka::ClientConfig;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
-use crate::topics::{describe_topic_configs, list_topics, Admin, TopicSync, LIST_TIMEOUT};
+use crate::topics::{
+    describe_topic_configs, list_topics, Admin, ListingPair, TopicSync, LIST_TIMEOUT,
+};
 
 /// Topics with the operations to send for each.
 type AlterRequest = Vec<(String, Vec<(String, AlterOp)>)>;
@@ -73,11 +75,19 @@ impl TopicSync {
     }
 
     /// Both topic listings, taken now.
-    async fn listings(&self) -> Result<(BTreeMap<String, i32>, BTreeMap<String, i32>)> {
+    async fn listings(&self) -> Result<ListingPair> {
         let timeout = self.timeout();
         let source = list_topics(&self.source, timeout).await?;
         let target = list_topics(&self.target, timeout).await?;
         Ok((source, target))
+    }
+
+    /// Both listings: the topic discovery's if taken within `max_age`, else new ones.
+    async fn listings_within(&self, max_age: Duration) -> Result<Arc<ListingPair>> {
+        match self.listings.fresh(max_age) {
+            Some(pair) => Ok(pair),
+            None => self.listings().await.map(Arc::new),
+        }
     }
 
     /// Config differences for mirrored topics that exist on the target; problems reading

@@ -192,7 +192,7 @@ pub struct TopicSync {
     /// [`MISSING_UNSEEN_CONFIRMED_AFTER`].
     listed: std::sync::Mutex<std::collections::HashSet<String>>,
     /// The newest listings of both clusters, shared with the flow's other syncer.
-    listings: Arc<Listings>,
+    pub(crate) listings: Arc<Listings>,
 }
 
 /// Topic listings of both clusters with their partition counts.
@@ -215,7 +215,7 @@ impl Listings {
     }
 
     /// Both listings, if taken within `max_age`.
-    fn fresh(&self, max_age: Duration) -> Option<Arc<ListingPair>> {
+    pub(crate) fn fresh(&self, max_age: Duration) -> Option<Arc<ListingPair>> {
         let l = self.0.lock().ok()?;
         l.as_ref()
             .filter(|(at, _)| at.elapsed() <= max_age)
@@ -299,17 +299,6 @@ impl TopicSync {
     pub fn sharing(mut self, listings: Arc<Listings>) -> Self {
         self.listings = listings;
         self
-    }
-
-    /// Both listings: the discovery round's if taken within `max_age`, else new ones.
-    pub(crate) async fn listings_within(&self, max_age: Duration) -> Result<Arc<ListingPair>> {
-        if let Some(pair) = self.listings.fresh(max_age) {
-            return Ok(pair);
-        }
-        let timeout = self.mirror.admin_timeout.min(LIST_TIMEOUT);
-        let source = list_topics(&self.source, timeout).await?;
-        let target = list_topics(&self.target, timeout).await?;
-        Ok(Arc::new((source, target)))
     }
 
     /// Whether the target topic of `topic` (being copied) has been missing from the listings
