@@ -241,6 +241,36 @@ pub fn probe(
     timeout: Duration,
     stop: &CancellationToken,
 ) -> Result<Probed, String> {
+    let mut answer = None;
+    probe_then(config, topics, timeout, stop, |a| answer = Some(a));
+    answer.unwrap_or_else(|| Err("codec probe: no answer".to_owned()))
+}
+
+/// As [`probe`], but hands the answer to `answer` before its consumer is closed: rdkafka
+/// closes a consumer (of a group, as every consumer that assigns partitions is) by polling
+/// in steps of 100 ms, and the close that takes a few milliseconds costs a tenth of a second
+/// that the start of the copy need not wait for.
+pub fn probe_then(
+    config: &ClientConfig,
+    topics: &[(String, i32)],
+    timeout: Duration,
+    stop: &CancellationToken,
+    answer: impl FnOnce(Result<Probed, String>),
+) {
+    let mut consumer = None;
+    let probed = probe_with(config, topics, timeout, stop, &mut consumer);
+    answer(probed);
+    drop(consumer);
+}
+
+/// [`probe`], leaving its consumer in `closing` for the caller to drop.
+fn probe_with(
+    config: &ClientConfig,
+    topics: &[(String, i32)],
+    timeout: Duration,
+    stop: &CancellationToken,
+    closing: &mut Option<BaseConsumer<ProbeContext>>,
+) -> Result<Probed, String> {
     if topics.is_empty() {
         return Ok(Probed::default());
     }
@@ -350,6 +380,7 @@ pub fn probe(
         .filter(|t| !codecs.contains_key(**t))
         .map(|t| (*t).to_owned())
         .collect();
+    *closing = Some(consumer);
     Ok(Probed {
         codecs,
         undetermined,

@@ -77,21 +77,28 @@ impl Flow {
             .source
             .config(Role::ProgressReader, &[&c.source_all, &c.source_consumer]);
         let stop = shutdown.clone();
-        let probed = tokio::task::spawn_blocking(move || {
-            crate::codec::probe(&config, &unknown, CODEC_PROBE_TIMEOUT, &stop)
-        })
-        .await;
-        let probed = match probed {
-            Ok(Ok(p)) => p,
-            Ok(Err(e)) => {
-                tracing::warn!("cannot look at the source's batches ({e}): topics without a compression.type are written uncompressed");
-                crate::codec::Probed {
-                    codecs: HashMap::new(),
-                    undetermined: unknown_names,
-                }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        // The answer comes before the probe's consumer is closed, which goes on meanwhile.
+        let task = tokio::task::spawn_blocking(move || {
+            crate::codec::probe_then(&config, &unknown, CODEC_PROBE_TIMEOUT, &stop, |a| {
+                let _ = tx.send(a);
+            });
+        });
+        let probed = match rx.await {
+            Ok(answer) => {
+                self.closing(task);
+                answer
             }
+            // The task ended without an answer: it panicked.
+            Err(_) => Err(match task.await {
+                Err(e) => e.to_string(),
+                Ok(()) => "no answer".to_owned(),
+            }),
+        };
+        let probed = match probed {
+            Ok(p) => p,
             Err(e) => {
-                tracing::warn!("codec probe: {e}");
+                tracing::warn!("cannot look at the source's batches ({e}): topics without a compression.type are written uncompressed");
                 crate::codec::Probed {
                     codecs: HashMap::new(),
                     undetermined: unknown_names,

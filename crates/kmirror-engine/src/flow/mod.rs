@@ -88,6 +88,9 @@ pub struct Flow {
     leadership: crate::ownership::Leadership,
     /// The topic discovery's newest listings, which the config sync reuses.
     listings: Arc<crate::topics::Listings>,
+    /// Blocking tasks that close clients whose answers were already used (see
+    /// [`crate::codec::probe_then`]), awaited when the flow's clients stop.
+    closing: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl Flow {
@@ -119,6 +122,7 @@ impl Flow {
             options,
             leadership: crate::ownership::Leadership::new(mirror.scale_out.is_none()),
             listings: Arc::default(),
+            closing: std::sync::Mutex::default(),
         };
         for (role, cfg) in flow.client_configs() {
             check_properties(&cfg).map_err(|e| Error::Config(format!("{role}: {e}")))?;
@@ -293,7 +297,32 @@ impl Flow {
             until_stopped(&side_stop, target_sync),
             until_stopped(&side_stop, permissions)
         );
+        self.closed().await;
         result
+    }
+
+    /// Keeps `task`, a blocking task closing a client, to be awaited by [`Self::closed`].
+    fn closing(&self, task: tokio::task::JoinHandle<()>) {
+        if let Ok(mut closing) = self.closing.lock() {
+            closing.retain(|t| !t.is_finished());
+            closing.push(task);
+        }
+    }
+
+    /// Waits for the clients being closed, at most [`CLIENT_CLOSE_WAIT`] in all (a close that
+    /// waits on a cluster that does not answer ends on its own timeout).
+    async fn closed(&self) {
+        let tasks = self
+            .closing
+            .lock()
+            .map(|mut c| std::mem::take(&mut *c))
+            .unwrap_or_default();
+        let all = async {
+            for task in tasks {
+                let _ = task.await;
+            }
+        };
+        let _ = tokio::time::timeout(CLIENT_CLOSE_WAIT, all).await;
     }
 
     async fn run_flow(
@@ -1049,6 +1078,7 @@ impl Flow {
                 .await
                 .into_iter()
                 .collect();
+            self.closed().await;
             for (topic, (codec, from)) in decided {
                 plan.compression.push(kmirror_core::plan::TopicCompression {
                     topic,
