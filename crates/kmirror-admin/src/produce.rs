@@ -65,6 +65,12 @@ where
         &self.producer
     }
 
+    /// Makes `topic`'s handle now, before its first record: librdkafka then asks for the
+    /// metadata of a topic new to it at once, and the first record need not wait for it.
+    pub fn prepare(&self, topic: &str) -> Result<(), KafkaError> {
+        self.topic(topic).map(|_| ())
+    }
+
     /// The handle of `topic`, made on first use.
     fn topic(&self, topic: &str) -> Result<*mut rd::rd_kafka_topic_t, KafkaError> {
         if let Some(t) = self.topics.borrow().get(topic) {

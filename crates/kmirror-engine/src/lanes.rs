@@ -453,6 +453,14 @@ impl Lanes {
         )
     }
 
+    /// Makes the handle of `topic` on `lane` now (see [`kmirror_admin::TopicProducer::prepare`]):
+    /// the metadata of a target topic is asked for while its first records are fetched.
+    pub fn prepare(&self, lane: usize, topic: &str) {
+        if let Err(e) = self.lane(lane).prepare(topic) {
+            tracing::debug!(topic, "topic handle: {e}");
+        }
+    }
+
     /// The lane for `partition` of a target topic whose `max.message.bytes` is `limit` and
     /// whose batches should use `codec` (created if needed).
     pub fn route(

@@ -1628,6 +1628,7 @@ impl Core {
             a.max_message_bytes,
             a.compression,
         );
+        self.lanes.prepare(route.lane, &a.target_topic);
         if self.assigning_many {
             tracing::debug!(topic = %a.source.topic, partition = a.source.partition, start = ?a.start, target = %a.target_topic, "partition assigned");
         } else {
