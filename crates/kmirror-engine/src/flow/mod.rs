@@ -335,14 +335,22 @@ impl Flow {
         let shutdown = shutdown.clone();
         let progress = &self.mirror.progress;
         let timeout = self.mirror.admin_timeout;
+        let sync = TopicSync::new(
+            Arc::clone(&self.mirror),
+            source_admin,
+            target_admin,
+            Arc::clone(&self.options.metrics),
+        )
+        .sharing(Arc::clone(&self.listings));
+        let (source_admin, target_admin) = (&sync.source, &sync.target);
         // The progress topic and the offset-syncs topic are prepared side by side.
         let offset_syncs = async {
             let Some(os) = &self.mirror.offset_syncs else {
                 return Ok(Some(None));
             };
             let admin = match os.location {
-                SyncLocation::Source => &source_admin,
-                SyncLocation::Target => &target_admin,
+                SyncLocation::Source => source_admin,
+                SyncLocation::Target => target_admin,
             };
             ensure_compacted_topic_retrying(
                 admin,
@@ -355,17 +363,37 @@ impl Flow {
             .await
             .map(|p| p.map(Some))
         };
-        // The first error (one the operator must fix) ends the wait for the other.
-        let (prepared, syncs_prepared) = tokio::try_join!(
+        // The codecs of the source's topics are looked up meanwhile: at a start the lookup
+        // (a consumer reading the newest batches) takes longer than the first topic sync, and
+        // the copy of a topic waits for its codec.
+        let codecs = async {
+            if self.codec_fixed() {
+                return Ok(HashMap::new());
+            }
+            let lookup = async {
+                let Ok(topics) = sync.replicated().await else {
+                    return HashMap::new();
+                };
+                self.decide_codecs(&sync, &topics, &shutdown).await
+            };
+            // (A listing waits up to its timeout for a source that does not answer.)
+            Ok(tokio::select! {
+                codecs = lookup => codecs,
+                () = shutdown.cancelled() => HashMap::new(),
+            })
+        };
+        // The first error (one the operator must fix) ends the wait for the others.
+        let (prepared, syncs_prepared, codecs) = tokio::try_join!(
             ensure_compacted_topic_retrying(
-                &target_admin,
+                target_admin,
                 &progress.topic,
                 progress.partitions,
                 progress.replication_factor,
                 timeout,
                 &shutdown,
             ),
-            offset_syncs
+            offset_syncs,
+            codecs
         )?;
         let (Some(prepared), Some(_)) = (prepared, syncs_prepared) else {
             return Ok(());
@@ -389,17 +417,11 @@ impl Flow {
                     .set(secs);
             }
         }
-        let sync = TopicSync::new(
-            Arc::clone(&self.mirror),
-            source_admin,
-            target_admin,
-            Arc::clone(&self.options.metrics),
-        )
-        .sharing(Arc::clone(&self.listings));
         let mut carried = Carried {
             initial: None,
             failing_since: None,
             last_round: None,
+            codecs,
             membership: match &self.mirror.scale_out {
                 Some(scale_out) => Some(self.join_group(scale_out)?),
                 None => None,
@@ -561,6 +583,7 @@ impl Flow {
             failing_since,
             membership,
             last_round,
+            codecs: looked_up,
         } = carried;
         let c = &self.mirror.clients;
         let progress = &self.mirror.progress;
@@ -720,11 +743,13 @@ impl Flow {
                     next_sync = tokio::time::Instant::now() + refresh.min(Duration::from_secs(86_400));
                     let hold = plan.hold(&self.status);
                     let codec_fixed = self.codec_fixed();
+                    let looked_up = std::mem::take(looked_up);
                     // The codecs of source topics not seen before are looked up while the
-                    // target topics are created, so that the copy starts no later.
+                    // target topics are created, so that the copy starts no later (at a start,
+                    // while the internal topics were prepared).
                     let early_codecs = async {
-                        if codec_fixed {
-                            return HashMap::new();
+                        if codec_fixed || !looked_up.is_empty() {
+                            return looked_up;
                         }
                         let Ok(topics) = sync.replicated().await else {
                             return HashMap::new();
@@ -934,6 +959,9 @@ struct Carried {
     membership: Option<crate::ownership::Membership>,
     /// Scale-out: the last topic refresh, applied again to the partitions the group gives.
     last_round: Option<crate::topics::SyncRound>,
+    /// The codecs looked up while the flow's internal topics were prepared, for the first
+    /// topic sync.
+    codecs: HashMap<String, (Codec, CodecSource)>,
 }
 
 /// How long every topic refresh may fail while both clusters answer new clients, before the
