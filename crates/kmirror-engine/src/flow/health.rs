@@ -9,25 +9,35 @@ impl Flow {
     /// certificates, keys and passwords are read again, so that Secrets fixed or rotated in place
     /// are picked up without a restart. Returns `false` on shutdown.
     pub(super) async fn preflight(&mut self, shutdown: &CancellationToken) -> Result<bool> {
-        for source_side in [true, false] {
+        // Both clusters are asked at once; a side that does not answer is reported and asked
+        // again after each pause, the source first. (The target's first answer is used only
+        // if the source answered at once: otherwise it may be old news.)
+        let (source_first, target_first) =
+            tokio::join!(self.probe_side(true).1, self.probe_side(false).1);
+        let mut firsts = [Some(source_first), Some(target_first)];
+        let mut retried = false;
+        for (source_side, first) in [true, false].into_iter().zip(&mut firsts) {
             let mut reported: Option<(String, tokio::time::Instant)> = None;
+            if retried {
+                *first = None;
+            }
             loop {
-                let c = &self.mirror.clients;
-                let (factory, cfg) = if source_side {
-                    let f = self.source.clone();
-                    let cfg = f.config(Role::Admin, &[&c.source_all, &c.source_admin]);
-                    (f, cfg)
-                } else {
-                    let f = self.target.clone();
-                    let cfg = f.config(Role::Admin, &[&c.target_all, &c.target_admin]);
-                    (f, cfg)
+                let (factory, outcome) = match first.take() {
+                    Some(outcome) => (
+                        if source_side {
+                            self.source.clone()
+                        } else {
+                            self.target.clone()
+                        },
+                        outcome,
+                    ),
+                    None => {
+                        let (factory, probed) = self.probe_side(source_side);
+                        (factory, probed.await)
+                    }
                 };
                 let alias = factory.cluster().alias.clone();
-                let f = factory.clone();
-                let outcome =
-                    tokio::task::spawn_blocking(move || probe(&f, &cfg, PREFLIGHT_TIMEOUT))
-                        .await
-                        .map_err(|e| Error::Internal(format!("probe: {e}")))?;
+                let outcome = outcome.map_err(|e| Error::Internal(format!("probe: {e}")))?;
                 let (kind, message) = match outcome {
                     Ok(()) => {
                         tracing::info!(cluster = %alias, "connected");
@@ -60,9 +70,44 @@ impl Flow {
                     return Ok(false);
                 }
                 self.reload_security(source_side);
+                retried = true;
             }
         }
         Ok(true)
+    }
+
+    /// The factory of one side and a probe of its cluster with its admin settings (started
+    /// at once, on the blocking pool).
+    #[allow(clippy::type_complexity)]
+    fn probe_side(
+        &self,
+        source_side: bool,
+    ) -> (
+        ClientFactory,
+        impl std::future::Future<
+            Output = std::result::Result<
+                std::result::Result<(), (String, Option<crate::client::Diagnosis>)>,
+                tokio::task::JoinError,
+            >,
+        >,
+    ) {
+        let c = &self.mirror.clients;
+        let (factory, cfg) = if source_side {
+            let cfg = self
+                .source
+                .config(Role::Admin, &[&c.source_all, &c.source_admin]);
+            (self.source.clone(), cfg)
+        } else {
+            let cfg = self
+                .target
+                .config(Role::Admin, &[&c.target_all, &c.target_admin]);
+            (self.target.clone(), cfg)
+        };
+        let f = factory.clone();
+        (
+            factory,
+            tokio::task::spawn_blocking(move || probe(&f, &cfg, PREFLIGHT_TIMEOUT)),
+        )
     }
 
     /// Reads a cluster's certificates, keys and password files again.
