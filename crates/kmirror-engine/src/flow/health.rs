@@ -91,8 +91,18 @@ impl Flow {
             >,
         >,
     ) {
+        let (factory, cfg) = self.admin_side(source_side);
+        let f = factory.clone();
+        (
+            factory,
+            tokio::task::spawn_blocking(move || probe(&f, &cfg, PREFLIGHT_TIMEOUT)),
+        )
+    }
+
+    /// The factory of one side and its admin client's settings.
+    fn admin_side(&self, source_side: bool) -> (ClientFactory, rdkafka::ClientConfig) {
         let c = &self.mirror.clients;
-        let (factory, cfg) = if source_side {
+        if source_side {
             let cfg = self
                 .source
                 .config(Role::Admin, &[&c.source_all, &c.source_admin]);
@@ -102,12 +112,7 @@ impl Flow {
                 .target
                 .config(Role::Admin, &[&c.target_all, &c.target_admin]);
             (self.target.clone(), cfg)
-        };
-        let f = factory.clone();
-        (
-            factory,
-            tokio::task::spawn_blocking(move || probe(&f, &cfg, PREFLIGHT_TIMEOUT)),
-        )
+        }
     }
 
     /// Reads a cluster's certificates, keys and password files again.
@@ -199,18 +204,7 @@ impl Flow {
         if up {
             return true;
         }
-        let c = &self.mirror.clients;
-        let (factory, cfg) = if source_side {
-            let cfg = self
-                .source
-                .config(Role::Admin, &[&c.source_all, &c.source_admin]);
-            (self.source.clone(), cfg)
-        } else {
-            let cfg = self
-                .target
-                .config(Role::Admin, &[&c.target_all, &c.target_admin]);
-            (self.target.clone(), cfg)
-        };
+        let (factory, cfg) = self.admin_side(source_side);
         tokio::task::spawn_blocking(move || probe(&factory, &cfg, HEALTH_INTERVAL).is_ok())
             .await
             .unwrap_or(false)

@@ -301,6 +301,17 @@ impl Flow {
         result
     }
 
+    /// The flow's topic sync through these admin clients, sharing the flow's listings.
+    fn topic_sync(&self, source_admin: Admin, target_admin: Admin) -> TopicSync {
+        TopicSync::new(
+            Arc::clone(&self.mirror),
+            source_admin,
+            target_admin,
+            Arc::clone(&self.options.metrics),
+        )
+        .sharing(Arc::clone(&self.listings))
+    }
+
     /// Keeps `task`, a blocking task closing a client, to be awaited by [`Self::closed`].
     fn closing(&self, task: tokio::task::JoinHandle<()>) {
         if let Ok(mut closing) = self.closing.lock() {
@@ -335,13 +346,7 @@ impl Flow {
         let shutdown = shutdown.clone();
         let progress = &self.mirror.progress;
         let timeout = self.mirror.admin_timeout;
-        let sync = TopicSync::new(
-            Arc::clone(&self.mirror),
-            source_admin,
-            target_admin,
-            Arc::clone(&self.options.metrics),
-        )
-        .sharing(Arc::clone(&self.listings));
+        let sync = self.topic_sync(source_admin, target_admin);
         let (source_admin, target_admin) = (&sync.source, &sync.target);
         // The progress topic and the offset-syncs topic are prepared side by side.
         let offset_syncs = async {
@@ -1030,13 +1035,7 @@ impl Flow {
         if !before_stop(topics_synced, &stop).await {
             return;
         }
-        let sync = TopicSync::new(
-            Arc::clone(&self.mirror),
-            source_admin,
-            target_admin,
-            Arc::clone(&self.options.metrics),
-        )
-        .sharing(Arc::clone(&self.listings));
+        let sync = self.topic_sync(source_admin, target_admin);
         sync.run_config_and_acl_sync(self.group_lister(), stop)
             .await;
     }
