@@ -241,9 +241,8 @@ pub fn probe(
     timeout: Duration,
     stop: &CancellationToken,
 ) -> Result<Probed, String> {
-    let mut answer = None;
-    probe_then(config, topics, timeout, stop, |a| answer = Some(a));
-    answer.unwrap_or_else(|| Err("codec probe: no answer".to_owned()))
+    let mut consumer = None;
+    probe_with(config, topics, timeout, stop, &mut consumer)
 }
 
 /// As [`probe`], but hands the answer to `answer` before its consumer is closed: rdkafka

@@ -86,7 +86,7 @@ impl Flow {
         });
         let probed = match rx.await {
             Ok(answer) => {
-                self.closing(task);
+                self.close_later(task);
                 answer
             }
             // The task ended without an answer: it panicked.
@@ -106,6 +106,24 @@ impl Flow {
             }
         };
         (configs, probed)
+    }
+
+    /// The codecs of the source topics the flow replicates, except those `known` (none when
+    /// the operator fixed the producer's codec, or the source cannot be listed).
+    pub(super) async fn replicated_codecs(
+        &self,
+        sync: &TopicSync,
+        known: impl Fn(&str) -> bool,
+        shutdown: &CancellationToken,
+    ) -> HashMap<String, (Codec, CodecSource)> {
+        if self.codec_fixed() {
+            return HashMap::new();
+        }
+        let Ok(topics) = sync.replicated().await else {
+            return HashMap::new();
+        };
+        let unknown: Vec<(String, i32)> = topics.into_iter().filter(|(t, _)| !known(t)).collect();
+        self.decide_codecs(sync, &unknown, shutdown).await
     }
 
     /// The codec each of `topics` gets (see [`choose_codec`]).

@@ -313,7 +313,7 @@ impl Flow {
     }
 
     /// Keeps `task`, a blocking task closing a client, to be awaited by [`Self::closed`].
-    fn closing(&self, task: tokio::task::JoinHandle<()>) {
+    fn close_later(&self, task: tokio::task::JoinHandle<()>) {
         if let Ok(mut closing) = self.closing.lock() {
             closing.retain(|t| !t.is_finished());
             closing.push(task);
@@ -372,18 +372,9 @@ impl Flow {
         // (a consumer reading the newest batches) takes longer than the first topic sync, and
         // the copy of a topic waits for its codec.
         let codecs = async {
-            if self.codec_fixed() {
-                return Ok(HashMap::new());
-            }
-            let lookup = async {
-                let Ok(topics) = sync.replicated().await else {
-                    return HashMap::new();
-                };
-                self.decide_codecs(&sync, &topics, &shutdown).await
-            };
             // (A listing waits up to its timeout for a source that does not answer.)
             Ok(tokio::select! {
-                codecs = lookup => codecs,
+                codecs = self.replicated_codecs(&sync, |_| false, &shutdown) => codecs,
                 () = shutdown.cancelled() => HashMap::new(),
             })
         };
@@ -753,17 +744,11 @@ impl Flow {
                     // target topics are created, so that the copy starts no later (at a start,
                     // while the internal topics were prepared).
                     let early_codecs = async {
-                        if codec_fixed || !looked_up.is_empty() {
+                        if !looked_up.is_empty() {
                             return looked_up;
                         }
-                        let Ok(topics) = sync.replicated().await else {
-                            return HashMap::new();
-                        };
-                        let unknown: Vec<(String, i32)> = topics
-                            .into_iter()
-                            .filter(|(t, _)| !plan.codecs.contains_key(t))
-                            .collect();
-                        self.decide_codecs(sync, &unknown, shutdown).await
+                        self.replicated_codecs(sync, |t| plan.codecs.contains_key(t), shutdown)
+                            .await
                     };
                     let (synced, mut codecs) = tokio::select! {
                         both = async { tokio::join!(sync.sync(&hold), early_codecs) } => both,
